@@ -1,0 +1,38 @@
+# The two commands a new user needs:
+#   make run   build everything and start a local cluster
+#   make test  build everything and run the test suites
+# Both install missing Debian packages first (scripts/install-deps.sh).
+
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps configure build run test bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+configure: $(BUILD_DIR)/CMakeCache.txt
+
+build: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+run: build
+	scripts/run-local.sh $(BUILD_DIR)/bin
+
+bench: build
+	$(BUILD_DIR)/bin/locus-index-bench --benchmark_counters_tabular=true
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR)

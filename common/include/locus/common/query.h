@@ -1,0 +1,78 @@
+// Queries and their answers as plain C++ values, shared by the units (which
+// execute them), the server (which scatters and reduces them) and clients.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "locus/common/geo.h"
+#include "locus/common/report.h"
+
+namespace locus {
+
+struct Circle {
+  geo::LatLon center;
+  double radiusM = 0;  // great-circle metres, >= 0
+};
+
+// What an area query covers. Circles have a centre (answers carry distances
+// and are ordered nearest first); boxes and polygons are ordered by id.
+using Area = std::variant<Circle, geo::Box, geo::Polygon>;
+
+struct NearestQuery {
+  geo::LatLon center;
+  uint32_t k = 10;          // >= 1
+  double maxDistanceM = 0;  // 0 = unlimited
+  double maxAgeS = 0;       // 0 = any age
+};
+
+struct AreaQuery {
+  Area area;
+  uint32_t limit = 0;      // 0 = all matches
+  bool countOnly = false;  // count the matches, return none
+  double maxAgeS = 0;      // 0 = any age
+};
+
+// One device in an answer.
+struct Hit {
+  std::string id;
+  double lat = 0;
+  double lon = 0;
+  int64_t tsMs = 0;
+  double distanceM = std::numeric_limits<double>::quiet_NaN();  // NaN without a centre
+  float speedMps = kAbsent;
+  float headingDeg = kAbsent;
+  float accuracyM = kAbsent;
+};
+
+// The order of answers: by (distance, id) when there is a centre, else by id
+// (bytewise). Every producer and reducer uses exactly this order.
+inline bool nearerThan(const Hit& a, const Hit& b) {
+  if (a.distanceM != b.distanceM) return a.distanceM < b.distanceM;
+  return a.id < b.id;
+}
+inline bool idBefore(const Hit& a, const Hit& b) { return a.id < b.id; }
+
+struct QueryResult {
+  std::vector<Hit> hits;  // in answer order, at most `limit` / `k`
+  uint64_t count = 0;     // all matches, even when a limit or countOnly cut `hits`
+};
+
+// Why a query must be refused, or nothing when it is valid. One line a
+// person can act on ("k must be at least 1").
+std::optional<std::string> validate(const NearestQuery& query);
+std::optional<std::string> validate(const AreaQuery& query);
+
+// Whether answers to this area are ordered by distance (circles) or by id.
+inline bool hasCenter(const Area& area) { return std::holds_alternative<Circle>(area); }
+
+// The earliest tsMs still young enough for a maxAgeS filter at nowMs
+// (INT64_MIN when maxAgeS is 0).
+int64_t minTsForAge(double maxAgeS, int64_t nowMs);
+
+}  // namespace locus

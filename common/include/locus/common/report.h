@@ -1,0 +1,34 @@
+// A position report as plain C++ values, and the one validation every entry
+// point (gateway protocols, units) applies before a report changes anything.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace locus {
+
+inline constexpr size_t kMaxIdBytes = 128;
+inline constexpr float kAbsent = std::numeric_limits<float>::quiet_NaN();
+
+struct Report {
+  std::string_view id;  // UTF-8, 1..kMaxIdBytes bytes, no control characters
+  double lat = 0;       // degrees
+  double lon = 0;       // degrees
+  int64_t tsMs = 0;     // ms since the Unix epoch; 0 = unset (stamped by the gateway)
+  float speedMps = kAbsent;    // NaN = absent
+  float headingDeg = kAbsent;  // NaN = absent
+  float accuracyM = kAbsent;   // NaN = absent
+};
+
+// Why `id` is not a valid device id, or nothing when it is.
+std::optional<std::string> validateId(std::string_view id);
+
+// Why `report` must be rejected, or nothing when it is valid. The reason is
+// one line a person can act on ("lat 95 is out of range [-90, 90]").
+std::optional<std::string> validateReport(const Report& report);
+
+}  // namespace locus

@@ -1,0 +1,82 @@
+// Cap'n Proto on the wire: reading untrusted messages with limits, and the
+// conversions between schema types (locus.capnp) and plain C++ values.
+//
+// Readers may throw kj::Exception when a message is malformed (a pointer out
+// of bounds, a limit exceeded); each server loop catches it in one place and
+// answers with a typed error.
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/array.h>
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <zmq.hpp>
+
+#include "locus.capnp.h"
+#include "locus/common/query.h"
+#include "locus/common/report.h"
+#include "locus/common/status.h"
+
+namespace locus {
+
+// Largest message a Locus endpoint accepts (ZMQ_MAXMSGSIZE on internal
+// sockets). A report batch of 10,000 reports with 128-byte ids is ~2 MiB.
+inline constexpr int64_t kMaxMessageBytes = 16 << 20;
+
+// Limits for reading untrusted messages: a traversal budget of twice the
+// largest message (so a message cannot make a reader walk far more data than
+// it sent) and a nesting depth well above the schema's.
+capnp::ReaderOptions untrustedReaderOptions();
+
+// A Cap'n Proto message viewed in place in a byte buffer: zero-copy when the
+// buffer is word-aligned, copied once otherwise. The buffer must outlive it.
+class FlatMessage {
+ public:
+  FlatMessage(const void* data, size_t size);
+  FlatMessage(const FlatMessage&) = delete;
+  FlatMessage& operator=(const FlatMessage&) = delete;
+
+  // Why the bytes are not a Cap'n Proto message, or nothing.
+  const std::optional<std::string>& error() const { return error_; }
+
+  // Precondition: !error(). May throw kj::Exception on a malformed message.
+  template <typename T>
+  typename T::Reader root() {
+    return reader_->getRoot<T>();
+  }
+
+ private:
+  kj::Array<capnp::word> copy_;
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
+  std::optional<std::string> error_;
+};
+
+// The message as one ZeroMQ frame; the frame owns the serialized words.
+zmq::message_t toFrame(capnp::MessageBuilder& message);
+
+// ---- conversions. read* functions may throw kj::Exception (see above).
+
+// The id is a view into the message: valid while the message lives.
+Report readReport(wire::Report::Reader r);
+void writeReport(const Report& report, wire::Report::Builder b);
+
+geo::LatLon readLatLon(wire::LatLon::Reader r);
+void writeLatLon(const geo::LatLon& p, wire::LatLon::Builder b);
+
+// Validated queries: an error for anything validate() refuses.
+Result<NearestQuery> readNearestQuery(wire::NearestQuery::Reader r);
+Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r);
+void writeNearestQuery(const NearestQuery& q, wire::NearestQuery::Builder b);
+void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b);
+
+QueryResult readQueryResult(wire::QueryResult::Reader r);
+void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b);
+
+Error readError(wire::Error::Reader r);
+void writeError(const Error& error, wire::Error::Builder b);
+
+}  // namespace locus

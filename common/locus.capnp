@@ -1,0 +1,220 @@
+@0xd192b1ee51e391e6;
+# Locus wire schema: the one definition of every message that crosses a
+# process boundary.
+#
+# - Devices and producers call the gateway's `Ingest` interface (Cap'n Proto
+#   RPC).
+# - Clients call the server's `LocationService` interface (Cap'n Proto RPC).
+# - The gateway and the server talk to location units over ZeroMQ, one
+#   `UnitRequest` / `UnitReply` message per frame.
+#
+# Conventions: angles are WGS84 degrees (latitude first in names, but
+# GeoJSON-style rings are lists of `LatLon`), distances are metres, times are
+# milliseconds since the Unix epoch. A NaN float means "absent" wherever a
+# field says so; a zero count or limit means "no limit" where a field says so.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("locus::wire");
+
+# ---------------------------------------------------------------- positions
+
+struct LatLon {
+  lat @0 :Float64;   # degrees, [-90, 90]
+  lon @1 :Float64;   # degrees, [-180, 180]
+}
+
+struct Report {
+  # One position of one device.
+  id @0 :Text;
+  # Device id: UTF-8, 1..128 bytes, no control characters.
+  lat @1 :Float64;
+  # Degrees, finite, [-90, 90].
+  lon @2 :Float64;
+  # Degrees, finite, [-180, 180].
+  tsMs @3 :Int64;
+  # When the position was taken, ms since the Unix epoch. 0 = unset: the
+  # gateway stamps its receive time. Per device the newest tsMs wins.
+  speedMps @4 :Float32 = nan;
+  # Optional ground speed in m/s (NaN = absent), finite and >= 0 if present.
+  headingDeg @5 :Float32 = nan;
+  # Optional course over ground in degrees [0, 360) (NaN = absent).
+  accuracyM @6 :Float32 = nan;
+  # Optional horizontal accuracy radius in metres (NaN = absent), >= 0.
+}
+
+struct ReportBatch {
+  reports @0 :List(Report);
+}
+
+struct Rejection {
+  # One report of a batch that was not accepted.
+  index @0 :UInt32;   # position of the report in its batch
+  reason @1 :Text;    # why, in words a person can act on
+}
+
+struct BatchResult {
+  accepted @0 :UInt32;
+  # Reports that passed validation. Includes stale ones: a report older than
+  # the stored position is acknowledged but changes nothing.
+  stale @1 :UInt32;
+  # Of the accepted, how many were older than what the unit already held
+  # (only units report this; the gateway reports 0).
+  rejected @2 :List(Rejection);
+  # The reports that failed validation, by index, with a reason.
+}
+
+# ------------------------------------------------------------------ queries
+
+struct Circle {
+  center @0 :LatLon;
+  radiusM @1 :Float64;   # great-circle radius in metres, >= 0
+}
+
+struct Box {
+  # A lon/lat box. `west > east` means the box crosses the antimeridian.
+  south @0 :Float64;
+  west @1 :Float64;
+  north @2 :Float64;
+  east @3 :Float64;
+}
+
+struct Polygon {
+  # A GeoJSON-style polygon: the first ring is the outer boundary, the rest
+  # are holes. Each ring is closed (first == last) and has >= 4 positions.
+  # Edges are straight lines in lon/lat (RFC 7946).
+  rings @0 :List(List(LatLon));
+}
+
+struct Area {
+  union {
+    circle @0 :Circle;
+    box @1 :Box;
+    polygon @2 :Polygon;
+  }
+}
+
+struct NearestQuery {
+  center @0 :LatLon;
+  k @1 :UInt32 = 10;           # how many, >= 1
+  maxDistanceM @2 :Float64;    # 0 = unlimited
+  maxAgeS @3 :Float64;         # ignore positions older than this; 0 = any age
+}
+
+struct AreaQuery {
+  # Devices inside an area. Circles answer nearest first; boxes and polygons
+  # answer in id order (bytewise), so a limit always keeps the same devices.
+  area @0 :Area;
+  limit @1 :UInt32;            # at most this many results; 0 = all
+  countOnly @2 :Bool;          # return only the count, no results
+  maxAgeS @3 :Float64;         # 0 = any age
+}
+
+struct Query {
+  union {
+    nearest @0 :NearestQuery;
+    within @1 :AreaQuery;
+    get @2 :Text;              # one device by id
+    stats @3 :Void;            # the unit's counters
+  }
+}
+
+struct Hit {
+  # One device in a query answer.
+  id @0 :Text;
+  lat @1 :Float64;
+  lon @2 :Float64;
+  tsMs @3 :Int64;
+  distanceM @4 :Float64 = nan; # great-circle distance to the query centre; NaN without one
+  speedMps @5 :Float32 = nan;
+  headingDeg @6 :Float32 = nan;
+  accuracyM @7 :Float32 = nan;
+}
+
+struct ShardCoverage {
+  total @0 :UInt32;     # units the query was sent to
+  answered @1 :UInt32;  # units that answered before the deadline
+}
+
+struct QueryResult {
+  hits @0 :List(Hit);
+  # Ordered: by (distanceM, id) when the query has a centre, else by id.
+  count @1 :UInt64;
+  # Total number of matches, even when a limit cut `hits` or countOnly is set.
+  partial @2 :Bool;
+  # True when some unit did not answer in time: the answer covers only
+  # `shards.answered` of `shards.total` units.
+  shards @3 :ShardCoverage;
+  tookUs @4 :UInt64;
+  # Time spent answering, microseconds, as measured by whoever answered.
+}
+
+struct UnitStats {
+  name @0 :Text;              # the unit's --name
+  devices @1 :UInt64;         # positions held (expired ones excluded once swept)
+  reportsApplied @2 :UInt64;  # reports that changed a position
+  reportsStale @3 :UInt64;    # reports ignored because a newer one was held
+  reportsRejected @4 :UInt64; # reports that failed validation
+  queriesServed @5 :UInt64;   # queries answered (any kind)
+  memoryBytes @6 :UInt64;     # the index's own accounting of its memory
+}
+
+struct ClusterStats {
+  units @0 :List(UnitStats);
+  shards @1 :ShardCoverage;
+}
+
+# ------------------------------------------------------------------- errors
+
+enum ErrorCode {
+  badRequest @0;     # the request is malformed or a value is out of range
+  notFound @1;       # e.g. `get` of an unknown id
+  timeout @2;        # no answer within the deadline
+  unavailable @3;    # a unit or the cluster cannot be reached
+  overloaded @4;     # try again later
+  internal @5;       # a bug: please report it
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;  # one line a person can act on
+}
+
+# ------------------------------------------------- internal: ZeroMQ to units
+
+struct UnitRequest {
+  # Sent by the gateway and the server to a unit's ROUTER socket, one per
+  # ZeroMQ frame. The unit answers every request with one UnitReply carrying
+  # the same requestId.
+  requestId @0 :UInt64;
+  union {
+    apply @1 :ReportBatch;   # store these positions
+    query @2 :Query;
+  }
+}
+
+struct UnitReply {
+  requestId @0 :UInt64;      # as in the request; 0 if the request was unreadable
+  union {
+    applied @1 :BatchResult; # answer to `apply`
+    result @2 :QueryResult;  # answer to a nearest/within/get query
+    stats @3 :UnitStats;     # answer to a stats query
+    error @4 :Error;         # the request was not acted upon
+  }
+}
+
+# ---------------------------------------------------- external: Cap'n Proto RPC
+
+interface Ingest {
+  # The gateway's device-facing fast path. Clients may pipeline many calls.
+  report @0 (batch :ReportBatch) -> (result :BatchResult);
+}
+
+interface LocationService {
+  # The server's query interface. Every method either returns its result or
+  # a typed `error`; the server itself never fails a call for bad input.
+  nearest @0 (query :NearestQuery) -> (result :QueryResult, error :Error);
+  within @1 (query :AreaQuery) -> (result :QueryResult, error :Error);
+  # Radius (circle), box and polygon queries; `countOnly` makes it "how many".
+  get @2 (id :Text) -> (result :QueryResult, error :Error);
+  stats @3 () -> (stats :ClusterStats, error :Error);
+}

@@ -1,0 +1,76 @@
+#include "locus/common/query.h"
+
+#include <fmt/format.h>
+
+namespace locus {
+namespace {
+
+std::optional<std::string> validateCenter(const geo::LatLon& c) {
+  if (!std::isfinite(c.lat) || c.lat < -90 || c.lat > 90) {
+    return fmt::format("lat {} is out of range [-90, 90]", c.lat);
+  }
+  if (!std::isfinite(c.lon) || c.lon < -180 || c.lon > 180) {
+    return fmt::format("lon {} is out of range [-180, 180]", c.lon);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> validateMaxAge(double maxAgeS) {
+  if (!std::isfinite(maxAgeS) || maxAgeS < 0) {
+    return fmt::format("max age {} s must be a finite number >= 0", maxAgeS);
+  }
+  return std::nullopt;
+}
+
+struct AreaValidator {
+  std::optional<std::string> operator()(const Circle& c) const {
+    if (auto e = validateCenter(c.center)) return e;
+    if (!std::isfinite(c.radiusM) || c.radiusM < 0) {
+      return fmt::format("radius {} m must be a finite number >= 0", c.radiusM);
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> operator()(const geo::Box& b) const {
+    for (double lat : {b.south, b.north}) {
+      if (!std::isfinite(lat) || lat < -90 || lat > 90) {
+        return fmt::format("box latitude {} is out of range [-90, 90]", lat);
+      }
+    }
+    for (double lon : {b.west, b.east}) {
+      if (!std::isfinite(lon) || lon < -180 || lon > 180) {
+        return fmt::format("box longitude {} is out of range [-180, 180]", lon);
+      }
+    }
+    if (b.south > b.north) {
+      return fmt::format("box south {} is north of north {}", b.south, b.north);
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> operator()(const geo::Polygon& p) const {
+    return geo::Polygon::validate(p.rings());
+  }
+};
+
+}  // namespace
+
+std::optional<std::string> validate(const NearestQuery& q) {
+  if (auto e = validateCenter(q.center)) return e;
+  if (q.k == 0) return "k must be at least 1";
+  if (!std::isfinite(q.maxDistanceM) || q.maxDistanceM < 0) {
+    return fmt::format("max distance {} m must be a finite number >= 0", q.maxDistanceM);
+  }
+  return validateMaxAge(q.maxAgeS);
+}
+
+std::optional<std::string> validate(const AreaQuery& q) {
+  if (auto e = std::visit(AreaValidator{}, q.area)) return e;
+  return validateMaxAge(q.maxAgeS);
+}
+
+int64_t minTsForAge(double maxAgeS, int64_t nowMs) {
+  // Ages beyond ~30 million years reach past the epoch: treat as "any age".
+  if (maxAgeS <= 0 || maxAgeS > 1e15) return std::numeric_limits<int64_t>::min();
+  return nowMs - static_cast<int64_t>(std::ceil(maxAgeS * 1000));
+}
+
+}  // namespace locus

@@ -1,0 +1,245 @@
+#include "locus/common/wire.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace locus {
+namespace {
+
+constexpr size_t kWordBytes = sizeof(capnp::word);
+
+std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
+
+ErrorCode fromWire(wire::ErrorCode code) {
+  switch (code) {
+    case wire::ErrorCode::BAD_REQUEST:
+      return ErrorCode::kBadRequest;
+    case wire::ErrorCode::NOT_FOUND:
+      return ErrorCode::kNotFound;
+    case wire::ErrorCode::TIMEOUT:
+      return ErrorCode::kTimeout;
+    case wire::ErrorCode::UNAVAILABLE:
+      return ErrorCode::kUnavailable;
+    case wire::ErrorCode::OVERLOADED:
+      return ErrorCode::kOverloaded;
+    case wire::ErrorCode::INTERNAL:
+      return ErrorCode::kInternal;
+  }
+  return ErrorCode::kInternal;  // an enumerant from a newer peer
+}
+
+wire::ErrorCode toWire(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kBadRequest:
+      return wire::ErrorCode::BAD_REQUEST;
+    case ErrorCode::kNotFound:
+      return wire::ErrorCode::NOT_FOUND;
+    case ErrorCode::kTimeout:
+      return wire::ErrorCode::TIMEOUT;
+    case ErrorCode::kUnavailable:
+      return wire::ErrorCode::UNAVAILABLE;
+    case ErrorCode::kOverloaded:
+      return wire::ErrorCode::OVERLOADED;
+    case ErrorCode::kInternal:
+      return wire::ErrorCode::INTERNAL;
+  }
+  return wire::ErrorCode::INTERNAL;
+}
+
+void writeBox(const geo::Box& box, wire::Box::Builder b) {
+  b.setSouth(box.south);
+  b.setWest(box.west);
+  b.setNorth(box.north);
+  b.setEast(box.east);
+}
+
+}  // namespace
+
+capnp::ReaderOptions untrustedReaderOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 2 * kMaxMessageBytes / kWordBytes;
+  options.nestingLimit = 16;
+  return options;
+}
+
+FlatMessage::FlatMessage(const void* data, size_t size) {
+  if (size == 0 || size % kWordBytes != 0) {
+    error_ = fmt::format("a message of {} bytes is not a Cap'n Proto message (not whole words)",
+                         size);
+    return;
+  }
+  const size_t words = size / kWordBytes;
+  kj::ArrayPtr<const capnp::word> in;
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
+    in = kj::arrayPtr(static_cast<const capnp::word*>(data), words);
+  } else {
+    copy_ = kj::heapArray<capnp::word>(words);
+    std::memcpy(copy_.begin(), data, size);
+    in = copy_.asPtr();
+  }
+  try {
+    reader_ = std::make_unique<capnp::FlatArrayMessageReader>(in, untrustedReaderOptions());
+  } catch (const kj::Exception& e) {
+    error_ = fmt::format("malformed Cap'n Proto message: {}", e.getDescription().cStr());
+  }
+}
+
+zmq::message_t toFrame(capnp::MessageBuilder& message) {
+  auto* words = new kj::Array<capnp::word>(capnp::messageToFlatArray(message));
+  auto bytes = words->asBytes();
+  return zmq::message_t(
+      bytes.begin(), bytes.size(),
+      [](void*, void* hint) { delete static_cast<kj::Array<capnp::word>*>(hint); }, words);
+}
+
+Report readReport(wire::Report::Reader r) {
+  Report report;
+  report.id = view(r.getId());
+  report.lat = r.getLat();
+  report.lon = r.getLon();
+  report.tsMs = r.getTsMs();
+  report.speedMps = r.getSpeedMps();
+  report.headingDeg = r.getHeadingDeg();
+  report.accuracyM = r.getAccuracyM();
+  return report;
+}
+
+void writeReport(const Report& report, wire::Report::Builder b) {
+  b.setId(capnp::Text::Reader(report.id.data(), report.id.size()));
+  b.setLat(report.lat);
+  b.setLon(report.lon);
+  b.setTsMs(report.tsMs);
+  b.setSpeedMps(report.speedMps);
+  b.setHeadingDeg(report.headingDeg);
+  b.setAccuracyM(report.accuracyM);
+}
+
+geo::LatLon readLatLon(wire::LatLon::Reader r) { return {r.getLat(), r.getLon()}; }
+
+void writeLatLon(const geo::LatLon& p, wire::LatLon::Builder b) {
+  b.setLat(p.lat);
+  b.setLon(p.lon);
+}
+
+Result<NearestQuery> readNearestQuery(wire::NearestQuery::Reader r) {
+  NearestQuery q;
+  q.center = readLatLon(r.getCenter());
+  q.k = r.getK();
+  q.maxDistanceM = r.getMaxDistanceM();
+  q.maxAgeS = r.getMaxAgeS();
+  if (auto e = validate(q)) return badRequest(*e);
+  return q;
+}
+
+Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r) {
+  AreaQuery q;
+  auto area = r.getArea();
+  switch (area.which()) {
+    case wire::Area::CIRCLE: {
+      auto c = area.getCircle();
+      q.area = Circle{readLatLon(c.getCenter()), c.getRadiusM()};
+      break;
+    }
+    case wire::Area::BOX: {
+      auto b = area.getBox();
+      q.area = geo::Box{b.getSouth(), b.getWest(), b.getNorth(), b.getEast()};
+      break;
+    }
+    case wire::Area::POLYGON: {
+      std::vector<geo::Polygon::Ring> rings;
+      for (auto ring : area.getPolygon().getRings()) {
+        auto& out = rings.emplace_back();
+        out.reserve(ring.size());
+        for (auto p : ring) out.push_back(readLatLon(p));
+      }
+      if (auto e = geo::Polygon::validate(rings)) return badRequest(*e);
+      q.area = geo::Polygon(std::move(rings));
+      break;
+    }
+    default:
+      return badRequest("unknown area kind (a newer client?)");
+  }
+  q.limit = r.getLimit();
+  q.countOnly = r.getCountOnly();
+  q.maxAgeS = r.getMaxAgeS();
+  if (auto e = validate(q)) return badRequest(*e);
+  return q;
+}
+
+void writeNearestQuery(const NearestQuery& q, wire::NearestQuery::Builder b) {
+  writeLatLon(q.center, b.initCenter());
+  b.setK(q.k);
+  b.setMaxDistanceM(q.maxDistanceM);
+  b.setMaxAgeS(q.maxAgeS);
+}
+
+void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b) {
+  auto area = b.initArea();
+  if (const auto* c = std::get_if<Circle>(&q.area)) {
+    auto circle = area.initCircle();
+    writeLatLon(c->center, circle.initCenter());
+    circle.setRadiusM(c->radiusM);
+  } else if (const auto* box = std::get_if<geo::Box>(&q.area)) {
+    writeBox(*box, area.initBox());
+  } else {
+    const auto& rings = std::get<geo::Polygon>(q.area).rings();
+    auto out = area.initPolygon().initRings(static_cast<unsigned>(rings.size()));
+    for (size_t i = 0; i < rings.size(); ++i) {
+      auto ring = out.init(static_cast<unsigned>(i), static_cast<unsigned>(rings[i].size()));
+      for (size_t j = 0; j < rings[i].size(); ++j) {
+        writeLatLon(rings[i][j], ring[static_cast<unsigned>(j)]);
+      }
+    }
+  }
+  b.setLimit(q.limit);
+  b.setCountOnly(q.countOnly);
+  b.setMaxAgeS(q.maxAgeS);
+}
+
+QueryResult readQueryResult(wire::QueryResult::Reader r) {
+  QueryResult result;
+  result.count = r.getCount();
+  auto hits = r.getHits();
+  result.hits.reserve(hits.size());
+  for (auto h : hits) {
+    Hit& hit = result.hits.emplace_back();
+    hit.id = std::string(view(h.getId()));
+    hit.lat = h.getLat();
+    hit.lon = h.getLon();
+    hit.tsMs = h.getTsMs();
+    hit.distanceM = h.getDistanceM();
+    hit.speedMps = h.getSpeedMps();
+    hit.headingDeg = h.getHeadingDeg();
+    hit.accuracyM = h.getAccuracyM();
+  }
+  return result;
+}
+
+void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b) {
+  b.setCount(result.count);
+  auto hits = b.initHits(static_cast<unsigned>(result.hits.size()));
+  for (size_t i = 0; i < result.hits.size(); ++i) {
+    const Hit& hit = result.hits[i];
+    auto h = hits[static_cast<unsigned>(i)];
+    h.setId(capnp::Text::Reader(hit.id.data(), hit.id.size()));
+    h.setLat(hit.lat);
+    h.setLon(hit.lon);
+    h.setTsMs(hit.tsMs);
+    h.setDistanceM(hit.distanceM);
+    h.setSpeedMps(hit.speedMps);
+    h.setHeadingDeg(hit.headingDeg);
+    h.setAccuracyM(hit.accuracyM);
+  }
+}
+
+Error readError(wire::Error::Reader r) {
+  return Error{fromWire(r.getCode()), std::string(view(r.getMessage()))};
+}
+
+void writeError(const Error& error, wire::Error::Builder b) {
+  b.setCode(toWire(error.code));
+  b.setMessage(capnp::Text::Reader(error.message.data(), error.message.size()));
+}
+
+}  // namespace locus

@@ -1,0 +1,227 @@
+#include "locus/unit/unit_server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <vector>
+#include <zmq_addon.hpp>
+
+#include "locus/common/clock.h"
+#include "locus/common/wire.h"
+
+namespace locus::unit {
+namespace {
+
+// TTL sweeping: how many devices one tick examines (a few hundred µs).
+constexpr size_t kExpireScanPerTick = 20'000;
+constexpr auto kTickInterval = std::chrono::milliseconds(50);
+// Requests served between checks of the stop fd and the tick clock.
+constexpr int kMaxBurst = 256;
+
+uint64_t elapsedUs(std::chrono::steady_clock::time_point since) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - since)
+                                   .count());
+}
+
+}  // namespace
+
+std::optional<std::string> UnitOptions::validate() const {
+  if (listen.empty()) return "--listen needs a ZeroMQ endpoint such as tcp://0.0.0.0:7900";
+  if (ttlS < 0) return fmt::format("--ttl-s {} must be >= 0 (0 = never expire)", ttlS);
+  if (ttlS > int64_t{1} << 40) return fmt::format("--ttl-s {} is too large", ttlS);
+  return std::nullopt;
+}
+
+// Executes one request; exceptions from reading the request (kj::Exception)
+// propagate to handle(), which answers them with an error.
+class UnitService::Handler {
+ public:
+  Handler(UnitService& service, int64_t nowMs) : s_(service), nowMs_(nowMs) {}
+
+  void apply(wire::ReportBatch::Reader batch, wire::UnitReply::Builder reply) {
+    // Read the whole batch before changing anything.
+    auto in = batch.getReports();
+    std::vector<Report> reports;
+    reports.reserve(in.size());
+    for (auto r : in) {
+      reports.push_back(readReport(r));
+      if (reports.back().tsMs == 0) reports.back().tsMs = nowMs_;
+    }
+    std::vector<std::pair<uint32_t, std::string>> rejected;
+    uint32_t stale = 0;
+    for (uint32_t i = 0; i < reports.size(); ++i) {
+      if (auto error = validateReport(reports[i])) {
+        rejected.emplace_back(i, std::move(*error));
+        continue;
+      }
+      if (s_.index_.apply(reports[i]) == ApplyOutcome::kStale) ++stale;
+    }
+    const auto accepted = static_cast<uint32_t>(reports.size() - rejected.size());
+    s_.counters_.reportsApplied += accepted - stale;
+    s_.counters_.reportsStale += stale;
+    s_.counters_.reportsRejected += rejected.size();
+
+    auto result = reply.initApplied();
+    result.setAccepted(accepted);
+    result.setStale(stale);
+    auto out = result.initRejected(static_cast<unsigned>(rejected.size()));
+    for (unsigned i = 0; i < rejected.size(); ++i) {
+      out[i].setIndex(rejected[i].first);
+      out[i].setReason(rejected[i].second);
+    }
+  }
+
+  void query(wire::Query::Reader query, wire::UnitReply::Builder reply) {
+    const auto started = std::chrono::steady_clock::now();
+    ++s_.counters_.queriesServed;
+    switch (query.which()) {
+      case wire::Query::NEAREST: {
+        auto q = readNearestQuery(query.getNearest());
+        if (!q) return writeError(q.error(), reply.initError());
+        return answer(s_.index_.nearest(*q, nowMs_), started, reply);
+      }
+      case wire::Query::WITHIN: {
+        auto q = readAreaQuery(query.getWithin());
+        if (!q) return writeError(q.error(), reply.initError());
+        return answer(s_.index_.within(*q, nowMs_), started, reply);
+      }
+      case wire::Query::GET: {
+        const auto text = query.getGet();
+        const std::string_view id(text.begin(), text.size());
+        if (auto e = validateId(id)) return writeError(badRequest(*e), reply.initError());
+        auto hit = s_.index_.get(id, nowMs_);
+        if (!hit) {
+          return writeError(Error{ErrorCode::kNotFound, fmt::format("no device with id {}", id)},
+                            reply.initError());
+        }
+        QueryResult result;
+        result.hits.push_back(std::move(*hit));
+        result.count = 1;
+        return answer(result, started, reply);
+      }
+      case wire::Query::STATS:
+        return stats(reply.initStats());
+    }
+    writeError(badRequest("unknown query kind (a newer client?)"), reply.initError());
+  }
+
+ private:
+  void answer(const QueryResult& result, std::chrono::steady_clock::time_point started,
+              wire::UnitReply::Builder reply) {
+    auto out = reply.initResult();
+    writeQueryResult(result, out);
+    out.initShards().setTotal(1);
+    out.getShards().setAnswered(1);
+    out.setTookUs(elapsedUs(started));
+  }
+
+  void stats(wire::UnitStats::Builder out) {
+    out.setName(s_.name_);
+    out.setDevices(s_.index_.size());
+    out.setReportsApplied(s_.counters_.reportsApplied);
+    out.setReportsStale(s_.counters_.reportsStale);
+    out.setReportsRejected(s_.counters_.reportsRejected);
+    out.setQueriesServed(s_.counters_.queriesServed);
+    out.setMemoryBytes(s_.index_.memoryUsage().total());
+  }
+
+  UnitService& s_;
+  int64_t nowMs_;
+};
+
+UnitService::UnitService(std::string name, IndexOptions options)
+    : name_(std::move(name)), index_(options) {}
+
+zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs) {
+  uint64_t requestId = 0;
+  std::string problem;
+  FlatMessage message(data, size);
+  if (message.error()) {
+    problem = *message.error();
+  } else {
+    try {
+      capnp::MallocMessageBuilder replyMessage;
+      auto reply = replyMessage.initRoot<wire::UnitReply>();
+      auto request = message.root<wire::UnitRequest>();
+      requestId = request.getRequestId();
+      reply.setRequestId(requestId);
+      Handler handler(*this, nowMs);
+      switch (request.which()) {
+        case wire::UnitRequest::APPLY:
+          handler.apply(request.getApply(), reply);
+          break;
+        case wire::UnitRequest::QUERY:
+          handler.query(request.getQuery(), reply);
+          break;
+        default:
+          writeError(badRequest("unknown request kind (a newer client?)"), reply.initError());
+      }
+      return toFrame(replyMessage);
+    } catch (const kj::Exception& e) {
+      problem = fmt::format("malformed request: {}", e.getDescription().cStr());
+    }
+  }
+  ++counters_.badMessages;
+  spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages);
+  capnp::MallocMessageBuilder replyMessage;
+  auto reply = replyMessage.initRoot<wire::UnitReply>();
+  reply.setRequestId(requestId);
+  writeError(badRequest(problem), reply.initError());
+  return toFrame(replyMessage);
+}
+
+void UnitService::tick(int64_t nowMs) {
+  if (const size_t n = index_.expire(nowMs, kExpireScanPerTick); n > 0) {
+    spdlog::debug("{}: expired {} positions", name_, n);
+  }
+}
+
+UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
+    : socket_(context, zmq::socket_type::router),
+      service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}) {
+  socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.bind(options.listen);
+  endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  if (service_.name().empty()) service_.setName(endpoint_);
+}
+
+void UnitServer::run(int stopFd) {
+  std::array<zmq::pollitem_t, 2> items{{
+      {socket_.handle(), 0, ZMQ_POLLIN, 0},
+      {nullptr, stopFd, ZMQ_POLLIN, 0},
+  }};
+  auto nextTick = std::chrono::steady_clock::now();
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    zmq::poll(items.data(), items.size(), kTickInterval);
+    if (items[1].revents & ZMQ_POLLIN) break;
+    for (int burst = 0; burst < kMaxBurst; ++burst) {
+      frames.clear();
+      if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        break;
+      }
+      // [identity][payload] from DEALER peers, [identity][""][payload] from REQ.
+      const bool withDelimiter = frames.size() == 3 && frames[1].size() == 0;
+      zmq::message_t reply;
+      if (frames.size() == 2 || withDelimiter) {
+        const zmq::message_t& payload = frames.back();
+        reply = service_.handle(payload.data(), payload.size(), wallClockMs());
+      } else {
+        // Not a request envelope: answer the peer with an (unreadable) error.
+        reply = service_.handle(nullptr, 0, wallClockMs());
+      }
+      socket_.send(frames[0], zmq::send_flags::sndmore);
+      if (withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
+      socket_.send(reply, zmq::send_flags::dontwait);
+    }
+    if (const auto now = std::chrono::steady_clock::now(); now >= nextTick) {
+      service_.tick(wallClockMs());
+      nextTick = now + kTickInterval;
+    }
+  }
+}
+
+}  // namespace locus::unit

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Locus needs to build, test and benchmark on Debian 12.
+# Idempotent: installs only the packages that are missing, and runs
+# apt-get update at most once, only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libzmq3-dev cppzmq-dev             # ZeroMQ between processes
+  capnproto libcapnp-dev             # schemas + RPC
+  libboost-dev                       # Boost.Geometry R-tree
+  libcli11-dev                       # flags (with LOCUS_* environment variables)
+  nlohmann-json3-dev                 # JSON (CLI output, NDJSON ingest)
+  libspdlog-dev                      # one-line-per-event logs
+  libxxhash-dev                      # stable 64-bit hash for sharding
+  catch2 libbenchmark-dev            # tests and micro benchmarks
+  redis-server                       # the comparison baseline in benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
