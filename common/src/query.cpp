@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace locus {
 namespace {
 
@@ -70,7 +72,14 @@ std::optional<std::string> validate(const AreaQuery& q) {
 int64_t minTsForAge(double maxAgeS, int64_t nowMs) {
   // Ages beyond ~30 million years reach past the epoch: treat as "any age".
   if (maxAgeS <= 0 || maxAgeS > 1e15) return std::numeric_limits<int64_t>::min();
-  return nowMs - static_cast<int64_t>(std::ceil(maxAgeS * 1000));
+  // Whole milliseconds, rounded down: a position exactly maxAgeS old is young
+  // enough, one a millisecond older is not. A product within rounding noise
+  // of a whole number is that number (2.007 * 1000 is 2007.0000000000002).
+  const double ms = maxAgeS * 1000;
+  const double whole = std::round(ms);
+  const double allowedMs =
+      std::abs(ms - whole) <= std::max(1e-6, whole * 1e-15) ? whole : std::floor(ms);
+  return nowMs - static_cast<int64_t>(allowedMs);
 }
 
 }  // namespace locus

@@ -42,7 +42,10 @@ std::optional<std::string> validateId(std::string_view id) {
   for (size_t i = 0; i < id.size();) {
     const size_t len = utf8SequenceLength(id, i);
     if (len == 0) return fmt::format("id is not valid UTF-8 (byte {})", i);
-    if (len == 1 && (static_cast<unsigned char>(id[i]) < 0x20 || id[i] == 0x7F)) {
+    const auto c = static_cast<unsigned char>(id[i]);
+    // C0 controls and DEL, and the C1 controls U+0080..U+009F (0xC2 0x80..0x9F).
+    if ((len == 1 && (c < 0x20 || c == 0x7F)) ||
+        (len == 2 && c == 0xC2 && static_cast<unsigned char>(id[i + 1]) < 0xA0)) {
       return fmt::format("id contains a control character (byte {})", i);
     }
     i += len;

@@ -9,7 +9,9 @@ namespace {
 
 constexpr size_t kWordBytes = sizeof(capnp::word);
 
-std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
+std::string_view view(capnp::Text::Reader text) {
+  return {text.begin(), text.size()};
+}
 
 ErrorCode fromWire(wire::ErrorCode code) {
   switch (code) {
@@ -65,8 +67,8 @@ capnp::ReaderOptions untrustedReaderOptions() {
 
 FlatMessage::FlatMessage(const void* data, size_t size) {
   if (size == 0 || size % kWordBytes != 0) {
-    error_ = fmt::format("a message of {} bytes is not a Cap'n Proto message (not whole words)",
-                         size);
+    error_ =
+        fmt::format("a message of {} bytes is not a Cap'n Proto message (not whole words)", size);
     return;
   }
   const size_t words = size / kWordBytes;
@@ -115,7 +117,9 @@ void writeReport(const Report& report, wire::Report::Builder b) {
   b.setAccuracyM(report.accuracyM);
 }
 
-geo::LatLon readLatLon(wire::LatLon::Reader r) { return {r.getLat(), r.getLon()}; }
+geo::LatLon readLatLon(wire::LatLon::Reader r) {
+  return {r.getLat(), r.getLon()};
+}
 
 void writeLatLon(const geo::LatLon& p, wire::LatLon::Builder b) {
   b.setLat(p.lat);
@@ -231,6 +235,48 @@ void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b) {
     h.setHeadingDeg(hit.headingDeg);
     h.setAccuracyM(hit.accuracyM);
   }
+}
+
+BatchOutcome readBatchOutcome(wire::BatchResult::Reader r) {
+  BatchOutcome outcome;
+  outcome.accepted = r.getAccepted();
+  outcome.stale = r.getStale();
+  for (auto rej : r.getRejected()) {
+    outcome.rejected.emplace_back(rej.getIndex(), std::string(view(rej.getReason())));
+  }
+  return outcome;
+}
+
+void writeBatchOutcome(const BatchOutcome& outcome, wire::BatchResult::Builder b) {
+  b.setAccepted(outcome.accepted);
+  b.setStale(outcome.stale);
+  auto out = b.initRejected(static_cast<unsigned>(outcome.rejected.size()));
+  for (unsigned i = 0; i < outcome.rejected.size(); ++i) {
+    out[i].setIndex(outcome.rejected[i].first);
+    out[i].setReason(outcome.rejected[i].second);
+  }
+}
+
+UnitStats readUnitStats(wire::UnitStats::Reader r) {
+  UnitStats s;
+  s.name = std::string(view(r.getName()));
+  s.devices = r.getDevices();
+  s.reportsApplied = r.getReportsApplied();
+  s.reportsStale = r.getReportsStale();
+  s.reportsRejected = r.getReportsRejected();
+  s.queriesServed = r.getQueriesServed();
+  s.memoryBytes = r.getMemoryBytes();
+  return s;
+}
+
+void writeUnitStats(const UnitStats& s, wire::UnitStats::Builder b) {
+  b.setName(s.name);
+  b.setDevices(s.devices);
+  b.setReportsApplied(s.reportsApplied);
+  b.setReportsStale(s.reportsStale);
+  b.setReportsRejected(s.reportsRejected);
+  b.setQueriesServed(s.queriesServed);
+  b.setMemoryBytes(s.memoryBytes);
 }
 
 Error readError(wire::Error::Reader r) {

@@ -49,28 +49,19 @@ class UnitService::Handler {
       reports.push_back(readReport(r));
       if (reports.back().tsMs == 0) reports.back().tsMs = nowMs_;
     }
-    std::vector<std::pair<uint32_t, std::string>> rejected;
-    uint32_t stale = 0;
+    BatchOutcome outcome;
     for (uint32_t i = 0; i < reports.size(); ++i) {
       if (auto error = validateReport(reports[i])) {
-        rejected.emplace_back(i, std::move(*error));
+        outcome.rejected.emplace_back(i, std::move(*error));
         continue;
       }
-      if (s_.index_.apply(reports[i]) == ApplyOutcome::kStale) ++stale;
+      if (s_.index_.apply(reports[i]) == ApplyOutcome::kStale) ++outcome.stale;
     }
-    const auto accepted = static_cast<uint32_t>(reports.size() - rejected.size());
-    s_.counters_.reportsApplied += accepted - stale;
-    s_.counters_.reportsStale += stale;
-    s_.counters_.reportsRejected += rejected.size();
-
-    auto result = reply.initApplied();
-    result.setAccepted(accepted);
-    result.setStale(stale);
-    auto out = result.initRejected(static_cast<unsigned>(rejected.size()));
-    for (unsigned i = 0; i < rejected.size(); ++i) {
-      out[i].setIndex(rejected[i].first);
-      out[i].setReason(rejected[i].second);
-    }
+    outcome.accepted = static_cast<uint32_t>(reports.size() - outcome.rejected.size());
+    s_.counters_.reportsApplied += outcome.accepted - outcome.stale;
+    s_.counters_.reportsStale += outcome.stale;
+    s_.counters_.reportsRejected += outcome.rejected.size();
+    writeBatchOutcome(outcome, reply.initApplied());
   }
 
   void query(wire::Query::Reader query, wire::UnitReply::Builder reply) {
@@ -118,13 +109,10 @@ class UnitService::Handler {
   }
 
   void stats(wire::UnitStats::Builder out) {
-    out.setName(s_.name_);
-    out.setDevices(s_.index_.size());
-    out.setReportsApplied(s_.counters_.reportsApplied);
-    out.setReportsStale(s_.counters_.reportsStale);
-    out.setReportsRejected(s_.counters_.reportsRejected);
-    out.setQueriesServed(s_.counters_.queriesServed);
-    out.setMemoryBytes(s_.index_.memoryUsage().total());
+    writeUnitStats(UnitStats{s_.name_, s_.index_.size(), s_.counters_.reportsApplied,
+                             s_.counters_.reportsStale, s_.counters_.reportsRejected,
+                             s_.counters_.queriesServed, s_.index_.memoryUsage().total()},
+                   out);
   }
 
   UnitService& s_;
@@ -141,8 +129,13 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
   if (message.error()) {
     problem = *message.error();
   } else {
+    // The reply is returned outside the try block on purpose: GCC 12 may run
+    // the destructor of the not yet constructed return value when an
+    // exception leaves a try block that holds the `return` (here: with a
+    // switch and noexcept(false) capnp destructors in scope), which crashed
+    // the unit on malformed requests.
+    capnp::MallocMessageBuilder replyMessage;
     try {
-      capnp::MallocMessageBuilder replyMessage;
       auto reply = replyMessage.initRoot<wire::UnitReply>();
       auto request = message.root<wire::UnitRequest>();
       requestId = request.getRequestId();
@@ -158,10 +151,10 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
         default:
           writeError(badRequest("unknown request kind (a newer client?)"), reply.initError());
       }
-      return toFrame(replyMessage);
     } catch (const kj::Exception& e) {
       problem = fmt::format("malformed request: {}", e.getDescription().cStr());
     }
+    if (problem.empty()) return toFrame(replyMessage);
   }
   ++counters_.badMessages;
   spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages);
@@ -204,9 +197,11 @@ void UnitServer::run(int stopFd) {
         break;
       }
       // [identity][payload] from DEALER peers, [identity][""][payload] from REQ.
-      const bool withDelimiter = frames.size() == 3 && frames[1].size() == 0;
+      // A REQ peer drops any reply that lacks the empty delimiter, so it is
+      // echoed whenever the request had one, malformed envelopes included.
+      const bool withDelimiter = frames.size() >= 3 && frames[1].size() == 0;
       zmq::message_t reply;
-      if (frames.size() == 2 || withDelimiter) {
+      if (frames.size() == 2 || (withDelimiter && frames.size() == 3)) {
         const zmq::message_t& payload = frames.back();
         reply = service_.handle(payload.data(), payload.size(), wallClockMs());
       } else {

@@ -56,11 +56,24 @@ inline bool nearerThan(const Hit& a, const Hit& b) {
   if (a.distanceM != b.distanceM) return a.distanceM < b.distanceM;
   return a.id < b.id;
 }
-inline bool idBefore(const Hit& a, const Hit& b) { return a.id < b.id; }
+inline bool idBefore(const Hit& a, const Hit& b) {
+  return a.id < b.id;
+}
 
 struct QueryResult {
   std::vector<Hit> hits;  // in answer order, at most `limit` / `k`
   uint64_t count = 0;     // all matches, even when a limit or countOnly cut `hits`
+};
+
+// One unit's counters, as `stats` reports them.
+struct UnitStats {
+  std::string name;
+  uint64_t devices = 0;          // positions held
+  uint64_t reportsApplied = 0;   // reports that changed a position
+  uint64_t reportsStale = 0;     // reports older than the stored position
+  uint64_t reportsRejected = 0;  // reports that failed validation
+  uint64_t queriesServed = 0;
+  uint64_t memoryBytes = 0;  // the index's own accounting
 };
 
 // Why a query must be refused, or nothing when it is valid. One line a
@@ -69,7 +82,9 @@ std::optional<std::string> validate(const NearestQuery& query);
 std::optional<std::string> validate(const AreaQuery& query);
 
 // Whether answers to this area are ordered by distance (circles) or by id.
-inline bool hasCenter(const Area& area) { return std::holds_alternative<Circle>(area); }
+inline bool hasCenter(const Area& area) {
+  return std::holds_alternative<Circle>(area);
+}
 
 // The earliest tsMs still young enough for a maxAgeS filter at nowMs
 // (INT64_MIN when maxAgeS is 0).

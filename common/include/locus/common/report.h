@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace locus {
 
@@ -15,13 +17,20 @@ inline constexpr size_t kMaxIdBytes = 128;
 inline constexpr float kAbsent = std::numeric_limits<float>::quiet_NaN();
 
 struct Report {
-  std::string_view id;  // UTF-8, 1..kMaxIdBytes bytes, no control characters
-  double lat = 0;       // degrees
-  double lon = 0;       // degrees
-  int64_t tsMs = 0;     // ms since the Unix epoch; 0 = unset (stamped by the gateway)
+  std::string_view id;         // UTF-8, 1..kMaxIdBytes bytes, no control characters
+  double lat = 0;              // degrees
+  double lon = 0;              // degrees
+  int64_t tsMs = 0;            // ms since the Unix epoch; 0 = unset (stamped by the gateway)
   float speedMps = kAbsent;    // NaN = absent
   float headingDeg = kAbsent;  // NaN = absent
   float accuracyM = kAbsent;   // NaN = absent
+};
+
+// What became of a batch of reports.
+struct BatchOutcome {
+  uint32_t accepted = 0;  // valid reports, stale ones included
+  uint32_t stale = 0;     // of the accepted, older than the stored position
+  std::vector<std::pair<uint32_t, std::string>> rejected;  // index in the batch, reason
 };
 
 // Why `id` is not a valid device id, or nothing when it is.

@@ -76,6 +76,12 @@ void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b);
 QueryResult readQueryResult(wire::QueryResult::Reader r);
 void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b);
 
+BatchOutcome readBatchOutcome(wire::BatchResult::Reader r);
+void writeBatchOutcome(const BatchOutcome& outcome, wire::BatchResult::Builder b);
+
+UnitStats readUnitStats(wire::UnitStats::Reader r);
+void writeUnitStats(const UnitStats& stats, wire::UnitStats::Builder b);
+
 Error readError(wire::Error::Reader r);
 void writeError(const Error& error, wire::Error::Builder b);
 

@@ -1,0 +1,136 @@
+// LocationIndex on the SPEC's city workload: 1,000,000 devices uniform in
+// lat 31.0–31.5, lon 121.2–121.8; a move shifts a random device by up to
+// ~50 m; queries sit at uniform random points of the box.
+//
+//   build/bin/locus-index-bench --benchmark_counters_tabular=true
+//
+// LOCUS_BENCH_DEVICES overrides the device count (default 1,000,000).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "locus/unit/location_index.h"
+
+namespace {
+
+using locus::AreaQuery;
+using locus::Circle;
+using locus::NearestQuery;
+using locus::Report;
+using locus::unit::LocationIndex;
+
+constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
+constexpr double kStepDeg = 0.00045;  // ~50 m of latitude
+constexpr int64_t kStartMs = 1'763'000'000'000;
+
+size_t deviceCount() {
+  const char* env = std::getenv("LOCUS_BENCH_DEVICES");
+  return env ? std::strtoull(env, nullptr, 10) : 1'000'000;
+}
+
+// The loaded city, built once and shared by every benchmark.
+struct City {
+  std::vector<std::string> ids;
+  std::vector<std::pair<double, double>> positions;  // lat, lon
+  LocationIndex index;
+  int64_t tsMs = kStartMs;
+  size_t idBytes = 0;
+
+  City() {
+    std::mt19937_64 rng(42);
+    std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+    const size_t n = deviceCount();
+    ids.reserve(n);
+    positions.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      ids.push_back("device-" + std::to_string(i));
+      idBytes += ids.back().size();
+      positions.emplace_back(lat(rng), lon(rng));
+      index.apply(Report{ids.back(), positions.back().first, positions.back().second, tsMs});
+    }
+  }
+};
+
+City& city() {
+  static City* c = new City();
+  return *c;
+}
+
+void BM_Move(benchmark::State& state) {
+  City& c = city();
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<double> step(-kStepDeg, kStepDeg);
+  for (auto _ : state) {
+    const size_t i = rng() % c.ids.size();
+    auto& [lat, lon] = c.positions[i];
+    lat = std::clamp(lat + step(rng), kSouth, kNorth);
+    lon = std::clamp(lon + step(rng), kWest, kEast);
+    benchmark::DoNotOptimize(c.index.apply(Report{c.ids[i], lat, lon, ++c.tsMs}));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Move);
+
+void BM_Nearest10(benchmark::State& state) {
+  City& c = city();
+  std::mt19937_64 rng(2);
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  for (auto _ : state) {
+    const NearestQuery q{{lat(rng), lon(rng)}, 10};
+    benchmark::DoNotOptimize(c.index.nearest(q, c.tsMs));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Nearest10);
+
+void BM_Radius500m(benchmark::State& state) {
+  City& c = city();
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  size_t hits = 0;
+  for (auto _ : state) {
+    const AreaQuery q{Circle{{lat(rng), lon(rng)}, 500}};
+    hits += c.index.within(q, c.tsMs).hits.size();
+  }
+  state.counters["hits/query"] = double(hits) / double(state.iterations());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Radius500m);
+
+void BM_Count500m(benchmark::State& state) {
+  City& c = city();
+  std::mt19937_64 rng(4);
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  for (auto _ : state) {
+    AreaQuery q{Circle{{lat(rng), lon(rng)}, 500}};
+    q.countOnly = true;
+    benchmark::DoNotOptimize(c.index.within(q, c.tsMs).count);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Count500m);
+
+// Memory: the index's own accounting per device, without and with the ids'
+// own bytes. One iteration: it only reads counters.
+void BM_Memory(benchmark::State& state) {
+  City& c = city();
+  for (auto _ : state) benchmark::DoNotOptimize(c.index.memoryUsage());
+  const auto m = c.index.memoryUsage();
+  const double n = double(c.index.size());
+  state.counters["devices"] = n;
+  state.counters["bytes/device"] = double(m.total()) / n;
+  state.counters["id bytes/device"] = double(c.idBytes) / n;
+  state.counters["overhead/device"] = (double(m.total()) - double(c.idBytes)) / n;
+  state.counters["tree/device"] = double(m.tree) / n;
+  state.counters["columns/device"] = double(m.positions) / n;
+  state.counters["table/device"] = double(m.idTable) / n;
+}
+BENCHMARK(BM_Memory)->Iterations(1);
+
+}  // namespace
+
+BENCHMARK_MAIN();

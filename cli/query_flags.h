@@ -1,0 +1,42 @@
+// The query flags of the SPEC's CLI (`nearest`, `radius`, `box`), shared by
+// every Locus command-line tool that asks queries.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "locus/common/query.h"
+
+namespace locus::cli {
+
+// Binds `nearest --lat --lon [-k] [--max-distance-m] [--max-age-s]`.
+inline void addNearestFlags(CLI::App* cmd, NearestQuery& q) {
+  cmd->add_option("--lat", q.center.lat, "latitude, degrees")->required();
+  cmd->add_option("--lon", q.center.lon, "longitude, degrees")->required();
+  cmd->add_option("-k", q.k, "how many")->capture_default_str();
+  cmd->add_option("--max-distance-m", q.maxDistanceM, "0 = unlimited")->capture_default_str();
+  cmd->add_option("--max-age-s", q.maxAgeS, "0 = any age")->capture_default_str();
+}
+
+// Binds `[--limit N] [--count] [--max-age-s S]`, common to area queries.
+inline void addAreaFlags(CLI::App* cmd, AreaQuery& q) {
+  cmd->add_option("--limit", q.limit, "at most N results (0 = all)")->capture_default_str();
+  cmd->add_flag("--count", q.countOnly, "only count the matches");
+  cmd->add_option("--max-age-s", q.maxAgeS, "0 = any age")->capture_default_str();
+}
+
+// Binds `radius --lat --lon --radius-m`.
+inline void addCircleFlags(CLI::App* cmd, Circle& c) {
+  cmd->add_option("--lat", c.center.lat, "latitude, degrees")->required();
+  cmd->add_option("--lon", c.center.lon, "longitude, degrees")->required();
+  cmd->add_option("--radius-m", c.radiusM, "radius, metres")->required();
+}
+
+// Binds `box --south --west --north --east` (west > east crosses the antimeridian).
+inline void addBoxFlags(CLI::App* cmd, geo::Box& b) {
+  cmd->add_option("--south", b.south, "degrees")->required();
+  cmd->add_option("--west", b.west, "degrees")->required();
+  cmd->add_option("--north", b.north, "degrees")->required();
+  cmd->add_option("--east", b.east, "degrees")->required();
+}
+
+}  // namespace locus::cli

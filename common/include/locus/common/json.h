@@ -1,0 +1,25 @@
+// The SPEC's JSON shapes for answers, shared by every client that prints them.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "locus/common/query.h"
+
+namespace locus {
+
+// {"id","lat","lon","ts"[,"distance_m"][,"speed_mps"][,"heading_deg"][,"accuracy_m"]}
+nlohmann::ordered_json toJson(const Hit& hit);
+
+struct Coverage {
+  uint32_t total = 1;
+  uint32_t answered = 1;
+};
+
+// {"results":[...],"count":N,"partial":B,"shards":{"total":T,"answered":A},"took_us":U}
+nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64_t tookUs);
+
+// {"error":"..."}
+nlohmann::ordered_json errorJson(const std::string& message);
+
+}  // namespace locus

@@ -1,0 +1,30 @@
+#include "locus/common/json.h"
+
+#include <cmath>
+
+namespace locus {
+
+nlohmann::ordered_json toJson(const Hit& hit) {
+  nlohmann::ordered_json j = {{"id", hit.id}, {"lat", hit.lat}, {"lon", hit.lon}, {"ts", hit.tsMs}};
+  if (!std::isnan(hit.distanceM)) j["distance_m"] = hit.distanceM;
+  if (!std::isnan(hit.speedMps)) j["speed_mps"] = hit.speedMps;
+  if (!std::isnan(hit.headingDeg)) j["heading_deg"] = hit.headingDeg;
+  if (!std::isnan(hit.accuracyM)) j["accuracy_m"] = hit.accuracyM;
+  return j;
+}
+
+nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64_t tookUs) {
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  for (const Hit& hit : result.hits) results.push_back(toJson(hit));
+  return {{"results", std::move(results)},
+          {"count", result.count},
+          {"partial", shards.answered < shards.total},
+          {"shards", {{"total", shards.total}, {"answered", shards.answered}}},
+          {"took_us", tookUs}};
+}
+
+nlohmann::ordered_json errorJson(const std::string& message) {
+  return {{"error", message}};
+}
+
+}  // namespace locus

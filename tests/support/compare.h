@@ -1,0 +1,55 @@
+// Catch2 helpers that hold an answer against the brute-force reference hit
+// by hit, reporting the first difference.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "locus/common/query.h"
+
+namespace locus::testing {
+
+inline std::string describe(const Hit& h) {
+  std::ostringstream s;
+  s.precision(17);
+  s << "{" << h.id << " lat=" << h.lat << " lon=" << h.lon << " ts=" << h.tsMs
+    << " d=" << h.distanceM << "}";
+  return s.str();
+}
+
+inline bool sameDistance(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || a == b;
+}
+
+// True when both answers list the same devices, in the same order, with the
+// same positions, times and distances (bit for bit), and the same count.
+inline bool sameAnswer(const QueryResult& actual, const QueryResult& expected, std::string* why) {
+  std::ostringstream s;
+  if (actual.count != expected.count) {
+    s << "count " << actual.count << " != expected " << expected.count;
+  } else if (actual.hits.size() != expected.hits.size()) {
+    s << "hits " << actual.hits.size() << " != expected " << expected.hits.size();
+  }
+  for (size_t i = 0; s.tellp() == 0 && i < actual.hits.size(); ++i) {
+    const Hit& a = actual.hits[i];
+    const Hit& e = expected.hits[i];
+    if (a.id != e.id || a.lat != e.lat || a.lon != e.lon || a.tsMs != e.tsMs ||
+        !sameDistance(a.distanceM, e.distanceM)) {
+      s << "hit " << i << ": " << describe(a) << " != expected " << describe(e);
+    }
+  }
+  *why = s.str();
+  return why->empty();
+}
+
+}  // namespace locus::testing
+
+#define REQUIRE_SAME_ANSWER(actual, expected)                                 \
+  do {                                                                        \
+    std::string why_;                                                         \
+    const bool same_ = ::locus::testing::sameAnswer(actual, expected, &why_); \
+    INFO(why_);                                                               \
+    REQUIRE(same_);                                                           \
+  } while (false)
