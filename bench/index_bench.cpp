@@ -4,9 +4,13 @@
 //
 //   build/bin/locus-index-bench --benchmark_counters_tabular=true
 //
-// LOCUS_BENCH_DEVICES overrides the device count (default 1,000,000).
+// LOCUS_BENCH_DEVICES overrides the device count (default 1,000,000) and
+// LOCUS_BENCH_SLACK_E7 the index's slack (IndexOptions::slackE7).
 #include <benchmark/benchmark.h>
 
+#include <boost/geometry.hpp>
+#include <boost/geometry/index/rtree.hpp>
+#include <boost/iterator/function_output_iterator.hpp>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -27,23 +31,24 @@ constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
 constexpr double kStepDeg = 0.00045;  // ~50 m of latitude
 constexpr int64_t kStartMs = 1'763'000'000'000;
 
-size_t deviceCount() {
-  const char* env = std::getenv("LOCUS_BENCH_DEVICES");
-  return env ? std::strtoull(env, nullptr, 10) : 1'000'000;
+size_t envOr(const char* name, size_t fallback) {
+  const char* env = std::getenv(name);
+  return env ? std::strtoull(env, nullptr, 10) : fallback;
 }
 
 // The loaded city, built once and shared by every benchmark.
 struct City {
   std::vector<std::string> ids;
   std::vector<std::pair<double, double>> positions;  // lat, lon
-  LocationIndex index;
+  LocationIndex index{locus::unit::IndexOptions{
+      .slackE7 = static_cast<int32_t>(envOr("LOCUS_BENCH_SLACK_E7", 10'000))}};
   int64_t tsMs = kStartMs;
   size_t idBytes = 0;
 
   City() {
     std::mt19937_64 rng(42);
     std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
-    const size_t n = deviceCount();
+    const size_t n = envOr("LOCUS_BENCH_DEVICES", 1'000'000);
     ids.reserve(n);
     positions.reserve(n);
     for (size_t i = 0; i < n; ++i) {
@@ -113,6 +118,61 @@ void BM_Count500m(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_Count500m);
+
+// The floor under nearest-10: Boost.Geometry's R-tree alone, 1M float points
+// of the city, (a) a box query the size of the index's first nearest-10
+// search box without slack (~30 points) and (b) Boost's own k-nearest query
+// (k = 10, planar metric, not exact on a sphere). Shows what a query costs
+// before any refinement.
+struct BareTree {
+  using Point = boost::geometry::model::point<float, 2, boost::geometry::cs::cartesian>;
+  using Value = std::pair<Point, uint32_t>;
+  boost::geometry::index::rtree<Value, boost::geometry::index::dynamic_rstar> tree{
+      boost::geometry::index::dynamic_rstar(16)};
+  BareTree() {
+    std::mt19937_64 rng(42);
+    std::uniform_real_distribution<float> lat(kSouth, kNorth), lon(kWest, kEast);
+    const size_t n = envOr("LOCUS_BENCH_DEVICES", 1'000'000);
+    for (uint32_t i = 0; i < n; ++i) tree.insert(Value(Point(lon(rng), lat(rng)), i));
+  }
+};
+
+BareTree& bareTree() {
+  static BareTree* t = new BareTree();
+  return *t;
+}
+
+void BM_RtreeFloorBox(benchmark::State& state) {
+  namespace bgi = boost::geometry::index;
+  BareTree& t = bareTree();
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> lat(kSouth, kNorth), lon(kWest, kEast);
+  constexpr float kHalf = 0.0015f;  // ~130 m + float slop
+  size_t found = 0;
+  for (auto _ : state) {
+    const float a = lat(rng), o = lon(rng);
+    const boost::geometry::model::box<BareTree::Point> box({o - kHalf, a - kHalf},
+                                                           {o + kHalf, a + kHalf});
+    t.tree.query(bgi::intersects(box),
+                 boost::make_function_output_iterator([&](const BareTree::Value&) { ++found; }));
+  }
+  state.counters["values/query"] = double(found) / double(state.iterations());
+}
+BENCHMARK(BM_RtreeFloorBox);
+
+void BM_RtreeFloorKnn10(benchmark::State& state) {
+  namespace bgi = boost::geometry::index;
+  BareTree& t = bareTree();
+  std::mt19937_64 rng(6);
+  std::uniform_real_distribution<float> lat(kSouth, kNorth), lon(kWest, kEast);
+  std::vector<BareTree::Value> out;
+  for (auto _ : state) {
+    out.clear();
+    t.tree.query(bgi::nearest(BareTree::Point(lon(rng), lat(rng)), 10), std::back_inserter(out));
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_RtreeFloorKnn10);
 
 // Memory: the index's own accounting per device, without and with the ids'
 // own bytes. One iteration: it only reads counters.

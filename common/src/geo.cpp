@@ -13,9 +13,13 @@ constexpr double kRadToDeg = 180.0 / kPi;
 // (relative error ~1e-15): a millionth of a degree is about 11 cm.
 constexpr double kCoverPadDeg = 1e-6;
 
-Box wholeWorld() { return Box{-90, -180, 90, 180}; }
+Box wholeWorld() {
+  return Box{-90, -180, 90, 180};
+}
 
-bool lonInRange(double lon, double west, double east) { return west <= lon && lon <= east; }
+bool lonInRange(double lon, double west, double east) {
+  return west <= lon && lon <= east;
+}
 
 enum class Side { kOutside, kInside, kBoundary };
 
@@ -48,12 +52,38 @@ bool isValidLatLon(double lat, double lon) {
          lon <= 180;
 }
 
-int32_t toE7(double degrees) { return static_cast<int32_t>(std::llround(degrees * 1e7)); }
+int32_t toE7(double degrees) {
+  return static_cast<int32_t>(std::llround(degrees * 1e7));
+}
 
-double fromE7(int32_t e7) { return static_cast<double>(e7) / 1e7; }
+double fromE7(int32_t e7) {
+  return static_cast<double>(e7) / 1e7;
+}
 
 DistanceFrom::DistanceFrom(LatLon origin)
-    : origin_(origin), latRad_(origin.lat * kDegToRad), cosLat_(std::cos(latRad_)) {}
+    : origin_(origin),
+      latRad_(origin.lat * kDegToRad),
+      cosLat_(std::cos(latRad_)),
+      absSinLat_(std::abs(std::sin(latRad_))) {}
+
+double DistanceFrom::aLowerBound(LatLon p) const {
+  // |sin x| >= |x| - |x|³/6 for |x| <= √6, and cos φp = cos(φ0 + Δφ) >=
+  // cos φ0 (1 - Δφ²/2) - |sin φ0| |Δφ|; both clamped at 0. sin²(Δλ/2) has
+  // period 2π in Δλ, so Δλ is first brought into [-π, π].
+  const double dLat = p.lat * kDegToRad - latRad_;
+  double dLonDeg = p.lon - origin_.lon;
+  if (dLonDeg > 180) dLonDeg -= 360;
+  if (dLonDeg < -180) dLonDeg += 360;
+  const auto sinBelow = [](double x) {
+    x = std::abs(x);
+    return std::max(0.0, x - x * x * x / 6);
+  };
+  const double s1 = sinBelow(dLat * 0.5);
+  const double s2 = sinBelow(dLonDeg * kDegToRad * 0.5);
+  const double cosLatP =
+      std::max(0.0, cosLat_ * (1 - dLat * dLat * 0.5) - absSinLat_ * std::abs(dLat));
+  return (s1 * s1 + cosLat_ * cosLatP * s2 * s2) * (1 - 1e-12);
+}
 
 double DistanceFrom::a(LatLon p) const {
   const double latRad = p.lat * kDegToRad;
@@ -63,7 +93,9 @@ double DistanceFrom::a(LatLon p) const {
   return std::clamp(a, 0.0, 1.0);
 }
 
-double DistanceFrom::metresFromA(double a) { return 2 * kEarthRadiusM * std::asin(std::sqrt(a)); }
+double DistanceFrom::metresFromA(double a) {
+  return 2 * kEarthRadiusM * std::asin(std::sqrt(a));
+}
 
 double DistanceFrom::aFromMetres(double metres) {
   if (metres >= kHalfCircumferenceM) return 1;

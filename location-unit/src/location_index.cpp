@@ -1,13 +1,14 @@
 #include "locus/unit/location_index.h"
 
 #include <algorithm>
-#include <cassert>
-#include <boost/function_output_iterator.hpp>
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
+#include <boost/iterator/function_output_iterator.hpp>
+#include <cassert>
 #include <cmath>
 #include <limits>
 #include <queue>
+#include <unordered_map>
 
 #include "compact_storage.h"
 #include "locus/common/geo.h"
@@ -73,7 +74,11 @@ struct CountingAllocator {
   }
 };
 
-using Tree = bgi::rtree<TreeValue, bgi::rstar<16>, bgi::indexable<TreeValue>,
+// Run-time parameters on purpose: Boost's compile-time variants make every
+// node as large as an internal node (~43 bytes per device here), its
+// run-time ones size each node's element array to fit (~26 bytes), for ~20%
+// slower queries. See BENCHMARKS.md.
+using Tree = bgi::rtree<TreeValue, bgi::dynamic_rstar, bgi::indexable<TreeValue>,
                         bgi::equal_to<TreeValue>, CountingAllocator<TreeValue>>;
 
 // An anchor in float degrees is within this of its exact value (half a float
@@ -93,7 +98,6 @@ struct Position {
 };
 struct Record {
   uint32_t idRef;      // into IdArena
-  uint32_t extrasRef;  // 1 + index into extras, 0 = none
   int16_t anchorDLat;  // anchor - position, 1e-7 degree
   int16_t anchorDLon;
 };
@@ -107,7 +111,9 @@ TreePoint anchorPoint(int32_t latE7, int32_t lonE7) {
   return TreePoint(static_cast<float>(geo::fromE7(lonE7)), static_cast<float>(geo::fromE7(latE7)));
 }
 
-geo::LatLon latLonOf(const Position& p) { return {geo::fromE7(p.latE7), geo::fromE7(p.lonE7)}; }
+geo::LatLon latLonOf(const Position& p) {
+  return {geo::fromE7(p.latE7), geo::fromE7(p.lonE7)};
+}
 
 bool hasExtras(const Report& r) {
   return !std::isnan(r.speedMps) || !std::isnan(r.headingDeg) || !std::isnan(r.accuracyM);
@@ -125,7 +131,7 @@ class LocationIndex::Impl {
       : options_(options),
         slackDeg_(options.slackE7 * 1e-7),
         table_(Keys{this}),
-        tree_(bgi::rstar<16>(), bgi::indexable<TreeValue>(), bgi::equal_to<TreeValue>(),
+        tree_(bgi::dynamic_rstar(16), bgi::indexable<TreeValue>(), bgi::equal_to<TreeValue>(),
               CountingAllocator<TreeValue>(&treeBytes_)) {}
 
   ApplyOutcome apply(const Report& r) {
@@ -155,7 +161,7 @@ class LocationIndex::Impl {
       rec.anchorDLat = rec.anchorDLon = 0;
     }
     pos = Position{latE7, lonE7, r.tsMs};
-    setExtras(rec, r);
+    setExtras(slot, r);
     return ApplyOutcome::kMoved;
   }
 
@@ -202,7 +208,10 @@ class LocationIndex::Impl {
       forEachCandidate(geo::circleCover(q.center, r), [&](uint32_t slot) {
         const Position& p = positions_[slot];
         if (p.tsMs < minTsMs) return;
-        const double a = from.a(latLonOf(p));
+        const geo::LatLon at = latLonOf(p);
+        const double bar = best.size() == q.k ? std::min(aR, best.front().a) : aR;
+        if (from.aLowerBound(at) > bar * (1 + 2 * kARelTolerance)) return;  // no trig spent
+        const double a = from.a(at);
         if (a > aR * (1 + kARelTolerance)) return;
         if (best.size() == q.k && a > best.front().a * (1 + kARelTolerance)) return;
         const double d = geo::DistanceFrom::metresFromA(a);
@@ -253,7 +262,9 @@ class LocationIndex::Impl {
   MemoryUsage memoryUsage() const {
     MemoryUsage m;
     m.positions = positions_.capacityBytes() + records_.capacityBytes();
-    m.extras = extras_.capacityBytes() + freeExtras_.capacity() * sizeof(uint32_t);
+    // An unordered_map node per device with extras, plus the bucket array.
+    m.extras = extras_.size() * (sizeof(std::pair<const uint32_t, Extras>) + 2 * sizeof(void*)) +
+               extras_.bucket_count() * sizeof(void*);
     m.ids = ids_.capacityBytes();
     m.idTable = table_.capacityBytes();
     m.tree = treeBytes_;
@@ -295,7 +306,6 @@ class LocationIndex::Impl {
   ByDistance byDistance() const { return ByDistance{this}; }
   ById byId() const { return ById{this}; }
 
-
   // Keeps the best `limit` (0 = all) of the offered answers in a heap.
   template <typename Less>
   static void offer(std::vector<Scored>& heap, const Scored& s, uint32_t limit, Less less) {
@@ -333,7 +343,9 @@ class LocationIndex::Impl {
     forEachCandidate(geo::circleCover(c.center, c.radiusM), [&](uint32_t slot) {
       const Position& p = positions_[slot];
       if (p.tsMs < minTsMs) return;
-      const double a = from.a(latLonOf(p));
+      const geo::LatLon at = latLonOf(p);
+      if (from.aLowerBound(at) > aR * (1 + 2 * kARelTolerance)) return;  // no trig spent
+      const double a = from.a(at);
       if (a > aR * (1 + kARelTolerance)) return;
       if (q.countOnly && a < aR * (1 - kARelTolerance)) {
         ++out.count;  // certainly inside; no need for metres
@@ -358,8 +370,9 @@ class LocationIndex::Impl {
     std::array<TreeBox, 4> search;
     size_t n = 0;
     const auto add = [&](double south, double west, double north, double east) {
-      search[n++] = TreeBox(TreePoint(static_cast<float>(west - pad), static_cast<float>(south - pad)),
-                            TreePoint(static_cast<float>(east + pad), static_cast<float>(north + pad)));
+      search[n++] =
+          TreeBox(TreePoint(static_cast<float>(west - pad), static_cast<float>(south - pad)),
+                  TreePoint(static_cast<float>(east + pad), static_cast<float>(north + pad)));
     };
     for (const geo::Box& b : boxes) {
       add(b.south, b.west, b.north, b.east);
@@ -385,7 +398,8 @@ class LocationIndex::Impl {
     constexpr double kRad = geo::kPi / 180;
     const double south = std::max(-90.0, double(bounds.min_corner().get<1>()));
     const double north = std::min(90.0, double(bounds.max_corner().get<1>()));
-    const double dLon = std::min(360.0, double(bounds.max_corner().get<0>() - bounds.min_corner().get<0>()));
+    const double dLon =
+        std::min(360.0, double(bounds.max_corner().get<0>() - bounds.min_corner().get<0>()));
     const double areaM2 = geo::kEarthRadiusM * geo::kEarthRadiusM * dLon * kRad *
                           (std::sin(north * kRad) - std::sin(south * kRad));
     const double perM2 = double(size()) / std::max(areaM2, 1.0);
@@ -409,11 +423,12 @@ class LocationIndex::Impl {
     h.lon = geo::fromE7(p.lonE7);
     h.tsMs = p.tsMs;
     h.distanceM = distanceM;
-    if (rec.extrasRef != 0) {
-      const Extras& e = extras_[rec.extrasRef - 1];
-      h.speedMps = e.speedMps;
-      h.headingDeg = e.headingDeg;
-      h.accuracyM = e.accuracyM;
+    if (!extras_.empty()) {
+      if (auto it = extras_.find(slot); it != extras_.end()) {
+        h.speedMps = it->second.speedMps;
+        h.headingDeg = it->second.headingDeg;
+        h.accuracyM = it->second.accuracyM;
+      }
     }
     return h;
   }
@@ -421,28 +436,18 @@ class LocationIndex::Impl {
   void insertNew(const Report& r, int32_t latE7, int32_t lonE7, uint64_t hash) {
     const auto slot = static_cast<uint32_t>(size());
     positions_.pushBack(Position{latE7, lonE7, r.tsMs});
-    records_.pushBack(Record{ids_.add(r.id), 0, 0, 0});
-    setExtras(records_[slot], r);
+    records_.pushBack(Record{ids_.add(r.id), 0, 0});
+    setExtras(slot, r);
     table_.insert(slot, hash);
     tree_.insert(TreeValue(anchorPoint(latE7, lonE7), slot));
   }
 
-  void setExtras(Record& rec, const Report& r) {
-    if (!hasExtras(r)) {
-      if (rec.extrasRef != 0) freeExtras_.push_back(rec.extrasRef);
-      rec.extrasRef = 0;
-      return;
+  void setExtras(uint32_t slot, const Report& r) {
+    if (hasExtras(r)) {
+      extras_[slot] = Extras{r.speedMps, r.headingDeg, r.accuracyM};
+    } else if (!extras_.empty()) {
+      extras_.erase(slot);
     }
-    if (rec.extrasRef == 0) {
-      if (!freeExtras_.empty()) {
-        rec.extrasRef = freeExtras_.back();
-        freeExtras_.pop_back();
-      } else {
-        extras_.pushBack(Extras{});
-        rec.extrasRef = static_cast<uint32_t>(extras_.size());
-      }
-    }
-    extras_[rec.extrasRef - 1] = Extras{r.speedMps, r.headingDeg, r.accuracyM};
   }
 
   TreeValue treeValueOf(uint32_t slot) const {
@@ -459,7 +464,7 @@ class LocationIndex::Impl {
     assert(removed == 1);
     table_.erase(slot, hashId(id));
     ids_.release(records_[slot].idRef);
-    if (records_[slot].extrasRef != 0) freeExtras_.push_back(records_[slot].extrasRef);
+    extras_.erase(slot);
     const auto last = static_cast<uint32_t>(size() - 1);
     if (slot != last) {
       const TreeValue moved = treeValueOf(last);
@@ -469,6 +474,10 @@ class LocationIndex::Impl {
       table_.renumber(last, slot, hashId(idOf(last)));
       positions_[slot] = positions_[last];
       records_[slot] = records_[last];
+      if (auto it = extras_.find(last); it != extras_.end()) {
+        extras_[slot] = it->second;
+        extras_.erase(last);
+      }
     }
     positions_.popBack();
     records_.popBack();
@@ -485,8 +494,8 @@ class LocationIndex::Impl {
   double slackDeg_;
   ChunkedVector<Position> positions_;
   ChunkedVector<Record> records_;
-  ChunkedVector<Extras, 10> extras_;
-  std::vector<uint32_t> freeExtras_;
+  // Optional attributes by slot: only devices that send them pay for them.
+  std::unordered_map<uint32_t, Extras> extras_;
   IdArena ids_;
   Table table_;
   size_t treeBytes_ = 0;
@@ -499,9 +508,15 @@ LocationIndex::~LocationIndex() = default;
 LocationIndex::LocationIndex(LocationIndex&&) noexcept = default;
 LocationIndex& LocationIndex::operator=(LocationIndex&&) noexcept = default;
 
-ApplyOutcome LocationIndex::apply(const Report& report) { return impl_->apply(report); }
-bool LocationIndex::remove(std::string_view id) { return impl_->remove(id); }
-size_t LocationIndex::expire(int64_t nowMs, size_t maxScan) { return impl_->expire(nowMs, maxScan); }
+ApplyOutcome LocationIndex::apply(const Report& report) {
+  return impl_->apply(report);
+}
+bool LocationIndex::remove(std::string_view id) {
+  return impl_->remove(id);
+}
+size_t LocationIndex::expire(int64_t nowMs, size_t maxScan) {
+  return impl_->expire(nowMs, maxScan);
+}
 std::optional<Hit> LocationIndex::get(std::string_view id, int64_t nowMs) const {
   return impl_->get(id, nowMs);
 }
@@ -511,8 +526,14 @@ QueryResult LocationIndex::nearest(const NearestQuery& q, int64_t nowMs) const {
 QueryResult LocationIndex::within(const AreaQuery& q, int64_t nowMs) const {
   return impl_->within(q, nowMs);
 }
-size_t LocationIndex::size() const { return impl_->size(); }
-MemoryUsage LocationIndex::memoryUsage() const { return impl_->memoryUsage(); }
-const IndexOptions& LocationIndex::options() const { return impl_->options(); }
+size_t LocationIndex::size() const {
+  return impl_->size();
+}
+MemoryUsage LocationIndex::memoryUsage() const {
+  return impl_->memoryUsage();
+}
+const IndexOptions& LocationIndex::options() const {
+  return impl_->options();
+}
 
 }  // namespace locus::unit

@@ -761,3 +761,36 @@ TEST_CASE("Polygon::contains agrees with an independent even-odd test", "[geo][p
   CHECK(outside > 1000);
   CHECK(inHoles > 100);
 }
+
+namespace locus::geo {
+namespace {
+
+TEST_CASE("DistanceFrom::aLowerBound never exceeds a and is tight nearby", "[geo][distance]") {
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> unit(-1, 1);
+  int tight = 0, close = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    const LatLon o{std::asin(unit(rng)) * 180 / kPi, 180 * unit(rng)};
+    // Half the pairs near each other (as in a query), half anywhere.
+    const double spread = (i % 2 == 0) ? 0.05 : 180;
+    LatLon p{std::clamp(o.lat + spread * unit(rng), -90.0, 90.0), o.lon + spread * unit(rng)};
+    if (p.lon > 180) p.lon -= 360;
+    if (p.lon < -180) p.lon += 360;
+    const DistanceFrom from(o);
+    const double a = from.a(p);
+    const double bound = from.aLowerBound(p);
+    INFO("o=" << o.lat << "," << o.lon << " p=" << p.lat << "," << p.lon << " a=" << a
+              << " bound=" << bound);
+    REQUIRE(bound >= 0);
+    REQUIRE(bound <= a);
+    if (i % 2 == 0 && std::abs(o.lat) < 80) {
+      ++close;
+      if (bound >= a * (1 - 1e-3)) ++tight;
+    }
+  }
+  // Useful as a filter: near pairs are bounded within 0.1%.
+  REQUIRE(tight == close);
+}
+
+}  // namespace
+}  // namespace locus::geo

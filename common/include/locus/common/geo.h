@@ -34,7 +34,9 @@ bool isValidLatLon(double lat, double lon);
 int32_t toE7(double degrees);
 double fromE7(int32_t e7);
 // The coordinate Locus will store and report for `degrees`.
-inline double quantize(double degrees) { return fromE7(toE7(degrees)); }
+inline double quantize(double degrees) {
+  return fromE7(toE7(degrees));
+}
 
 // Great-circle distances from one fixed point. The haversine term `a` is
 // monotone in distance and cheaper to compute, so callers may filter on it
@@ -45,6 +47,10 @@ class DistanceFrom {
   LatLon origin() const { return origin_; }
   // Haversine term in [0, 1]: sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2).
   double a(LatLon p) const;
+  // A lower bound of a(p) from arithmetic alone (no trig): within a relative
+  // 1e-12 of never exceeding a(p), and within ~x⁴ of it for angles x, so a
+  // filter can reject far candidates before paying for a(p).
+  double aLowerBound(LatLon p) const;
   static double metresFromA(double a);
   double metres(LatLon p) const { return metresFromA(a(p)); }
   // The haversine term of a distance (inverse of metresFromA up to rounding).
@@ -54,10 +60,13 @@ class DistanceFrom {
   LatLon origin_;
   double latRad_;
   double cosLat_;
+  double absSinLat_;
 };
 
 // Haversine great-circle distance in metres.
-inline double haversineM(LatLon a, LatLon b) { return DistanceFrom(a).metres(b); }
+inline double haversineM(LatLon a, LatLon b) {
+  return DistanceFrom(a).metres(b);
+}
 
 // A lon/lat box. west > east means the box crosses the antimeridian and
 // covers [west, 180] ∪ [-180, east]. Longitudes ±180 name the same meridian:
