@@ -52,14 +52,6 @@ bool isValidLatLon(double lat, double lon) {
          lon <= 180;
 }
 
-int32_t toE7(double degrees) {
-  return static_cast<int32_t>(std::llround(degrees * 1e7));
-}
-
-double fromE7(int32_t e7) {
-  return static_cast<double>(e7) / 1e7;
-}
-
 DistanceFrom::DistanceFrom(LatLon origin)
     : origin_(origin),
       latRad_(origin.lat * kDegToRad),

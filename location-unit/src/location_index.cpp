@@ -416,7 +416,6 @@ class LocationIndex::Impl {
 
   Hit hitOf(uint32_t slot, double distanceM) const {
     const Position& p = positions_[slot];
-    const Record& rec = records_[slot];
     Hit h;
     h.id = std::string(idOf(slot));
     h.lat = geo::fromE7(p.latE7);

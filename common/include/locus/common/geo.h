@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -31,8 +32,12 @@ bool isValidLatLon(double lat, double lon);
 // Locus stores coordinates as integers of 1e-7 degree (about 1.1 cm), like
 // the E7 coordinates of many GPS formats. toE7 rounds to the nearest step;
 // fromE7 is the one way back, so every stored coordinate has one double.
-int32_t toE7(double degrees);
-double fromE7(int32_t e7);
+inline int32_t toE7(double degrees) {
+  return static_cast<int32_t>(std::llround(degrees * 1e7));
+}
+inline double fromE7(int32_t e7) {
+  return static_cast<double>(e7) / 1e7;
+}
 // The coordinate Locus will store and report for `degrees`.
 inline double quantize(double degrees) {
   return fromE7(toE7(degrees));
