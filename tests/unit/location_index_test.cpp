@@ -322,7 +322,7 @@ TEST_CASE("TTL hides expired positions and expire removes them", "[index]") {
   BruteForce model(kTtlMs);
   for (int i = 0; i < 20'000; ++i) {
     const geo::LatLon p = randomPoint(rng, city);
-    const std::string id = "d" + std::to_string(i);  // Report::id is a view: keep it alive
+    const std::string id = std::to_string(i) + "d";  // Report::id is a view: keep it alive
     const Report r{id, p.lat, p.lon, kNowMs - static_cast<int64_t>(rng() % (2 * kTtlMs))};
     index.apply(r);
     model.apply(r);

@@ -1,0 +1,169 @@
+// locus: the command-line client of a Locus cluster. Asks the server's
+// LocationService over Cap'n Proto RPC and prints exactly one JSON object on
+// stdout; on failure {"error":"..."} on stderr and a non-zero exit.
+#include <capnp/ez-rpc.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "geojson.h"
+#include "locus.capnp.h"
+#include "locus/common/flags.h"
+#include "locus/common/json.h"
+#include "locus/common/wire.h"
+#include "query_flags.h"
+
+namespace {
+
+using namespace locus;
+using json = nlohmann::ordered_json;
+
+constexpr auto kCallTimeout = 30 * kj::SECONDS;
+
+int fail(const std::string& message) {
+  std::cerr << errorJson(message).dump() << "\n";
+  return 1;
+}
+
+// The JSON of a QueryResult as the SPEC prints it, or the error the server
+// returned instead.
+template <typename Response>
+int printResult(Response response) {
+  if (response.hasError()) return fail(readError(response.getError()).message);
+  auto r = response.getResult();
+  const auto shards = r.getShards();
+  std::cout << toJson(readQueryResult(r), Coverage{shards.getTotal(), shards.getAnswered()},
+                      r.getTookUs())
+                   .dump()
+            << "\n";
+  return 0;
+}
+
+template <typename Response>
+int printStats(Response response) {
+  if (response.hasError()) return fail(readError(response.getError()).message);
+  auto stats = response.getStats();
+  json units = json::array();
+  for (auto u : stats.getUnits()) {
+    const UnitStats s = readUnitStats(u);
+    units.push_back({{"name", s.name},
+                     {"devices", s.devices},
+                     {"reports_applied", s.reportsApplied},
+                     {"reports_stale", s.reportsStale},
+                     {"reports_rejected", s.reportsRejected},
+                     {"queries_served", s.queriesServed},
+                     {"memory_bytes", s.memoryBytes}});
+  }
+  const auto shards = stats.getShards();
+  std::cout << json{{"units", std::move(units)},
+                    {"partial", shards.getAnswered() < shards.getTotal()},
+                    {"shards", {{"total", shards.getTotal()}, {"answered", shards.getAnswered()}}}}
+                   .dump()
+            << "\n";
+  return 0;
+}
+
+Result<std::string> readAll(const std::string& path) {
+  if (path == "-") {
+    return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  }
+  std::ifstream in(path);
+  if (!in) return badRequest("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"locus: ask a Locus cluster who is near"};
+  std::string server = "127.0.0.1:7800";
+  addFlag(app, "--server", server, "the location server, HOST:PORT");
+  app.require_subcommand(1);
+
+  NearestQuery nearest;
+  auto* nearestCmd = app.add_subcommand("nearest", "the k devices nearest a point, nearest first");
+  cli::addNearestFlags(nearestCmd, nearest);
+
+  AreaQuery radiusQuery, boxQuery, polygonQuery;
+  Circle circle;
+  geo::Box box;
+  auto* radiusCmd = app.add_subcommand("radius", "devices within a radius, nearest first");
+  cli::addCircleFlags(radiusCmd, circle);
+  cli::addAreaFlags(radiusCmd, radiusQuery);
+  auto* boxCmd = app.add_subcommand("box", "devices inside a box (west > east crosses 180°)");
+  cli::addBoxFlags(boxCmd, box);
+  cli::addAreaFlags(boxCmd, boxQuery);
+  std::string geojsonPath;
+  auto* polygonCmd = app.add_subcommand("polygon", "devices inside a GeoJSON Polygon");
+  polygonCmd->add_option("--geojson", geojsonPath, "FILE, or - for stdin")->required();
+  cli::addAreaFlags(polygonCmd, polygonQuery);
+
+  std::string id;
+  auto* getCmd = app.add_subcommand("get", "the stored position of one device");
+  getCmd->add_option("id", id, "device id")->required();
+  auto* statsCmd = app.add_subcommand("stats", "per unit: name, devices, reports, queries");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    return fail(e.what());
+  }
+
+  // Check arguments here too, so a bad one never needs the network.
+  if (*nearestCmd) {
+    if (auto e = validate(nearest)) return fail(*e);
+  }
+  AreaQuery* area = nullptr;
+  if (*radiusCmd) (area = &radiusQuery)->area = circle;
+  if (*boxCmd) (area = &boxQuery)->area = box;
+  if (*polygonCmd) {
+    auto text = readAll(geojsonPath);
+    if (!text) return fail(text.error().message);
+    auto polygon = cli::polygonFromGeoJson(*text);
+    if (!polygon) return fail(polygon.error().message);
+    (area = &polygonQuery)->area = std::move(*polygon);
+  }
+  if (area) {
+    if (auto e = validate(*area)) return fail(*e);
+  }
+  if (*getCmd) {
+    if (auto e = validateId(id)) return fail(*e);
+  }
+
+  try {
+    capnp::EzRpcClient client(server);
+    auto service = client.getMain<wire::LocationService>();
+    auto& waitScope = client.getWaitScope();
+    auto& timer = client.getIoProvider().getTimer();
+    const auto wait = [&](auto promise) {
+      return timer.timeoutAfter(kCallTimeout, kj::mv(promise)).wait(waitScope);
+    };
+    if (*nearestCmd) {
+      auto request = service.nearestRequest();
+      writeNearestQuery(nearest, request.initQuery());
+      return printResult(wait(request.send()));
+    }
+    if (area) {
+      auto request = service.withinRequest();
+      writeAreaQuery(*area, request.initQuery());
+      return printResult(wait(request.send()));
+    }
+    if (*getCmd) {
+      auto request = service.getRequest();
+      request.setId(id);
+      return printResult(wait(request.send()));
+    }
+    if (*statsCmd) return printStats(wait(service.statsRequest().send()));
+  } catch (const kj::Exception& e) {
+    return fail("cannot get an answer from the server at " + server + ": " +
+                e.getDescription().cStr());
+  }
+  return fail("unknown command");
+}

@@ -1,0 +1,62 @@
+// locus-server as an object: options with their defaults and checks, and
+// the Cap'n Proto RPC listener that serves LocationService to any number of
+// connections from one KJ event loop.
+#pragma once
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "locus/server/scatter_gather.h"
+
+namespace locus::server {
+
+struct ServerOptions {
+  std::vector<std::string> units;       // ZeroMQ endpoints of the units, in shard order
+  std::string listen = "0.0.0.0:7800";  // HOST:PORT for Cap'n Proto RPC; port 0 picks one
+  int64_t timeoutMs = 250;              // per-query deadline for the units' answers
+
+  // Why these options cannot work, or nothing.
+  std::optional<std::string> validate() const;
+};
+
+// Thread-affinity: construct, run and destroy on the thread that owns `io`.
+class Server final : private kj::TaskSet::ErrorHandler {
+ public:
+  // Binds the listening socket. Throws kj::Exception when the address is
+  // malformed or cannot be bound (in use), zmq::error_t on a malformed unit
+  // endpoint. Precondition: options.validate() passed.
+  Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // "HOST:PORT" actually bound (the port chosen for port 0).
+  const std::string& address() const { return address_; }
+
+  // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
+  // stops accepting and lets in-flight queries finish (bounded by the
+  // deadline plus a second) before returning.
+  void run(int stopFd);
+
+ private:
+  class Connection;
+  kj::Promise<void> acceptLoop();
+
+  kj::AsyncIoContext& io_;
+  ScatterGather cluster_;
+  capnp::Capability::Client bootstrap_;
+  kj::Own<kj::ConnectionReceiver> listener_;
+  std::string address_;
+  kj::TaskSet tasks_;  // one per open connection
+
+  // A connection that failed: logged, the others carry on.
+  void taskFailed(kj::Exception&& exception) override;
+};
+
+}  // namespace locus::server

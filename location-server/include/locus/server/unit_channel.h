@@ -1,0 +1,102 @@
+// Asynchronous request/reply with one location unit over ZeroMQ, inside a
+// KJ event loop: many requests in flight at once, each answered by a
+// promise that resolves to the unit's reply or to nothing at its deadline.
+// Used by the server's scatter/gather (and meant for the gateway).
+#pragma once
+
+#include <capnp/message.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/async.h>
+#include <kj/time.h>
+#include <kj/timer.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <zmq.hpp>
+
+#include "locus.capnp.h"
+#include "locus/common/wire.h"
+
+namespace locus::server {
+
+// One UnitReply frame, read in place. Not movable (the reader views the
+// frame's bytes), so it travels as kj::Own.
+class UnitReplyFrame {
+ public:
+  explicit UnitReplyFrame(zmq::message_t frame);
+  UnitReplyFrame(const UnitReplyFrame&) = delete;
+  UnitReplyFrame& operator=(const UnitReplyFrame&) = delete;
+
+  // Why the frame is not a Cap'n Proto message, or nothing.
+  const std::optional<std::string>& error() const { return message_.error(); }
+
+  // Precondition: !error(). May throw kj::Exception on a malformed reply.
+  wire::UnitReply::Reader root() { return message_.root<wire::UnitReply>(); }
+
+ private:
+  zmq::message_t frame_;  // owns the bytes message_ views; declared first
+  FlatMessage message_;
+};
+
+// A DEALER socket connected to one unit's ROUTER endpoint, serviced by the
+// KJ event loop of the thread that constructs it.
+//
+// Thread-affinity: construct, call and destroy on one thread, the one that
+// runs `eventPort`'s loop. Ownership: the channel must outlive every promise
+// call() returned; destroying it rejects the promises still pending.
+//
+// Request ids are the channel's own (1, 2, ...): call() overwrites the
+// request's requestId. A reply whose id matches no pending call (it came
+// after its deadline, or is unreadable) is dropped and counted.
+class UnitChannel {
+ public:
+  // Connects (ZeroMQ connects lazily and reconnects by itself, so a unit
+  // that is down is not an error here). Throws zmq::error_t on a malformed
+  // endpoint.
+  UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
+              std::string endpoint);
+  ~UnitChannel();
+  UnitChannel(const UnitChannel&) = delete;
+  UnitChannel& operator=(const UnitChannel&) = delete;
+
+  // Sends `message` (whose root is a UnitRequest) to the unit and resolves
+  // to its reply, or to nothing when no reply arrived by `deadline` or the
+  // request could not be queued (the unit is unreachable and the send queue
+  // is full). Never rejects for the unit's failures. The message is
+  // serialized before call() returns, so the caller may reuse it (for the
+  // next unit) at once.
+  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> call(capnp::MessageBuilder& message,
+                                                       kj::TimePoint deadline);
+
+  const std::string& endpoint() const { return endpoint_; }
+  // Calls waiting for a reply now.
+  size_t pending() const { return pending_.size(); }
+  // Replies dropped so far: late (after their deadline) or unreadable.
+  uint64_t droppedReplies() const { return dropped_; }
+
+ private:
+  using Fulfiller = kj::Own<kj::PromiseFulfiller<kj::Own<UnitReplyFrame>>>;
+
+  // Waits for the ZeroMQ fd to signal, drains, and repeats; runs for the
+  // channel's life.
+  kj::Promise<void> readLoop();
+  // Receives every queued reply. ZMQ_FD is edge-triggered and is reset by
+  // any operation on the socket, so this runs after every wake and every
+  // send, until ZMQ_EVENTS shows no more input.
+  void drain();
+
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  kj::Timer& timer_;
+  kj::UnixEventPort::FdObserver observer_;
+  uint64_t nextRequestId_ = 1;
+  uint64_t dropped_ = 0;
+  std::unordered_map<uint64_t, Fulfiller> pending_;  // request id → its caller
+  kj::Promise<void> reading_;                        // readLoop(); declared last
+};
+
+}  // namespace locus::server

@@ -1,0 +1,120 @@
+#include "locus/server/location_service.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "locus/common/report.h"
+#include "locus/common/wire.h"
+
+namespace locus::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t elapsedUs(Clock::time_point since) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - since).count());
+}
+
+void writeCoverage(const Coverage& shards, wire::ShardCoverage::Builder b) {
+  b.setTotal(shards.total);
+  b.setAnswered(shards.answered);
+}
+
+void writeAnswer(const GatheredResult& gathered, Clock::time_point started,
+                 wire::QueryResult::Builder b) {
+  writeQueryResult(gathered.result, b);
+  b.setPartial(gathered.shards.partial());
+  writeCoverage(gathered.shards, b.initShards());
+  b.setTookUs(elapsedUs(started));
+}
+
+// The one place where a call's failures become its typed `error`: `read`
+// runs now and turns the parameters into a promise of the answer (a
+// kj::Exception from it means the parameters were malformed: badRequest);
+// a failure of that promise is a bug of ours (internal). The call itself
+// always succeeds.
+template <typename Context, typename Read>
+kj::Promise<void> answer(Context context, const char* method, Read&& read) {
+  kj::Promise<void> work = nullptr;
+  try {
+    work = read();
+  } catch (const kj::Exception& e) {
+    writeError(
+        badRequest(fmt::format("malformed {} request: {}", method, e.getDescription().cStr())),
+        context.initResults().initError());
+    return kj::READY_NOW;
+  }
+  return work.catch_([context, method](kj::Exception&& e) mutable {
+    spdlog::error("{} failed: {}", method, e.getDescription().cStr());
+    writeError(Error{ErrorCode::kInternal,
+                     fmt::format("{} failed: {}", method, e.getDescription().cStr())},
+               context.initResults().initError());
+  });
+}
+
+}  // namespace
+
+kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
+  const auto started = Clock::now();
+  return answer(context, "nearest", [&]() -> kj::Promise<void> {
+    auto query = readNearestQuery(context.getParams().getQuery());
+    if (!query) {
+      writeError(query.error(), context.getResults().initError());
+      return kj::READY_NOW;
+    }
+    return cluster_.nearest(*query).then([context, started](GatheredResult&& g) mutable {
+      writeAnswer(g, started, context.getResults().initResult());
+    });
+  });
+}
+
+kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
+  const auto started = Clock::now();
+  return answer(context, "within", [&]() -> kj::Promise<void> {
+    auto query = readAreaQuery(context.getParams().getQuery());
+    if (!query) {
+      writeError(query.error(), context.getResults().initError());
+      return kj::READY_NOW;
+    }
+    return cluster_.within(*query).then([context, started](GatheredResult&& g) mutable {
+      writeAnswer(g, started, context.getResults().initResult());
+    });
+  });
+}
+
+kj::Promise<void> LocationServiceImpl::get(GetContext context) {
+  const auto started = Clock::now();
+  return answer(context, "get", [&]() -> kj::Promise<void> {
+    const auto text = context.getParams().getId();
+    std::string id(text.begin(), text.size());
+    if (auto problem = validateId(id)) {
+      writeError(badRequest(*problem), context.getResults().initError());
+      return kj::READY_NOW;
+    }
+    return cluster_.get(id).then([context, started](Result<GatheredResult>&& r) mutable {
+      if (!r) return writeError(r.error(), context.getResults().initError());
+      writeAnswer(*r, started, context.getResults().initResult());
+    });
+  });
+}
+
+kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
+  return answer(context, "stats", [&]() -> kj::Promise<void> {
+    return cluster_.stats().then([context](GatheredStats&& g) mutable {
+      auto out = context.getResults().initStats();
+      auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
+      for (size_t i = 0; i < g.units.size(); ++i) {
+        writeUnitStats(g.units[i], units[static_cast<unsigned>(i)]);
+      }
+      writeCoverage(g.shards, out.initShards());
+    });
+  });
+}
+
+}  // namespace locus::server

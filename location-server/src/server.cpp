@@ -1,0 +1,123 @@
+#include "locus/server/server.h"
+
+#include <capnp/rpc.h>
+#include <fmt/format.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "locus/common/wire.h"
+#include "locus/server/location_service.h"
+
+namespace locus::server {
+namespace {
+
+// The largest deadline we accept: a query that waits longer is a mistake.
+constexpr int64_t kMaxTimeoutMs = 600'000;
+// After a stop request, in-flight queries get their deadline plus this.
+constexpr int64_t kDrainSlackMs = 1000;
+
+// "HOST" and "PORT" of "HOST:PORT" (HOST may be a bracketed IPv6 address).
+std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return std::nullopt;
+  return std::make_pair(address.substr(0, colon), address.substr(colon + 1));
+}
+
+}  // namespace
+
+std::optional<std::string> ServerOptions::validate() const {
+  if (units.empty()) return "--units needs at least one ZeroMQ endpoint, e.g. tcp://127.0.0.1:7900";
+  for (const auto& unit : units) {
+    if (unit.empty()) return "--units has an empty endpoint (two commas in a row?)";
+  }
+  const auto hostPort = splitHostPort(listen);
+  if (!hostPort) return fmt::format("--listen {} must be HOST:PORT, e.g. 0.0.0.0:7800", listen);
+  unsigned port = 0;
+  const auto& p = hostPort->second;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || end != p.data() + p.size() || port > 65535) {
+    return fmt::format("--listen {}: the port must be a number in 0..65535", listen);
+  }
+  if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
+    return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
+  }
+  return std::nullopt;
+}
+
+// One accepted RPC connection: its stream, the two-party network over it
+// (reading messages with untrusted limits) and an RPC system whose bootstrap
+// capability is the shared LocationService. Lives until the peer hangs up.
+class Server::Connection {
+ public:
+  Connection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap)
+      : stream_(kj::mv(stream)),
+        network_(*stream_, capnp::rpc::twoparty::Side::SERVER, untrustedReaderOptions()),
+        rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {}
+
+  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
+
+ private:
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+};
+
+Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
+    : io_(io),
+      cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
+               options.timeoutMs),
+      bootstrap_(kj::heap<LocationServiceImpl>(cluster_)),
+      tasks_(*this) {
+  auto address = io_.provider->getNetwork().parseAddress(options.listen).wait(io_.waitScope);
+  listener_ = address->listen();
+  address_ = fmt::format("{}:{}", splitHostPort(options.listen)->first, listener_->getPort());
+}
+
+Server::~Server() = default;
+
+void Server::taskFailed(kj::Exception&& exception) {
+  spdlog::warn("connection failed: {}", exception.getDescription().cStr());
+}
+
+kj::Promise<void> Server::acceptLoop() {
+  return listener_->accept()
+      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+        auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_);
+        auto disconnected = connection->onDisconnect();
+        tasks_.add(disconnected.attach(kj::mv(connection)));
+      })
+      .catch_([](kj::Exception&& e) {
+        // E.g. out of file descriptors: keep accepting the next ones.
+        spdlog::warn("accept failed: {}", e.getDescription().cStr());
+      })
+      .then([this]() { return acceptLoop(); });
+}
+
+void Server::run(int stopFd) {
+  kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
+                                     kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  {
+    auto accepting = acceptLoop().eagerlyEvaluate([](kj::Exception&& e) {
+      spdlog::error("stopped accepting: {}", e.getDescription().cStr());
+    });
+    stop.whenBecomesReadable().wait(io_.waitScope);
+  }
+  listener_ = nullptr;  // refuse new connections
+
+  // Let the queries in flight finish: each ends by its deadline.
+  auto& timer = io_.provider->getTimer();
+  const kj::TimePoint giveUp =
+      timer.now() + (cluster_.timeoutMs() + kDrainSlackMs) * kj::MILLISECONDS;
+  size_t waited = 0;
+  while (cluster_.pending() > 0 && timer.now() < giveUp) {
+    timer.afterDelay(5 * kj::MILLISECONDS).wait(io_.waitScope);
+    ++waited;
+  }
+  // One more moment for the RPC system to write the last answers.
+  if (waited > 0) timer.afterDelay(20 * kj::MILLISECONDS).wait(io_.waitScope);
+}
+
+}  // namespace locus::server
