@@ -1,5 +1,5 @@
 # The two commands a new user needs:
-#   make run   build everything and start a local cluster
+#   make run   build everything and start a local cluster with a simulated fleet
 #   make test  build everything and run the test suites
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
@@ -26,7 +26,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 run: build
-	scripts/run-local.sh $(BUILD_DIR)/bin
+	$(BUILD_DIR)/bin/locus local --units 4 --simulate 100000
 
 bench: build
 	$(BUILD_DIR)/bin/locus-index-bench --benchmark_counters_tabular=true

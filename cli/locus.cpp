@@ -11,11 +11,14 @@
 #include <sstream>
 
 #include "geojson.h"
+#include "local.h"
 #include "locus.capnp.h"
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
+#include "locus/common/log.h"
 #include "locus/common/wire.h"
 #include "query_flags.h"
+#include "send.h"
 
 namespace {
 
@@ -83,8 +86,11 @@ Result<std::string> readAll(const std::string& path) {
 int main(int argc, char** argv) {
   CLI::App app{"locus: ask a Locus cluster who is near"};
   std::string server = "127.0.0.1:7800";
+  std::string gateway = "127.0.0.1:7700";
   addFlag(app, "--server", server, "the location server, HOST:PORT");
+  addFlag(app, "--gateway", gateway, "the gateway's Cap'n Proto port, HOST:PORT (for send)");
   app.require_subcommand(1);
+  app.fallthrough();  // --server / --gateway may follow the command too
 
   NearestQuery nearest;
   auto* nearestCmd = app.add_subcommand("nearest", "the k devices nearest a point, nearest first");
@@ -108,6 +114,25 @@ int main(int argc, char** argv) {
   auto* getCmd = app.add_subcommand("get", "the stored position of one device");
   getCmd->add_option("id", id, "device id")->required();
   auto* statsCmd = app.add_subcommand("stats", "per unit: name, devices, reports, queries");
+  cli::LocalOptions local;
+  auto* localCmd = app.add_subcommand("local", "run a whole cluster in this process");
+  localCmd->add_option("--units", local.units, "location units")->capture_default_str();
+  localCmd
+      ->add_option("--simulate", local.simulate, "simulated devices moving in the city (0 = none)")
+      ->capture_default_str();
+  localCmd->add_option("--rate", local.ratePerS, "simulated reports per second")
+      ->capture_default_str();
+  localCmd->add_option("--gateway-listen", local.gatewayListen, "Cap'n Proto ingest HOST:PORT")
+      ->capture_default_str();
+  localCmd->add_option("--text-listen", local.textListen, "NDJSON ingest HOST:PORT")
+      ->capture_default_str();
+  localCmd->add_option("--server-listen", local.serverListen, "query HOST:PORT")
+      ->capture_default_str();
+  localCmd->add_option("--timeout-ms", local.timeoutMs, "per-query deadline for the units")
+      ->capture_default_str();
+  std::string sendPath = "-";
+  auto* sendCmd = app.add_subcommand("send", "stream NDJSON reports to the gateway");
+  sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -135,6 +160,26 @@ int main(int argc, char** argv) {
   }
   if (*getCmd) {
     if (auto e = validateId(id)) return fail(*e);
+  }
+
+  if (*localCmd) {
+    if (auto e = local.validate()) return fail(*e);
+    initLogging("locus-local");
+    return cli::runLocal(local);
+  }
+  if (*sendCmd) {
+    std::ifstream file;
+    if (sendPath != "-") {
+      file.open(sendPath);
+      if (!file) return fail("cannot read " + sendPath);
+    }
+    try {
+      const auto summary = cli::sendReports(sendPath == "-" ? std::cin : file, gateway, std::cerr);
+      std::cout << summary.dump() << "\n";
+      return summary["rejected"].get<uint64_t>() == 0 ? 0 : 1;
+    } catch (const kj::Exception& e) {
+      return fail("cannot send to the gateway at " + gateway + ": " + e.getDescription().cStr());
+    }
   }
 
   try {

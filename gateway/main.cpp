@@ -1,0 +1,53 @@
+// locus-gateway: the device-facing ingest of a Locus cluster. Serves Ingest
+// over Cap'n Proto RPC and NDJSON lines over TCP, routing every valid report
+// to the unit that owns its device, until SIGINT/SIGTERM.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <kj/async-io.h>
+#include <spdlog/spdlog.h>
+
+#include "locus/common/flags.h"
+#include "locus/common/log.h"
+#include "locus/common/shutdown.h"
+#include "locus/gateway/gateway.h"
+
+int main(int argc, char** argv) {
+  locus::gateway::GatewayOptions options;
+  CLI::App app{"locus-gateway: device-facing ingest of a Locus cluster (validate, route, batch)"};
+  locus::addFlag(app, "--units", options.units,
+                 "ZeroMQ endpoints of the units, comma-separated, in shard order")
+      ->delimiter(',')
+      ->required();
+  locus::addFlag(app, "--listen", options.listen,
+                 "HOST:PORT for Cap'n Proto RPC Ingest (port 0 picks one)");
+  locus::addFlag(app, "--listen-text", options.listenText,
+                 "HOST:PORT for NDJSON report lines (port 0 picks one)");
+  locus::addFlag(app, "--batch-timeout-ms", options.routing.batchTimeoutMs,
+                 "deadline for a unit to answer a batch, ms (then it is counted lost)");
+  CLI11_PARSE(app, argc, argv);
+
+  locus::initLogging("locus-gateway");
+  if (auto error = options.validate()) {
+    spdlog::error("{}", *error);
+    return 2;
+  }
+  try {
+    locus::ShutdownSignal shutdown;  // before the ZeroMQ context starts its threads
+    zmq::context_t context;
+    auto io = kj::setupAsyncIo();
+    locus::gateway::Gateway gateway(options, context, io);
+    spdlog::info("rpc listening on {}", gateway.rpcAddress());
+    spdlog::info("text listening on {} ({} units)", gateway.textAddress(), options.units.size());
+    gateway.run(shutdown.fd());
+    spdlog::info("stopped");
+    return 0;
+  } catch (const kj::Exception& e) {
+    spdlog::error("cannot serve on {} / {}: {}", options.listen, options.listenText,
+                  e.getDescription().cStr());
+  } catch (const zmq::error_t& e) {
+    spdlog::error("cannot connect to the units ({}): {}", fmt::join(options.units, ","), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("fatal: {}", e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,181 @@
+#include "locus/gateway/gateway.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.h>
+#include <fmt/format.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <utility>
+
+#include "ingest_service.h"
+#include "locus/common/wire.h"
+#include "text_connection.h"
+
+namespace locus::gateway {
+namespace {
+
+// After a stop request, buffered reports get the batch timeout plus this.
+constexpr int64_t kDrainSlackMs = 1000;
+// Bytes of calls a client may have in flight on one RPC connection before
+// the gateway stops reading from it (Cap'n Proto's flow limit).
+constexpr size_t kRpcFlowLimitBytes = 8 << 20;
+
+// "HOST" and "PORT" of "HOST:PORT" (HOST may be a bracketed IPv6 address).
+std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return std::nullopt;
+  return std::make_pair(address.substr(0, colon), address.substr(colon + 1));
+}
+
+std::optional<std::string> checkListen(const char* flag, const std::string& address,
+                                       const char* example) {
+  const auto hostPort = splitHostPort(address);
+  if (!hostPort) return fmt::format("{} {} must be HOST:PORT, e.g. {}", flag, address, example);
+  unsigned port = 0;
+  const auto& p = hostPort->second;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || end != p.data() + p.size() || port > 65535) {
+    return fmt::format("{} {}: the port must be a number in 0..65535", flag, address);
+  }
+  return std::nullopt;
+}
+
+// Binds `address`; its "HOST:PORT" with the port actually bound in `bound`.
+kj::Own<kj::ConnectionReceiver> bind(kj::AsyncIoContext& io, const std::string& address,
+                                     std::string& bound) {
+  auto parsed = io.provider->getNetwork().parseAddress(address).wait(io.waitScope);
+  auto listener = parsed->listen();
+  bound = fmt::format("{}:{}", splitHostPort(address)->first, listener->getPort());
+  return listener;
+}
+
+// One accepted RPC connection: its stream, the two-party network over it
+// (reading messages with untrusted limits) and an RPC system whose bootstrap
+// capability is the shared Ingest. Lives until the peer hangs up.
+class RpcConnection {
+ public:
+  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap)
+      : stream_(kj::mv(stream)),
+        network_(*stream_, capnp::rpc::twoparty::Side::SERVER, untrustedReaderOptions()),
+        rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
+    rpc_.setFlowLimit(kRpcFlowLimitBytes);
+  }
+
+  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
+
+ private:
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+};
+
+}  // namespace
+
+std::optional<std::string> GatewayOptions::validate() const {
+  if (units.empty()) return "--units needs at least one ZeroMQ endpoint, e.g. tcp://127.0.0.1:7900";
+  for (const auto& unit : units) {
+    if (unit.empty()) return "--units has an empty endpoint (two commas in a row?)";
+  }
+  if (auto e = checkListen("--listen", listen, "0.0.0.0:7700")) return e;
+  if (auto e = checkListen("--listen-text", listenText, "0.0.0.0:7701")) return e;
+  return routing.validate();
+}
+
+// The listeners and the open connections: everything that reads from
+// clients, dropped as one when the gateway stops.
+class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
+ public:
+  explicit Connections(Router& router) : ingest(kj::heap<IngestImpl>(router)), tasks(*this) {}
+
+  capnp::Capability::Client ingest;
+  kj::Own<kj::ConnectionReceiver> rpcListener;
+  kj::Own<kj::ConnectionReceiver> textListener;
+  kj::TaskSet tasks;  // one per open connection
+
+ private:
+  // A connection that failed: logged, the others carry on.
+  void taskFailed(kj::Exception&& exception) override {
+    if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
+      spdlog::debug("connection closed: {}", exception.getDescription().cStr());
+    } else {
+      spdlog::warn("connection failed: {}", exception.getDescription().cStr());
+    }
+  }
+};
+
+Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
+    : io_(io),
+      routing_(options.routing),
+      router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
+      connections_(std::make_unique<Connections>(router_)) {
+  connections_->rpcListener = bind(io_, options.listen, rpcAddress_);
+  connections_->textListener = bind(io_, options.listenText, textAddress_);
+}
+
+Gateway::~Gateway() {
+  connections_.reset();  // before the router they feed
+}
+
+kj::Promise<void> Gateway::acceptRpc() {
+  return connections_->rpcListener->accept()
+      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+        auto connection = kj::heap<RpcConnection>(kj::mv(stream), connections_->ingest);
+        auto disconnected = connection->onDisconnect();
+        connections_->tasks.add(disconnected.attach(kj::mv(connection)));
+      })
+      .catch_([](kj::Exception&& e) {
+        // E.g. out of file descriptors: keep accepting the next ones.
+        spdlog::warn("rpc accept failed: {}", e.getDescription().cStr());
+      })
+      .then([this]() { return acceptRpc(); });
+}
+
+kj::Promise<void> Gateway::acceptText() {
+  return connections_->textListener->accept()
+      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+        auto connection = kj::heap<TextConnection>(kj::mv(stream), router_);
+        auto served = connection->run();
+        connections_->tasks.add(served.attach(kj::mv(connection)));
+      })
+      .catch_([](kj::Exception&& e) {
+        spdlog::warn("text accept failed: {}", e.getDescription().cStr());
+      })
+      .then([this]() { return acceptText(); });
+}
+
+void Gateway::run(int stopFd) {
+  kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
+                                     kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  {
+    const auto stopped = [](kj::Exception&& e) {
+      spdlog::error("stopped accepting: {}", e.getDescription().cStr());
+    };
+    auto rpcAccepting = acceptRpc().eagerlyEvaluate(stopped);
+    auto textAccepting = acceptText().eagerlyEvaluate(stopped);
+    stop.whenBecomesReadable().wait(io_.waitScope);
+  }
+  connections_->rpcListener = nullptr;  // refuse new connections
+  connections_->textListener = nullptr;
+
+  // Stop reading from clients: nothing further is acknowledged; what is
+  // buffered goes to the units now.
+  router_.close();
+  auto& timer = io_.provider->getTimer();
+  const kj::TimePoint giveUp =
+      timer.now() + (routing_.batchTimeoutMs + kDrainSlackMs) * kj::MILLISECONDS;
+  while (!router_.idle() && timer.now() < giveUp) {
+    timer.afterDelay(2 * kj::MILLISECONDS).wait(io_.waitScope);
+  }
+  // A moment for the last replies to reach their clients, then hang up.
+  timer.afterDelay(20 * kj::MILLISECONDS).wait(io_.waitScope);
+  connections_.reset();
+  const auto& c = router_.counters();
+  if (!router_.idle()) spdlog::warn("stopped with batches still unanswered by their units");
+  spdlog::info("routed {} reports in {} batches; {} batches ({} reports) lost", c.reportsRouted,
+               c.batchesSent, c.batchesLost, c.reportsLost);
+}
+
+}  // namespace locus::gateway

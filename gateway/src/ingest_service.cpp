@@ -1,0 +1,45 @@
+#include "ingest_service.h"
+
+#include <kj/debug.h>
+
+#include <string>
+#include <utility>
+
+#include "locus/common/clock.h"
+#include "locus/common/report.h"
+#include "locus/common/wire.h"
+
+namespace locus::gateway {
+
+kj::Promise<void> IngestImpl::report(ReportContext context) {
+  if (router_.closing()) {
+    return KJ_EXCEPTION(DISCONNECTED, "the gateway is shutting down; reconnect and resend");
+  }
+  BatchOutcome outcome;
+  {
+    auto reports = context.getParams().getBatch().getReports();
+    const int64_t nowMs = wallClockMs();
+    for (uint32_t i = 0; i < reports.size(); ++i) {
+      Report r;
+      try {
+        r = readReport(reports[i]);
+      } catch (const kj::Exception& e) {
+        outcome.rejected.emplace_back(
+            i, std::string("malformed report: ") + e.getDescription().cStr());
+        continue;
+      }
+      if (r.tsMs == 0) r.tsMs = nowMs;
+      if (auto why = validateReport(r)) {
+        outcome.rejected.emplace_back(i, std::move(*why));
+        continue;
+      }
+      router_.add(r);
+      ++outcome.accepted;
+    }
+  }
+  context.releaseParams();
+  writeBatchOutcome(outcome, context.getResults().initResult());
+  return router_.whenReady();
+}
+
+}  // namespace locus::gateway

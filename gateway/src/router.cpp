@@ -1,0 +1,205 @@
+#include "locus/gateway/router.h"
+
+#include <capnp/message.h>
+#include <fmt/format.h>
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "locus.capnp.h"
+#include "locus/common/shard.h"
+#include "locus/common/wire.h"
+#include "locus/server/unit_channel.h"
+
+namespace locus::gateway {
+namespace {
+
+// Lost batches are logged at most this often per unit, with a running count.
+constexpr int64_t kLossLogIntervalMs = 1000;
+
+}  // namespace
+
+std::optional<std::string> RouterOptions::validate() const {
+  if (batchReports < 1 || batchReports > 100'000) {
+    return fmt::format("batch size {} must be in 1..100000", batchReports);
+  }
+  if (flushDelayUs < 0 || flushDelayUs > 10'000'000) {
+    return fmt::format("flush delay {} us must be in 0..10000000", flushDelayUs);
+  }
+  if (maxInFlightBatches < 1) return "at least one batch must be allowed in flight per unit";
+  if (maxBufferedReports < batchReports) {
+    return fmt::format("the buffer bound {} must hold at least one batch ({})", maxBufferedReports,
+                       batchReports);
+  }
+  if (batchTimeoutMs < 1 || batchTimeoutMs > 600'000) {
+    return fmt::format("--batch-timeout-ms {} must be in 1..600000", batchTimeoutMs);
+  }
+  return std::nullopt;
+}
+
+struct Router::Shard {
+  std::unique_ptr<server::UnitChannel> channel;
+  std::vector<OwnedReport> buffer;  // oldest first
+  size_t inFlight = 0;              // batches sent and not yet answered
+  bool due = false;                 // the flush delay of the buffer's first report passed
+  bool timerArmed = false;
+  uint64_t lostSinceLog = 0;  // batches lost since the last log line
+  kj::TimePoint lastLossLog = kj::origin<kj::TimePoint>();
+};
+
+class Router::ErrorHandler final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& exception) override {
+    spdlog::warn("routing task failed: {}", exception.getDescription().cStr());
+  }
+};
+
+Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEventPort& eventPort,
+               kj::Timer& timer, const std::vector<std::string>& units)
+    : options_(options),
+      timer_(timer),
+      errorHandler_(std::make_unique<ErrorHandler>()),
+      tasks_(std::make_unique<kj::TaskSet>(*errorHandler_)) {
+  KJ_REQUIRE(!units.empty(), "a router needs at least one unit");
+  for (const auto& endpoint : units) {
+    auto shard = std::make_unique<Shard>();
+    shard->channel = std::make_unique<server::UnitChannel>(context, eventPort, timer, endpoint);
+    shard->buffer.reserve(options_.batchReports);
+    shards_.push_back(std::move(shard));
+  }
+}
+
+Router::~Router() {
+  // Batches and timers first: their continuations point into the shards.
+  tasks_ = nullptr;
+}
+
+void Router::add(const Report& report) {
+  const uint32_t index = shardOf(report.id, shardCount());
+  Shard& shard = *shards_[index];
+  OwnedReport& owned = shard.buffer.emplace_back();
+  owned.id.assign(report.id);
+  owned.fields = report;
+  owned.fields.id = {};
+  ++counters_.reportsRouted;
+  if (shard.buffer.size() >= options_.batchReports || closing_) {
+    pump(index);
+  } else if (!shard.timerArmed && !shard.due) {
+    shard.timerArmed = true;
+    tasks_->add(timer_.afterDelay(options_.flushDelayUs * kj::MICROSECONDS).then([this, index]() {
+      Shard& s = *shards_[index];
+      s.timerArmed = false;
+      s.due = true;
+      pump(index);
+    }));
+  }
+}
+
+void Router::pump(uint32_t index) {
+  Shard& shard = *shards_[index];
+  while (shard.inFlight < options_.maxInFlightBatches && !shard.buffer.empty() &&
+         (shard.buffer.size() >= options_.batchReports || shard.due || closing_)) {
+    send(index, std::min(shard.buffer.size(), options_.batchReports));
+  }
+  if (shard.buffer.empty()) shard.due = false;
+}
+
+void Router::send(uint32_t index, size_t count) {
+  Shard& shard = *shards_[index];
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + count * 16));
+  auto reports =
+      message.initRoot<wire::UnitRequest>().initApply().initReports(static_cast<unsigned>(count));
+  for (size_t i = 0; i < count; ++i) {
+    writeReport(shard.buffer[i].view(), reports[static_cast<unsigned>(i)]);
+  }
+  if (count == shard.buffer.size()) {
+    shard.buffer.clear();
+  } else {
+    shard.buffer.erase(shard.buffer.begin(),
+                       shard.buffer.begin() + static_cast<std::ptrdiff_t>(count));
+  }
+  ++shard.inFlight;
+  ++counters_.batchesSent;
+  const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
+  tasks_->add(shard.channel->call(message, deadline)
+                  .then([this, index, count](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
+                    Shard& s = *shards_[index];
+                    --s.inFlight;
+                    std::string lost;
+                    KJ_IF_MAYBE (frame, reply) {
+                      if ((*frame)->error()) {
+                        lost = "unreadable reply: " + *(*frame)->error();
+                      } else {
+                        try {
+                          auto root = (*frame)->root();
+                          if (root.isApplied()) {
+                            ++counters_.batchesApplied;
+                            counters_.reportsRejected += root.getApplied().getRejected().size();
+                          } else if (root.isError()) {
+                            lost = std::string("refused: ") + root.getError().getMessage().cStr();
+                          } else {
+                            lost = "unexpected reply";
+                          }
+                        } catch (const kj::Exception& e) {
+                          lost = std::string("malformed reply: ") + e.getDescription().cStr();
+                        }
+                      }
+                    } else {
+                      lost = fmt::format("no reply within {} ms", options_.batchTimeoutMs);
+                    }
+                    if (!lost.empty()) {
+                      ++counters_.batchesLost;
+                      counters_.reportsLost += count;
+                      ++s.lostSinceLog;
+                      const kj::TimePoint now = timer_.now();
+                      if (now - s.lastLossLog >= kLossLogIntervalMs * kj::MILLISECONDS) {
+                        spdlog::warn("unit {}: {} batch(es) lost, last of {} reports: {}",
+                                     s.channel->endpoint(), s.lostSinceLog, count, lost);
+                        s.lostSinceLog = 0;
+                        s.lastLossLog = now;
+                      }
+                    }
+                    pump(index);
+                    notifyIfReady();
+                  }));
+}
+
+bool Router::ready() const {
+  if (closing_) return false;
+  for (const auto& shard : shards_) {
+    if (shard->buffer.size() >= options_.maxBufferedReports) return false;
+  }
+  return true;
+}
+
+kj::Promise<void> Router::whenReady() {
+  if (closing_) return kj::NEVER_DONE;
+  if (ready()) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiters_.push_back(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+void Router::notifyIfReady() {
+  if (waiters_.empty() || !ready()) return;
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& waiter : waiters) waiter->fulfill();
+}
+
+void Router::close() {
+  closing_ = true;
+  for (uint32_t i = 0; i < shardCount(); ++i) pump(i);
+}
+
+bool Router::idle() const {
+  for (const auto& shard : shards_) {
+    if (!shard->buffer.empty() || shard->inFlight > 0) return false;
+  }
+  return true;
+}
+
+}  // namespace locus::gateway

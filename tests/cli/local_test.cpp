@@ -1,0 +1,116 @@
+// `locus local` as a user starts it: a whole cluster in one process that
+// answers a nearest query within seconds, takes reports through `locus send`
+// and the NDJSON port, and stops cleanly on SIGINT.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+
+#include "support/process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+const std::string kBin = LOCUS_BIN_DIR;
+
+// Runs a shell command (bounded by `timeout`) and returns its stdout.
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(("timeout 20 " + command).c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+// Sends `text` to HOST:PORT over TCP and reads until `lines` lines came back.
+std::string talk(const std::string& address, const std::string& text, int lines) {
+  const auto colon = address.rfind(':');
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  std::string reply;
+  char buffer[4096];
+  while (std::count(reply.begin(), reply.end(), '\n') < lines) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n <= 0) break;
+    reply.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return reply;
+}
+
+TEST_CASE("locus local answers a nearest query within seconds of starting", "[local]") {
+  locus::test::ChildProcess local(
+      kBin + "/locus",
+      {"local", "--units", "3", "--simulate", "20000", "--rate", "5000", "--gateway-listen",
+       "127.0.0.1:0", "--text-listen", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
+  const auto ready = local.waitForStderr(std::regex("ready: "), 30s);
+  INFO(local.stderrText());
+  REQUIRE(ready);
+  std::smatch m;
+  const std::string log = local.stderrText();
+  REQUIRE(std::regex_search(log, m, std::regex(R"(server listening on (\S+))")));
+  const std::string server = m[1];
+  REQUIRE(std::regex_search(
+      log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
+  const std::string gateway = m[1], text = m[2];
+
+  const auto nearest = nlohmann::json::parse(
+      run(kBin + "/locus --server " + server + " nearest --lat 31.23 --lon 121.47 -k 5"));
+  CHECK(nearest["results"].size() == 5);
+  CHECK(nearest["partial"] == false);
+  CHECK(nearest["shards"]["total"] == 3);
+  const auto stats = nlohmann::json::parse(run(kBin + "/locus --server " + server + " stats"));
+  uint64_t devices = 0;
+  for (const auto& u : stats["units"]) devices += u["devices"].get<uint64_t>();
+  CHECK(devices == 20000);
+
+  // A report through `locus send`, another through the NDJSON port.
+  const auto sent =
+      nlohmann::json::parse(run("echo '{\"id\":\"me\",\"lat\":-33.86,\"lon\":151.21}' | " + kBin +
+                                "/locus --gateway " + gateway + " send"));
+  CHECK(sent["accepted"] == 1);
+  CHECK(talk(text, "{\"id\":\"you\",\"lat\":-33.87,\"lon\":151.2}\nnot json\n", 2) ==
+        "{\"ok\":true}\n{\"ok\":false,\"error\":\"invalid JSON\"}\n");
+  nlohmann::json near;
+  for (int attempt = 0; attempt < 50; ++attempt) {  // visible within ~100 ms
+    near = nlohmann::json::parse(
+        run(kBin + "/locus --server " + server + " nearest --lat -33.86 --lon 151.21 -k 2"));
+    if (near["results"].size() == 2) break;
+    usleep(100'000);
+  }
+  REQUIRE(near["results"].size() == 2);
+  CHECK(near["results"][0]["id"] == "me");
+  CHECK(near["results"][1]["id"] == "you");
+
+  local.signal(SIGINT);
+  const auto status = local.waitExit(10s);
+  REQUIRE(status);
+  CHECK(status->exited);
+  CHECK(status->code == 0);
+}
+
+TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
+  locus::test::ChildProcess bad(kBin + "/locus", {"local", "--units", "0"});
+  auto status = bad.waitExit(10s);
+  REQUIRE(status);
+  CHECK(status->code != 0);
+  CHECK_THAT(bad.stderrText(), Catch::Contains("--units"));
+}
+
+}  // namespace

@@ -1,0 +1,622 @@
+// The real `locus-gateway` over loopback in front of four real `locus-unit`
+// processes: reports ingested through both protocols (NDJSON lines over a
+// plain TCP socket, Cap'n Proto RPC with pipelined calls) must land on the
+// unit that owns each id, with the right position, older reports ignored.
+// Every kind of bad line gets its own error reply in order while good lines
+// on the same connection keep flowing; garbage on one connection does not
+// disturb another; SIGTERM flushes and exits 0.
+#include <arpa/inet.h>
+#include <capnp/ez-rpc.h>
+#include <capnp/message.h>
+#include <kj/async-io.h>
+#include <kj/exception.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <regex>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "locus.capnp.h"
+#include "locus/common/clock.h"
+#include "locus/common/geo.h"
+#include "locus/common/report_json.h"
+#include "locus/common/shard.h"
+#include "locus/common/wire.h"
+#include "locus/unit/unit_client.h"
+#include "support/process.h"
+
+namespace locus::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Every wait on a process, a socket or an RPC is bounded by this.
+constexpr auto kWait = 5000ms;
+// How long an acknowledged report may take to become visible on its unit.
+constexpr auto kVisible = 2000ms;
+constexpr int64_t kTsMs = 1'763'000'000'000;
+
+std::string binary(const std::string& name) {
+  return std::string(LOCUS_BIN_DIR) + "/" + name;
+}
+
+std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+
+// ------------------------------------------------------------ processes
+
+const std::regex kUnitListening(R"(listening on (tcp://[0-9.]+:[0-9]+) \()");
+const std::regex kRpcListening(R"(rpc listening on ([0-9.]+:[0-9]+))");
+const std::regex kTextListening(R"(text listening on ([0-9.]+:[0-9]+))");
+
+struct RunningUnit {
+  RunningUnit() : process(binary("locus-unit"), {"--listen", "tcp://127.0.0.1:0"}) {
+    auto bound = process.waitForStderr(kUnitListening, kWait);
+    INFO("locus-unit stderr:\n" << process.stderrText());
+    REQUIRE(bound);
+    endpoint = *bound;
+  }
+  test::ChildProcess process;
+  std::string endpoint;
+};
+
+struct RunningGateway {
+  explicit RunningGateway(const std::vector<std::string>& units,
+                          const std::vector<std::string>& env = {})
+      : process(binary("locus-gateway"),
+                {"--units", join(units), "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
+                env) {
+    auto rpc = process.waitForStderr(kRpcListening, kWait);
+    auto text = process.waitForStderr(kTextListening, kWait);
+    INFO("locus-gateway stderr:\n" << process.stderrText());
+    REQUIRE(rpc);
+    REQUIRE(text);
+    rpcAddress = *rpc;
+    textAddress = *text;
+  }
+  test::ChildProcess process;
+  std::string rpcAddress;   // HOST:PORT
+  std::string textAddress;  // HOST:PORT
+};
+
+// Four units and a gateway in front of them.
+struct Cluster {
+  explicit Cluster(size_t unitCount = 4, const std::vector<std::string>& gatewayEnv = {})
+      : units(unitCount) {
+    for (const auto& u : units) endpoints.push_back(u.endpoint);
+    gateway = std::make_unique<RunningGateway>(endpoints, gatewayEnv);
+  }
+
+  // The stored position of `id`, asked of the unit that owns it.
+  std::optional<Hit> get(const std::string& id) {
+    const uint32_t shard = shardOf(id, static_cast<uint32_t>(units.size()));
+    if (!clients[shard]) {
+      clients[shard] = std::make_unique<unit::UnitClient>(context, endpoints[shard], kWait);
+    }
+    auto hit = clients[shard]->get(id);
+    if (!hit) {
+      REQUIRE(hit.error().code == ErrorCode::kNotFound);
+      return std::nullopt;
+    }
+    return *hit;
+  }
+
+  uint64_t devicesStored() {
+    uint64_t total = 0;
+    for (const auto& endpoint : endpoints) {
+      unit::UnitClient client(context, endpoint, kWait);
+      auto stats = client.stats();
+      REQUIRE(stats);
+      total += stats->devices;
+    }
+    return total;
+  }
+
+  zmq::context_t context;
+  std::vector<RunningUnit> units;
+  std::vector<std::string> endpoints;
+  std::unique_ptr<RunningGateway> gateway;
+  std::unique_ptr<unit::UnitClient> clients[8];
+};
+
+// ------------------------------------------------------------ text client
+
+// A blocking TCP client of the text protocol; every operation is bounded
+// by kWait.
+class LineClient {
+ public:
+  explicit LineClient(const std::string& address) {
+    const size_t colon = address.rfind(':');
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+    REQUIRE(inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) == 1);
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~LineClient() { close(fd_); }
+  LineClient(const LineClient&) = delete;
+  LineClient& operator=(const LineClient&) = delete;
+
+  // Sends every byte; false if the socket failed or stayed full for kWait.
+  bool send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      pollfd item{fd_, POLLOUT, 0};
+      if (poll(&item, 1, static_cast<int>(kWait.count())) <= 0) return false;
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  void shutdownWrite() { shutdown(fd_, SHUT_WR); }
+
+  // The next `count` reply lines (fewer if the peer closed or kWait passed
+  // without a byte).
+  std::vector<std::string> readLines(size_t count) {
+    std::vector<std::string> lines;
+    while (lines.size() < count) {
+      const size_t newline = buffer_.find('\n');
+      if (newline != std::string::npos) {
+        lines.push_back(buffer_.substr(0, newline));
+        buffer_.erase(0, newline + 1);
+        continue;
+      }
+      pollfd item{fd_, POLLIN, 0};
+      if (poll(&item, 1, static_cast<int>(kWait.count())) <= 0) break;
+      char chunk[65536];
+      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+    return lines;
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+const std::string kOk = R"({"ok":true})";
+
+bool isError(const std::string& reply) {
+  return reply.rfind(R"({"ok":false,"error":")", 0) == 0 && reply.size() > 25 &&
+         reply.back() == '}';
+}
+
+// ------------------------------------------------------------- RPC client
+
+class IngestRpc {
+ public:
+  explicit IngestRpc(const std::string& address)
+      : client_(address), ingest_(client_.getMain<wire::Ingest>()) {}
+
+  // Sends every batch as its own call, all pipelined on the one connection,
+  // and waits (at most kWait) for all the answers, in order.
+  std::vector<BatchOutcome> send(const std::vector<std::vector<Report>>& batches) {
+    kj::Vector<kj::Promise<BatchOutcome>> calls;
+    for (const auto& batch : batches) {
+      auto request = ingest_.reportRequest();
+      auto list = request.initBatch().initReports(static_cast<unsigned>(batch.size()));
+      for (size_t i = 0; i < batch.size(); ++i) {
+        writeReport(batch[i], list[static_cast<unsigned>(i)]);
+      }
+      calls.add(request.send().then(
+          [](auto&& response) { return readBatchOutcome(response.getResult()); }));
+    }
+    auto timeout = client_.getIoProvider().getTimer().afterDelay(
+        std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() * kj::MILLISECONDS);
+    auto all = kj::joinPromises(calls.releaseAsArray());
+    auto answers = all.exclusiveJoin(timeout.then([]() -> kj::Array<BatchOutcome> {
+                        kj::throwFatalException(KJ_EXCEPTION(FAILED, "no RPC answer in time"));
+                      }))
+                       .wait(client_.getWaitScope());
+    return std::vector<BatchOutcome>(std::make_move_iterator(answers.begin()),
+                                     std::make_move_iterator(answers.end()));
+  }
+
+ private:
+  capnp::EzRpcClient client_;
+  wire::Ingest::Client ingest_;
+};
+
+// ------------------------------------------------------------------ data
+
+// `n` reports with ids "<prefix>-<i>" around a city; `ids` keeps the
+// strings the reports view (a deque: they never move).
+std::vector<Report> cityReports(std::mt19937_64& rng, const std::string& prefix, size_t n,
+                                int64_t tsMs, std::deque<std::string>& ids) {
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::vector<Report> out;
+  for (size_t i = 0; i < n; ++i) {
+    ids.push_back(prefix + "-" + std::to_string(i));
+    out.push_back(Report{.id = ids.back(),
+                         .lat = 31.0 + 0.5 * unit(rng),
+                         .lon = 121.2 + 0.6 * unit(rng),
+                         .tsMs = tsMs});
+  }
+  return out;
+}
+
+// Waits (at most kVisible) until every report is the stored position of
+// its device on its owning unit, and checks each one.
+void requireStored(Cluster& cluster, const std::vector<Report>& expected) {
+  const auto giveUp = std::chrono::steady_clock::now() + kVisible;
+  for (const auto& r : expected) {
+    const std::string id(r.id);
+    std::optional<Hit> hit = cluster.get(id);
+    while ((!hit || hit->tsMs != r.tsMs) && std::chrono::steady_clock::now() < giveUp) {
+      std::this_thread::sleep_for(5ms);
+      hit = cluster.get(id);
+    }
+    INFO("device " << id);
+    REQUIRE(hit);
+    CHECK(hit->tsMs == r.tsMs);
+    CHECK(hit->lat == geo::quantize(r.lat));
+    CHECK(hit->lon == geo::quantize(r.lon));
+  }
+}
+
+// ------------------------------------------------------------------ tests
+
+TEST_CASE("locus-gateway routes reports from both protocols to their owning units", "[cluster]") {
+  Cluster cluster;
+  std::mt19937_64 rng(11);
+  std::deque<std::string> ids;
+  const auto textReports = cityReports(rng, "text", 5000, kTsMs + 1000, ids);
+  const auto rpcReports = cityReports(rng, "rpc", 5000, kTsMs + 1000, ids);
+
+  // RPC: ten pipelined calls of 500 reports each.
+  IngestRpc rpc(cluster.gateway->rpcAddress);
+  std::vector<std::vector<Report>> batches;
+  for (size_t start = 0; start < rpcReports.size(); start += 500) {
+    batches.emplace_back(rpcReports.begin() + static_cast<std::ptrdiff_t>(start),
+                         rpcReports.begin() + static_cast<std::ptrdiff_t>(start + 500));
+  }
+  for (const auto& outcome : rpc.send(batches)) {
+    CHECK(outcome.accepted == 500);
+    CHECK(outcome.stale == 0);
+    CHECK(outcome.rejected.empty());
+  }
+
+  // Text: all lines pipelined from one thread, replies read on this one.
+  LineClient text(cluster.gateway->textAddress);
+  std::string lines;
+  for (const auto& r : textReports) lines += reportToJsonLine(r) + "\n";
+  bool sent = false;
+  std::thread writer([&] { sent = text.send(lines); });
+  const auto replies = text.readLines(textReports.size());
+  writer.join();
+  REQUIRE(sent);
+  REQUIRE(replies.size() == textReports.size());
+  for (const auto& reply : replies) REQUIRE(reply == kOk);
+
+  requireStored(cluster, textReports);
+  requireStored(cluster, rpcReports);
+  CHECK(cluster.devicesStored() == textReports.size() + rpcReports.size());
+
+  SECTION("older reports are acknowledged and ignored, newer ones win") {
+    std::deque<std::string> moreIds;
+    std::mt19937_64 rng2(12);
+    auto older = cityReports(rng2, "text", 200, kTsMs, moreIds);        // older than stored
+    auto newer = cityReports(rng2, "rpc", 200, kTsMs + 2000, moreIds);  // newer than stored
+    std::string stale;
+    for (const auto& r : older) stale += reportToJsonLine(r) + "\n";
+    REQUIRE(text.send(stale));
+    for (const auto& reply : text.readLines(older.size())) REQUIRE(reply == kOk);
+    auto outcome = rpc.send(
+        {std::vector<Report>(older.begin(), older.end())});  // same stale ids again, by RPC
+    CHECK(outcome[0].accepted == older.size());
+    outcome = rpc.send({newer});
+    CHECK(outcome[0].accepted == newer.size());
+
+    requireStored(cluster, newer);
+    // The stale ones changed nothing: the first 200 text reports still hold.
+    requireStored(cluster, std::vector<Report>(textReports.begin(), textReports.begin() + 200));
+  }
+}
+
+TEST_CASE("locus-gateway answers every bad line with an error, in order, and keeps going",
+          "[cluster]") {
+  Cluster cluster;
+  const std::string longLine =
+      R"({"id":"bad-long","lat":1,"lon":2,"x":")" + std::string(5000, 'a') + "\"}";
+  std::string exact = R"({"id":"good-exact","lat":1.5,"lon":2.5,"ts":1763000000000,"x":")";
+  exact += std::string(4096 - exact.size() - 2, 'b') + "\"}";
+  REQUIRE(exact.size() == 4096);
+
+  struct Line {
+    std::string text;
+    bool ok;
+  };
+  const std::vector<Line> table{
+      {R"({"id":"good-1","lat":31.2,"lon":121.4,"ts":1763000000000})", true},
+      {"this is not json", false},
+      {R"({"id":"bad-1","lat":31.2,"lon":121.4)", false},  // cut short
+      {R"([1,2,3])", false},
+      {R"("just a string")", false},
+      {R"({"id":7,"lat":31.2,"lon":121.4})", false},
+      {R"({"lat":31.2,"lon":121.4})", false},
+      {R"({"id":"bad-2","lon":121.4})", false},
+      {R"({"id":"bad-3","lat":31.2})", false},
+      {R"({"id":"bad-4","lat":"31.2","lon":121.4})", false},
+      {R"({"id":"bad-5","lat":31.2,"lon":true})", false},
+      {R"({"id":"bad-6","lat":95,"lon":121.4})", false},
+      {R"({"id":"bad-7","lat":31.2,"lon":-181})", false},
+      {R"({"id":"bad-8","lat":NaN,"lon":121.4})", false},
+      {R"({"id":"bad-9","lat":1e999,"lon":121.4})", false},
+      {R"({"id":"bad-10","lat":31.2,"lon":-Infinity})", false},
+      {R"({"id":"","lat":31.2,"lon":121.4})", false},
+      {R"({"id":"bad\u0001ctl","lat":31.2,"lon":121.4})", false},
+      {R"({"id":")" + std::string(129, 'x') + R"(","lat":31.2,"lon":121.4})", false},
+      {"{\"id\":\"bad-\xff\xfe\",\"lat\":31.2,\"lon\":121.4}", false},  // not UTF-8
+      {R"({"id":"bad-11","lat":31.2,"lon":121.4,"ts":-5})", false},
+      {R"({"id":"bad-12","lat":31.2,"lon":121.4,"ts":1.5})", false},
+      {R"({"id":"bad-13","lat":31.2,"lon":121.4,"ts":"now"})", false},
+      {R"({"id":"bad-14","lat":31.2,"lon":121.4,"speed_mps":"fast"})", false},
+      {R"({"id":"bad-15","lat":31.2,"lon":121.4,"heading_deg":400})", false},
+      {longLine, false},
+      {"", false},
+      {"\r", false},
+      {std::string("\0\0\0", 3), false},
+      {R"({"id":"good-2","lat":-33.9,"lon":151.2,"ts":1763000000001})"
+       "\r",
+       true},
+      {exact, true},
+      {exact + "\r", true},
+      {R"({"id":"good-3","lat":0,"lon":180,"ts":1763000000002,"unknown":[1,{}]})", true},
+  };
+
+  LineClient client(cluster.gateway->textAddress);
+  // Twice over: the first pass line by line, the second pipelined at once.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::string all;
+    for (const auto& line : table) all += line.text + "\n";
+    if (pass == 0) {
+      for (const auto& line : table) {
+        REQUIRE(client.send(line.text + "\n"));
+        const auto reply = client.readLines(1);
+        INFO("line: " << line.text.substr(0, 120));
+        REQUIRE(reply.size() == 1);
+        if (line.ok) {
+          CHECK(reply[0] == kOk);
+        } else {
+          CHECK(isError(reply[0]));
+        }
+      }
+    } else {
+      REQUIRE(client.send(all));
+      const auto replies = client.readLines(table.size());
+      REQUIRE(replies.size() == table.size());
+      for (size_t i = 0; i < table.size(); ++i) {
+        INFO("line " << i << ": " << table[i].text.substr(0, 120) << " → " << replies[i]);
+        CHECK((table[i].ok ? replies[i] == kOk : isError(replies[i])));
+      }
+    }
+  }
+  // The replies name the problem.
+  REQUIRE(client.send(longLine + "\n\n" +
+                      R"({"id":"bad-6","lat":95,"lon":121.4})"
+                      "\n"));
+  const auto named = client.readLines(3);
+  REQUIRE(named.size() == 3);
+  CHECK(named[0] == R"({"ok":false,"error":"line is longer than 4096 bytes"})");
+  CHECK(named[1] == R"({"ok":false,"error":"empty line"})");
+  CHECK(named[2].find("lat 95") != std::string::npos);
+
+  // The good lines are stored; the bad ones changed nothing.
+  requireStored(cluster, {Report{.id = "good-1", .lat = 31.2, .lon = 121.4, .tsMs = kTsMs},
+                          Report{.id = "good-2", .lat = -33.9, .lon = 151.2, .tsMs = kTsMs + 1},
+                          Report{.id = "good-exact", .lat = 1.5, .lon = 2.5, .tsMs = kTsMs},
+                          Report{.id = "good-3", .lat = 0, .lon = 180, .tsMs = kTsMs + 2}});
+  for (int i = 1; i <= 15; ++i) CHECK(!cluster.get("bad-" + std::to_string(i)));
+  CHECK(!cluster.get("bad-long"));
+  CHECK(cluster.devicesStored() == 4);
+}
+
+TEST_CASE("locus-gateway keeps a connection working while another sends garbage", "[cluster]") {
+  Cluster cluster;
+  LineClient garbage(cluster.gateway->textAddress);
+  LineClient good(cluster.gateway->textAddress);
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<int> byte(0, 255);
+
+  std::deque<std::string> ids;
+  const auto reports = cityReports(rng, "steady", 2000, kTsMs, ids);
+  size_t garbageLines = 0;
+  for (size_t i = 0; i < reports.size(); i += 100) {
+    // 20 KiB of random bytes (their newlines end lines), then a good chunk.
+    std::string noise(20'000, '\0');
+    for (auto& c : noise) {
+      c = static_cast<char>(byte(rng));
+      if (c == '\n') ++garbageLines;
+    }
+    REQUIRE(garbage.send(noise));
+    std::string chunk;
+    for (size_t j = i; j < i + 100; ++j) chunk += reportToJsonLine(reports[j]) + "\n";
+    REQUIRE(good.send(chunk));
+    for (const auto& reply : good.readLines(100)) REQUIRE(reply == kOk);
+  }
+  // The garbage connection got one error per line it ended, and still works.
+  REQUIRE(garbage.send("\n"));
+  ++garbageLines;
+  const auto errors = garbage.readLines(garbageLines);
+  REQUIRE(errors.size() == garbageLines);
+  for (const auto& e : errors) REQUIRE(isError(e));
+  REQUIRE(garbage.send(R"({"id":"after-garbage","lat":1,"lon":2,"ts":1763000000000})"
+                       "\n"));
+  REQUIRE(garbage.readLines(1) == std::vector<std::string>{kOk});
+
+  requireStored(cluster, reports);
+  requireStored(cluster, {Report{.id = "after-garbage", .lat = 1, .lon = 2, .tsMs = kTsMs}});
+}
+
+TEST_CASE("locus-gateway rejects invalid RPC reports by index and stamps absent times",
+          "[cluster]") {
+  Cluster cluster;
+  IngestRpc rpc(cluster.gateway->rpcAddress);
+  const std::string longId(129, 'x');
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<Report> batch{
+      {.id = "rpc-ok-1", .lat = 10, .lon = 20, .tsMs = kTsMs},
+      {.id = "rpc-bad-lat", .lat = 95, .lon = 20, .tsMs = kTsMs},
+      {.id = "rpc-ok-2", .lat = -10, .lon = -20, .tsMs = 0},  // stamped by the gateway
+      {.id = "", .lat = 10, .lon = 20, .tsMs = kTsMs},
+      {.id = "rpc-bad-nan", .lat = nan, .lon = 20, .tsMs = kTsMs},
+      {.id = longId, .lat = 10, .lon = 20, .tsMs = kTsMs},
+      {.id = "rpc-bad-ts", .lat = 10, .lon = 20, .tsMs = -1},
+      {.id = "rpc-ok-3", .lat = 90, .lon = -180, .tsMs = kTsMs},
+  };
+  const int64_t before = wallClockMs();
+  const auto outcomes = rpc.send({batch});
+  const int64_t after = wallClockMs();
+  REQUIRE(outcomes.size() == 1);
+  const auto& outcome = outcomes[0];
+  CHECK(outcome.accepted == 3);
+  CHECK(outcome.stale == 0);
+  std::vector<uint32_t> rejectedAt;
+  for (const auto& [index, reason] : outcome.rejected) {
+    rejectedAt.push_back(index);
+    CHECK(!reason.empty());
+  }
+  CHECK(rejectedAt == std::vector<uint32_t>{1, 3, 4, 5, 6});
+
+  requireStored(cluster, {batch[0], batch[7]});
+  const auto giveUp = std::chrono::steady_clock::now() + kVisible;
+  auto stamped = cluster.get("rpc-ok-2");
+  while (!stamped && std::chrono::steady_clock::now() < giveUp) {
+    std::this_thread::sleep_for(5ms);
+    stamped = cluster.get("rpc-ok-2");
+  }
+  REQUIRE(stamped);
+  CHECK(stamped->tsMs >= before);
+  CHECK(stamped->tsMs <= after);
+  CHECK(!cluster.get("rpc-bad-lat"));
+  CHECK(!cluster.get("rpc-bad-nan"));
+  CHECK(!cluster.get("rpc-bad-ts"));
+  CHECK(cluster.devicesStored() == 3);
+}
+
+TEST_CASE("locus-gateway flushes what it acknowledged and exits 0 on SIGTERM", "[cluster]") {
+  Cluster cluster;
+  std::mt19937_64 rng(5);
+  std::deque<std::string> ids;
+  const auto reports = cityReports(rng, "last", 300, kTsMs, ids);
+  LineClient client(cluster.gateway->textAddress);
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  REQUIRE(client.send(lines));
+  for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
+
+  cluster.gateway->process.signal(SIGTERM);
+  const auto status = cluster.gateway->process.waitExit(kWait);
+  INFO("locus-gateway stderr:\n" << cluster.gateway->process.stderrText());
+  REQUIRE(status);
+  CHECK(status->exited);
+  CHECK(status->code == 0);
+  requireStored(cluster, reports);
+}
+
+TEST_CASE("locus-gateway refuses bad flags and a busy address with a reason", "[cluster]") {
+  RunningUnit unit;
+  const auto exitOf = [](const std::vector<std::string>& args) {
+    test::ChildProcess process(binary("locus-gateway"), args);
+    auto status = process.waitExit(kWait);
+    INFO("stderr:\n" << process.stderrText());
+    REQUIRE(status);
+    REQUIRE(status->exited);
+    return status->code;
+  };
+  CHECK(exitOf({}) != 0);  // --units is required
+  CHECK(exitOf({"--units", unit.endpoint, "--listen", "nonsense"}) != 0);
+  CHECK(exitOf({"--units", unit.endpoint, "--listen-text", "127.0.0.1:99999"}) != 0);
+  CHECK(exitOf({"--units", "not-an-endpoint", "--listen", "127.0.0.1:0", "--listen-text",
+                "127.0.0.1:0"}) != 0);
+
+  RunningGateway busy({unit.endpoint});
+  CHECK(exitOf({"--units", unit.endpoint, "--listen", busy.rpcAddress, "--listen-text",
+                "127.0.0.1:0"}) != 0);
+  CHECK(exitOf({"--units", unit.endpoint, "--listen", "127.0.0.1:0", "--listen-text",
+                busy.textAddress}) != 0);
+}
+
+TEST_CASE("locus-gateway serves many text connections at once", "[cluster]") {
+  Cluster cluster;
+  constexpr size_t kConnections = 400;
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(9);
+  const auto reports = cityReports(rng, "conn", kConnections * 3, kTsMs, ids);
+  std::vector<std::unique_ptr<LineClient>> clients;
+  for (size_t i = 0; i < kConnections; ++i) {
+    clients.push_back(std::make_unique<LineClient>(cluster.gateway->textAddress));
+  }
+  // Three lines per connection, the first two sent before any is answered.
+  for (size_t i = 0; i < kConnections; ++i) {
+    REQUIRE(clients[i]->send(reportToJsonLine(reports[3 * i]) + "\n" +
+                             reportToJsonLine(reports[3 * i + 1]) + "\nnot json\n"));
+  }
+  for (size_t i = 0; i < kConnections; ++i) {
+    REQUIRE(clients[i]->send(reportToJsonLine(reports[3 * i + 2]) + "\n"));
+    const auto replies = clients[i]->readLines(4);
+    REQUIRE(replies.size() == 4);
+    CHECK(replies[0] == kOk);
+    CHECK(replies[1] == kOk);
+    CHECK(isError(replies[2]));
+    CHECK(replies[3] == kOk);
+  }
+  requireStored(cluster, reports);
+}
+
+TEST_CASE("locus-gateway stops reading when a unit does not answer, and resumes", "[cluster]") {
+  // A long batch deadline: while the unit is stopped nothing times out, so
+  // only the in-flight window and the buffer bound can let lines through.
+  Cluster cluster(1, {"LOCUS_BATCH_TIMEOUT_MS=20000"});
+  cluster.units[0].process.signal(SIGSTOP);
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(13);
+  const auto reports = cityReports(rng, "slow", 60'000, kTsMs, ids);
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+
+  LineClient client(cluster.gateway->textAddress);
+  bool sent = false;
+  std::thread writer([&] { sent = client.send(lines); });
+  // Acknowledged while the unit is stopped: at most the window (8 batches
+  // of 1000) plus the buffer bound (20,000) plus a read chunk of lines.
+  std::vector<std::string> replies = client.readLines(reports.size());
+  const size_t whileStopped = replies.size();
+  CHECK(whileStopped >= 20'000);
+  CHECK(whileStopped < 30'000);
+
+  cluster.units[0].process.signal(SIGCONT);
+  const auto rest = client.readLines(reports.size() - whileStopped);
+  writer.join();
+  REQUIRE(sent);
+  REQUIRE(rest.size() == reports.size() - whileStopped);
+  for (const auto& reply : replies) REQUIRE(reply == kOk);
+  for (const auto& reply : rest) REQUIRE(reply == kOk);
+  requireStored(cluster, reports);
+}
+
+}  // namespace
+}  // namespace locus::gateway
