@@ -28,6 +28,7 @@
 #include "locus/common/wire.h"
 #include "locus/unit/unit_client.h"
 #include "support/brute_force.h"
+#include "support/cluster.h"
 #include "support/compare.h"
 #include "support/process.h"
 
@@ -36,48 +37,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BruteForce;
-
-// Every wait on a process or an RPC is bounded by this.
-constexpr auto kWait = 5000ms;
-constexpr int64_t kTsMs = 1'763'000'000'000;
-
-std::string binary(const std::string& name) {
-  return std::string(LOCUS_BIN_DIR) + "/" + name;
-}
-
-// ------------------------------------------------------------ processes
-
-const std::regex kUnitListening(R"(listening on (tcp://[0-9.]+:[0-9]+) \()");
-const std::regex kServerListening(R"(listening on ([0-9.]+:[0-9]+))");
-
-struct RunningUnit {
-  RunningUnit() : process(binary("locus-unit"), {"--listen", "tcp://127.0.0.1:0"}) {
-    auto bound = process.waitForStderr(kUnitListening, kWait);
-    INFO("locus-unit stderr:\n" << process.stderrText());
-    REQUIRE(bound);
-    endpoint = *bound;
-  }
-  test::ChildProcess process;
-  std::string endpoint;
-};
-
-struct RunningServer {
-  RunningServer(const std::vector<std::string>& units, int64_t timeoutMs)
-      : process(binary("locus-server"), {"--units", join(units), "--listen", "127.0.0.1:0",
-                                         "--timeout-ms", std::to_string(timeoutMs)}) {
-    auto bound = process.waitForStderr(kServerListening, kWait);
-    INFO("locus-server stderr:\n" << process.stderrText());
-    REQUIRE(bound);
-    address = *bound;
-  }
-  static std::string join(const std::vector<std::string>& parts) {
-    std::string out;
-    for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
-    return out;
-  }
-  test::ChildProcess process;
-  std::string address;  // HOST:PORT
-};
+using namespace locus::test;
 
 // N units and a server in front of them; reports are loaded straight into
 // the owning units and into a brute-force model of the whole cluster.
@@ -109,120 +69,6 @@ struct Cluster {
   std::vector<RunningUnit> units;
   std::unique_ptr<RunningServer> server;
   BruteForce model;
-};
-
-// ------------------------------------------------------------------ data
-
-// Devices everywhere the answers are hard: a dense city, the whole globe,
-// both sides of the antimeridian and around the north pole. `ids` keeps the
-// strings the reports view.
-std::vector<Report> worldReports(std::mt19937_64& rng, size_t n, std::vector<std::string>& ids) {
-  std::uniform_real_distribution<double> unit(0, 1);
-  ids.reserve(ids.size() + n);
-  std::vector<Report> out;
-  for (size_t i = 0; i < n; ++i) {
-    ids.push_back("dev-" + std::to_string(i));
-    double lat = 0, lon = 0;
-    switch (i % 10) {
-      case 0:
-      case 1:  // whole globe
-        lat = -90 + 180 * unit(rng);
-        lon = -180 + 360 * unit(rng);
-        break;
-      case 2:  // astride the antimeridian
-        lat = -30 + 60 * unit(rng);
-        lon = 170 + 20 * unit(rng);
-        if (lon > 180) lon -= 360;
-        break;
-      case 3:  // near the north pole
-        lat = 85 + 5 * unit(rng);
-        lon = -180 + 360 * unit(rng);
-        break;
-      default:  // the city
-        lat = 31.0 + 0.5 * unit(rng);
-        lon = 121.2 + 0.6 * unit(rng);
-    }
-    out.push_back(
-        Report{.id = ids.back(), .lat = lat, .lon = lon, .tsMs = kTsMs + static_cast<int64_t>(i)});
-  }
-  return out;
-}
-
-// --------------------------------------------------------------- RPC side
-
-struct Answer {
-  std::optional<Error> error;
-  QueryResult result;
-  bool partial = false;
-  uint32_t total = 0;
-  uint32_t answered = 0;
-};
-
-template <typename Results>
-Answer answerOf(const Results& r) {
-  Answer a;
-  if (r.hasError()) a.error = readError(r.getError());
-  if (r.hasResult()) {
-    auto result = r.getResult();
-    a.result = readQueryResult(result);
-    a.partial = result.getPartial();
-    a.total = result.getShards().getTotal();
-    a.answered = result.getShards().getAnswered();
-  }
-  return a;
-}
-
-// A Cap'n Proto RPC client of the server. Every call waits at most kWait.
-class Rpc {
- public:
-  explicit Rpc(const std::string& address)
-      : client_(address), service_(client_.getMain<wire::LocationService>()) {}
-
-  template <typename T>
-  T await(kj::Promise<T> promise) {
-    auto timeout = client_.getIoProvider().getTimer().afterDelay(
-        std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() * kj::MILLISECONDS);
-    return promise
-        .exclusiveJoin(timeout.then(
-            []() -> T { kj::throwFatalException(KJ_EXCEPTION(FAILED, "no RPC answer in time")); }))
-        .wait(client_.getWaitScope());
-  }
-
-  template <typename Request>
-  Answer send(Request& request) {
-    return await(request.send().then([](auto&& response) { return answerOf(response); }));
-  }
-
-  Answer nearest(const NearestQuery& q) {
-    auto request = service_.nearestRequest();
-    writeNearestQuery(q, request.initQuery());
-    return send(request);
-  }
-  Answer within(const AreaQuery& q) {
-    auto request = service_.withinRequest();
-    writeAreaQuery(q, request.initQuery());
-    return send(request);
-  }
-  Answer get(const std::string& id) {
-    auto request = service_.getRequest();
-    request.setId(id);
-    return send(request);
-  }
-
-  // Runs the client's event loop (sending and receiving) for `duration`.
-  void runFor(std::chrono::milliseconds duration) {
-    client_.getIoProvider()
-        .getTimer()
-        .afterDelay(duration.count() * kj::MILLISECONDS)
-        .wait(client_.getWaitScope());
-  }
-
-  wire::LocationService::Client& service() { return service_; }
-  kj::WaitScope& waitScope() { return client_.getWaitScope(); }
-
- private:
-  capnp::EzRpcClient client_;
-  wire::LocationService::Client service_;
 };
 
 void requireComplete(const Answer& a, uint32_t units) {

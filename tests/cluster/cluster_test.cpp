@@ -1,0 +1,294 @@
+// The whole cluster started as a user would: four `locus-unit` processes, a
+// `locus-gateway` and a `locus-server` on loopback. Positions go in through
+// both ingest protocols; every query kind comes back equal to a brute-force
+// scan; stale reports change nothing; the server restarts mid-stream without
+// the units; a unit killed with SIGKILL makes answers partial, in time.
+#include "support/cluster.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "locus/common/report_json.h"
+#include "locus/common/shard.h"
+#include "support/brute_force.h"
+#include "support/compare.h"
+
+namespace locus::test {
+namespace {
+
+using testing::BruteForce;
+
+constexpr uint32_t kUnits = 4;
+
+// A device connection on the NDJSON port: sends lines, reads one reply each.
+class TextClient {
+ public:
+  explicit TextClient(const std::string& address) {
+    const auto colon = address.rfind(':');
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    timeval tv{5, 0};  // every read is bounded
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~TextClient() { close(fd_); }
+
+  // Sends every line and returns the replies, one per line, in order.
+  std::vector<std::string> exchange(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    for (size_t sent = 0; sent < out.size();) {
+      const ssize_t n = write(fd_, out.data() + sent, out.size() - sent);
+      REQUIRE(n > 0);
+      sent += static_cast<size_t>(n);
+    }
+    std::vector<std::string> replies;
+    while (replies.size() < lines.size()) {
+      const auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        replies.push_back(buffer_.substr(0, nl));
+        buffer_.erase(0, nl + 1);
+        continue;
+      }
+      char chunk[65536];
+      const ssize_t n = read(fd_, chunk, sizeof chunk);
+      REQUIRE(n > 0);  // a timeout or a closed connection fails the test
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+    return replies;
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+// A producer on the Cap'n Proto ingest path, pipelining its calls.
+class IngestClient {
+ public:
+  explicit IngestClient(const std::string& address)
+      : client_(address), ingest_(client_.getMain<wire::Ingest>()) {}
+
+  // Sends the reports in batches of 500, all calls in flight at once;
+  // returns the total accepted.
+  uint64_t send(const std::vector<Report>& reports) {
+    auto calls = kj::heapArrayBuilder<kj::Promise<uint64_t>>((reports.size() + 499) / 500);
+    for (size_t first = 0; first < reports.size(); first += 500) {
+      const size_t n = std::min<size_t>(500, reports.size() - first);
+      auto request = ingest_.reportRequest();
+      auto out = request.initBatch().initReports(static_cast<unsigned>(n));
+      for (size_t i = 0; i < n; ++i) writeReport(reports[first + i], out[static_cast<unsigned>(i)]);
+      calls.add(
+          request.send().then([](auto&& r) { return uint64_t{r.getResult().getAccepted()}; }));
+    }
+    auto all = kj::joinPromises(calls.finish());
+    auto timeout = client_.getIoProvider().getTimer().afterDelay(10 * kj::SECONDS);
+    auto counts = all.exclusiveJoin(timeout.then([]() -> kj::Array<uint64_t> {
+                       kj::throwFatalException(KJ_EXCEPTION(FAILED, "ingest took too long"));
+                     }))
+                      .wait(client_.getWaitScope());
+    uint64_t accepted = 0;
+    for (uint64_t c : counts) accepted += c;
+    return accepted;
+  }
+
+ private:
+  capnp::EzRpcClient client_;
+  wire::Ingest::Client ingest_;
+};
+
+// Everything the user starts, in the order a user would start it.
+struct FullCluster {
+  FullCluster() : units(kUnits) {
+    for (const auto& u : units) endpoints.push_back(u.endpoint);
+    gateway = std::make_unique<RunningGateway>(endpoints);
+    server = std::make_unique<RunningServer>(endpoints, 250);
+  }
+  std::vector<RunningUnit> units;
+  std::vector<std::string> endpoints;
+  std::unique_ptr<RunningGateway> gateway;
+  std::unique_ptr<RunningServer> server;
+};
+
+// Sends even-numbered reports as NDJSON lines and odd ones over RPC.
+void ingestBothWays(FullCluster& cluster, const std::vector<Report>& reports) {
+  std::vector<std::string> lines;
+  std::vector<Report> rpc;
+  for (size_t i = 0; i < reports.size(); ++i) {
+    if (i % 2 == 0) {
+      lines.push_back(reportToJsonLine(reports[i]));
+    } else {
+      rpc.push_back(reports[i]);
+    }
+  }
+  TextClient text(cluster.gateway->textAddress);
+  for (size_t first = 0; first < lines.size(); first += 2000) {
+    const std::vector<std::string> chunk(
+        lines.begin() + static_cast<long>(first),
+        lines.begin() + static_cast<long>(std::min(lines.size(), first + 2000)));
+    for (const auto& reply : text.exchange(chunk)) REQUIRE(reply == R"({"ok":true})");
+  }
+  IngestClient ingest(cluster.gateway->rpcAddress);
+  REQUIRE(ingest.send(rpc) == rpc.size());
+}
+
+// Waits (bounded) until the cluster's answer to `probe` equals the model's:
+// acknowledged reports become visible within moments.
+void awaitVisible(Rpc& rpc, const BruteForce& model) {
+  const AreaQuery everything{geo::Box{-90, -180, 90, 180}, 0, /*countOnly=*/false};
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  std::string why;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const Answer a = rpc.within(everything);
+    if (!a.error && testing::sameAnswer(a.result, model.within(everything, 0), &why)) return;
+    usleep(50'000);
+  }
+  FAIL("the cluster never showed what was acknowledged: " << why);
+}
+
+void checkEveryQueryKind(Rpc& rpc, const BruteForce& model, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0, 1);
+  const std::vector<geo::LatLon> centers = {{31.23, 121.47}, {90, 0},        {89.5, -120},
+                                            {0, 180},        {-10, -179.99}, {-45, 60}};
+  for (int i = 0; i < 60; ++i) {
+    const geo::LatLon c = i < 6 ? centers[i] : geo::LatLon{-90 + 180 * u(rng), -180 + 360 * u(rng)};
+    for (uint32_t k : {1u, 10u, 100u}) {
+      const NearestQuery q{c, k};
+      INFO("nearest " << c.lat << "," << c.lon << " k=" << k);
+      const Answer a = rpc.nearest(q);
+      REQUIRE_FALSE(a.error);
+      REQUIRE_SAME_ANSWER(a.result, model.nearest(q, 0));
+    }
+    for (double r : {500.0, 50'000.0, 2'000'000.0}) {
+      const AreaQuery q{Circle{c, r}, 50};
+      INFO("radius " << c.lat << "," << c.lon << " r=" << r);
+      REQUIRE_SAME_ANSWER(rpc.within(q).result, model.within(q, 0));
+      const AreaQuery count{Circle{c, r}, 0, /*countOnly=*/true};
+      REQUIRE_SAME_ANSWER(rpc.within(count).result, model.within(count, 0));
+    }
+  }
+  const std::vector<geo::Box> boxes = {{31.1, 121.3, 31.2, 121.4},
+                                       {-30, 175, 30, -175},  // crosses the antimeridian
+                                       {80, -180, 90, 180},
+                                       {-90, -180, 90, 180},
+                                       {10, 179, 20, 180}};
+  for (const auto& b : boxes) {
+    for (uint32_t limit : {0u, 7u}) {
+      const AreaQuery q{b, limit};
+      INFO("box " << b.south << "," << b.west << "," << b.north << "," << b.east);
+      REQUIRE_SAME_ANSWER(rpc.within(q).result, model.within(q, 0));
+    }
+  }
+  const AreaQuery withHole{
+      geo::Polygon({{{31.1, 121.3}, {31.1, 121.6}, {31.4, 121.6}, {31.4, 121.3}, {31.1, 121.3}},
+                    {{31.2, 121.4}, {31.2, 121.5}, {31.3, 121.5}, {31.3, 121.4}, {31.2, 121.4}}}),
+      100};
+  REQUIRE_SAME_ANSWER(rpc.within(withHole).result, model.within(withHole, 0));
+  for (int i = 0; i < 50; ++i) {
+    const Hit& h = model.devices()[rng() % model.size()];
+    const Answer a = rpc.get(h.id);
+    REQUIRE_FALSE(a.error);
+    REQUIRE(a.result.hits.size() == 1);
+    CHECK(a.result.hits[0].lat == h.lat);
+    CHECK(a.result.hits[0].lon == h.lon);
+    CHECK(a.result.hits[0].tsMs == h.tsMs);
+  }
+}
+
+TEST_CASE("the cluster answers like brute force after ingest through both protocols",
+          "[cluster][e2e]") {
+  FullCluster cluster;
+  std::mt19937_64 rng(2026);
+  std::vector<std::string> ids;
+  const std::vector<Report> reports = worldReports(rng, 20'000, ids);
+  BruteForce model;
+  ingestBothWays(cluster, reports);
+  for (const auto& r : reports) model.apply(r);
+
+  // Stale reports (older ts, elsewhere) through both protocols change nothing.
+  std::vector<Report> stale;
+  for (size_t i = 0; i < 2000; ++i) {
+    Report r = reports[rng() % reports.size()];
+    r.lat = -r.lat;
+    r.tsMs -= 1;
+    stale.push_back(r);
+  }
+  ingestBothWays(cluster, stale);
+  for (const auto& r : stale) model.apply(r);
+
+  Rpc rpc(cluster.server->address);
+  awaitVisible(rpc, model);
+  checkEveryQueryKind(rpc, model, rng);
+}
+
+TEST_CASE("the server restarts mid-stream and answers without restarting the units",
+          "[cluster][e2e]") {
+  FullCluster cluster;
+  std::mt19937_64 rng(7);
+  std::vector<std::string> ids;
+  std::vector<Report> reports = worldReports(rng, 10'000, ids);
+  BruteForce model;
+  ingestBothWays(cluster, reports);
+  for (const auto& r : reports) model.apply(r);
+
+  const std::string address = cluster.server->address;
+  cluster.server->process.signal(SIGTERM);
+  REQUIRE(cluster.server->process.waitExit(kWait));
+  // Reports keep flowing while the server is away ...
+  for (auto& r : reports) r.lat = std::clamp(r.lat + 0.001, -90.0, 90.0), r.tsMs += 1000;
+  ingestBothWays(cluster, reports);
+  for (const auto& r : reports) model.apply(r);
+  // ... and a new server on the same address sees all of it.
+  cluster.server = std::make_unique<RunningServer>(cluster.endpoints, 250, address);
+  Rpc rpc(cluster.server->address);
+  awaitVisible(rpc, model);
+  checkEveryQueryKind(rpc, model, rng);
+}
+
+TEST_CASE("a unit killed with SIGKILL makes answers partial within the deadline",
+          "[cluster][e2e]") {
+  FullCluster cluster;
+  std::mt19937_64 rng(11);
+  std::vector<std::string> ids;
+  const std::vector<Report> reports = worldReports(rng, 8'000, ids);
+  ingestBothWays(cluster, reports);
+  BruteForce all, survivors;
+  for (const auto& r : reports) {
+    all.apply(r);
+    if (shardOf(r.id, kUnits) != 2) survivors.apply(r);
+  }
+  Rpc rpc(cluster.server->address);
+  awaitVisible(rpc, all);
+
+  cluster.units[2].process.signal(SIGKILL);
+  REQUIRE(cluster.units[2].process.waitExit(kWait));
+  const NearestQuery q{{31.23, 121.47}, 10};
+  const auto started = std::chrono::steady_clock::now();
+  const Answer a = rpc.nearest(q);
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(a.error);
+  CHECK(a.partial);
+  CHECK(a.total == kUnits);
+  CHECK(a.answered == kUnits - 1);
+  CHECK(took < 1500ms);  // the 250 ms deadline plus scheduling slack
+  REQUIRE_SAME_ANSWER(a.result, survivors.nearest(q, 0));
+  // The gateway still takes reports for the live units.
+  TextClient text(cluster.gateway->textAddress);
+  CHECK(text.exchange({R"({"id":"late","lat":1,"lon":1})"})[0] == R"({"ok":true})");
+}
+
+}  // namespace
+}  // namespace locus::test
