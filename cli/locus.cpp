@@ -51,16 +51,7 @@ int printStats(Response response) {
   if (response.hasError()) return fail(readError(response.getError()).message);
   auto stats = response.getStats();
   json units = json::array();
-  for (auto u : stats.getUnits()) {
-    const UnitStats s = readUnitStats(u);
-    units.push_back({{"name", s.name},
-                     {"devices", s.devices},
-                     {"reports_applied", s.reportsApplied},
-                     {"reports_stale", s.reportsStale},
-                     {"reports_rejected", s.reportsRejected},
-                     {"queries_served", s.queriesServed},
-                     {"memory_bytes", s.memoryBytes}});
-  }
+  for (auto u : stats.getUnits()) units.push_back(toJson(readUnitStats(u)));
   const auto shards = stats.getShards();
   std::cout << json{{"units", std::move(units)},
                     {"partial", shards.getAnswered() < shards.getTotal()},

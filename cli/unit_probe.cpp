@@ -126,15 +126,7 @@ int main(int argc, char** argv) {
     return printOr<Hit>(client.get(id), [](const Hit& h) { return toJson(h); });
   }
   if (*statsCmd) {
-    return printOr<UnitStats>(client.stats(), [](const UnitStats& s) {
-      return json{{"name", s.name},
-                  {"devices", s.devices},
-                  {"reports_applied", s.reportsApplied},
-                  {"reports_stale", s.reportsStale},
-                  {"reports_rejected", s.reportsRejected},
-                  {"queries_served", s.queriesServed},
-                  {"memory_bytes", s.memoryBytes}};
-    });
+    return printOr<UnitStats>(client.stats(), [](const UnitStats& s) { return toJson(s); });
   }
   return fail("unknown command");
 }

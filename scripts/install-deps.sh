@@ -15,6 +15,7 @@ packages=(
   libxxhash-dev                      # stable 64-bit hash for sharding
   catch2 libbenchmark-dev            # tests and micro benchmarks
   redis-server                       # the comparison baseline in benchmarks
+  netcat-openbsd                     # `nc`, the simplest NDJSON client (README tour)
 )
 
 missing=()

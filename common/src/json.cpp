@@ -23,6 +23,16 @@ nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64
           {"took_us", tookUs}};
 }
 
+nlohmann::ordered_json toJson(const UnitStats& s) {
+  return {{"name", s.name},
+          {"devices", s.devices},
+          {"reports_applied", s.reportsApplied},
+          {"reports_stale", s.reportsStale},
+          {"reports_rejected", s.reportsRejected},
+          {"queries_served", s.queriesServed},
+          {"memory_bytes", s.memoryBytes}};
+}
+
 nlohmann::ordered_json errorJson(const std::string& message) {
   return {{"error", message}};
 }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "locus.capnp.h"
+#include "locus/common/report_json.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
 #include "locus/server/unit_channel.h"

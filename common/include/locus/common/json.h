@@ -19,6 +19,9 @@ struct Coverage {
 // {"results":[...],"count":N,"partial":B,"shards":{"total":T,"answered":A},"took_us":U}
 nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64_t tookUs);
 
+// {"name","devices","reports_applied","reports_stale","reports_rejected","queries_served","memory_bytes"}
+nlohmann::ordered_json toJson(const UnitStats& stats);
+
 // {"error":"..."}
 nlohmann::ordered_json errorJson(const std::string& message);
 

@@ -17,7 +17,6 @@
 #include <zmq.hpp>
 
 #include "locus/common/report.h"
-#include "locus/common/report_json.h"
 
 namespace locus::server {
 class UnitChannel;
