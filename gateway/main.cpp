@@ -6,9 +6,8 @@
 #include <kj/async-io.h>
 #include <spdlog/spdlog.h>
 
+#include "locus/common/daemon.h"
 #include "locus/common/flags.h"
-#include "locus/common/log.h"
-#include "locus/common/shutdown.h"
 #include "locus/gateway/gateway.h"
 
 int main(int argc, char** argv) {
@@ -26,28 +25,16 @@ int main(int argc, char** argv) {
                  "deadline for a unit to answer a batch, ms (then it is counted lost)");
   CLI11_PARSE(app, argc, argv);
 
-  locus::initLogging("locus-gateway");
-  if (auto error = options.validate()) {
-    spdlog::error("{}", *error);
-    return 2;
-  }
-  try {
-    locus::ShutdownSignal shutdown;  // before the ZeroMQ context starts its threads
-    zmq::context_t context;
-    auto io = kj::setupAsyncIo();
-    locus::gateway::Gateway gateway(options, context, io);
-    spdlog::info("rpc listening on {}", gateway.rpcAddress());
-    spdlog::info("text listening on {} ({} units)", gateway.textAddress(), options.units.size());
-    gateway.run(shutdown.fd());
-    spdlog::info("stopped");
-    return 0;
-  } catch (const kj::Exception& e) {
-    spdlog::error("cannot serve on {} / {}: {}", options.listen, options.listenText,
-                  e.getDescription().cStr());
-  } catch (const zmq::error_t& e) {
-    spdlog::error("cannot connect to the units ({}): {}", fmt::join(options.units, ","), e.what());
-  } catch (const std::exception& e) {
-    spdlog::error("fatal: {}", e.what());
-  }
-  return 1;
+  return locus::runDaemon("locus-gateway", options,
+                          fmt::format("cannot serve on {} / {} for units {}", options.listen,
+                                      options.listenText, fmt::join(options.units, ",")),
+                          [&](zmq::context_t& context, int stopFd) {
+                            auto io = kj::setupAsyncIo();
+                            locus::gateway::Gateway gateway(options, context, io);
+                            spdlog::info("rpc listening on {}", gateway.rpcAddress());
+                            spdlog::info("text listening on {} ({} units)", gateway.textAddress(),
+                                         options.units.size());
+                            gateway.run(stopFd);
+                            spdlog::info("stopped");
+                          });
 }
