@@ -38,64 +38,17 @@
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
 #include "locus/unit/unit_client.h"
+#include "support/cluster.h"
 #include "support/process.h"
 
 namespace locus::gateway {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace locus::test;
 
-// Every wait on a process, a socket or an RPC is bounded by this.
-constexpr auto kWait = 5000ms;
 // How long an acknowledged report may take to become visible on its unit.
 constexpr auto kVisible = 2000ms;
-constexpr int64_t kTsMs = 1'763'000'000'000;
-
-std::string binary(const std::string& name) {
-  return std::string(LOCUS_BIN_DIR) + "/" + name;
-}
-
-std::string join(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
-  return out;
-}
-
-// ------------------------------------------------------------ processes
-
-const std::regex kUnitListening(R"(listening on (tcp://[0-9.]+:[0-9]+) \()");
-const std::regex kRpcListening(R"(rpc listening on ([0-9.]+:[0-9]+))");
-const std::regex kTextListening(R"(text listening on ([0-9.]+:[0-9]+))");
-
-struct RunningUnit {
-  RunningUnit() : process(binary("locus-unit"), {"--listen", "tcp://127.0.0.1:0"}) {
-    auto bound = process.waitForStderr(kUnitListening, kWait);
-    INFO("locus-unit stderr:\n" << process.stderrText());
-    REQUIRE(bound);
-    endpoint = *bound;
-  }
-  test::ChildProcess process;
-  std::string endpoint;
-};
-
-struct RunningGateway {
-  explicit RunningGateway(const std::vector<std::string>& units,
-                          const std::vector<std::string>& env = {})
-      : process(binary("locus-gateway"),
-                {"--units", join(units), "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
-                env) {
-    auto rpc = process.waitForStderr(kRpcListening, kWait);
-    auto text = process.waitForStderr(kTextListening, kWait);
-    INFO("locus-gateway stderr:\n" << process.stderrText());
-    REQUIRE(rpc);
-    REQUIRE(text);
-    rpcAddress = *rpc;
-    textAddress = *text;
-  }
-  test::ChildProcess process;
-  std::string rpcAddress;   // HOST:PORT
-  std::string textAddress;  // HOST:PORT
-};
 
 // Four units and a gateway in front of them.
 struct Cluster {

@@ -70,9 +70,13 @@ struct RunningServer {
 };
 
 struct RunningGateway {
-  explicit RunningGateway(const std::vector<std::string>& units)
-      : process(binary("locus-gateway"), {"--units", joinComma(units), "--listen", "127.0.0.1:0",
-                                          "--listen-text", "127.0.0.1:0"}) {
+  // `env` adds "NAME=value" entries, e.g. LOCUS_* settings.
+  explicit RunningGateway(const std::vector<std::string>& units,
+                          const std::vector<std::string>& env = {})
+      : process(binary("locus-gateway"),
+                {"--units", joinComma(units), "--listen", "127.0.0.1:0", "--listen-text",
+                 "127.0.0.1:0"},
+                env) {
     auto rpc = process.waitForStderr(kGatewayRpcListening, kWait);
     auto text = process.waitForStderr(kGatewayTextListening, kWait);
     INFO("locus-gateway stderr:\n" << process.stderrText());
