@@ -67,7 +67,10 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
   KJ_REQUIRE(!units.empty(), "a router needs at least one unit");
   for (const auto& endpoint : units) {
     auto shard = std::make_unique<Shard>();
-    shard->channel = std::make_unique<server::UnitChannel>(context, eventPort, timer, endpoint);
+    // A unit that is down holds at most its window plus a few batches in
+    // ZeroMQ's queue; the rest are counted lost at once (memory stays bounded).
+    shard->channel = std::make_unique<server::UnitChannel>(
+        context, eventPort, timer, endpoint, static_cast<int>(options.maxInFlightBatches) * 4);
     shard->buffer.reserve(options_.batchReports);
     shards_.push_back(std::move(shard));
   }

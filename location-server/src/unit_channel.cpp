@@ -11,7 +11,7 @@ UnitReplyFrame::UnitReplyFrame(zmq::message_t frame)
     : frame_(std::move(frame)), message_(frame_.data(), frame_.size()) {}
 
 UnitChannel::UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
-                         std::string endpoint)
+                         std::string endpoint, int maxQueued)
     : socket_(context, zmq::socket_type::dealer),
       endpoint_(std::move(endpoint)),
       timer_(timer),
@@ -20,6 +20,7 @@ UnitChannel::UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, 
       reading_(nullptr) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+  socket_.set(zmq::sockopt::sndhwm, maxQueued);
   socket_.connect(endpoint_);
   reading_ = readLoop().eagerlyEvaluate([this](kj::Exception&& e) {
     spdlog::error("unit {}: reply reader stopped: {}", endpoint_, e.getDescription().cStr());

@@ -57,8 +57,10 @@ class UnitChannel {
   // Connects (ZeroMQ connects lazily and reconnects by itself, so a unit
   // that is down is not an error here). Throws zmq::error_t on a malformed
   // endpoint.
+  // `maxQueued` bounds the requests ZeroMQ queues for a unit that is down
+  // or slow (ZMQ_SNDHWM); past it call() resolves to nothing at once.
   UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
-              std::string endpoint);
+              std::string endpoint, int maxQueued = 1000);
   ~UnitChannel();
   UnitChannel(const UnitChannel&) = delete;
   UnitChannel& operator=(const UnitChannel&) = delete;
