@@ -1,0 +1,792 @@
+// locus-bench: a load generator for a running Locus cluster, on the SPEC's
+// city workload (devices uniform in lat 31.0–31.5, lon 121.2–121.8).
+//
+//   phase 1  load D devices ("bench-<i>") over the gateway's Ingest RPC
+//   phase 2  U updates, each moving a random device 1..50 m, at full rate
+//   phase 3  Q nearest-10 queries at uniform random points, one at a time
+//            per client, latency measured per query
+//
+// C threads per phase, each with its own KJ event loop and connection.
+// Device i belongs to thread i * C / D, so every thread knows the latest
+// position of its own devices and the run knows all of them: after the run
+// 100 answers are checked against a brute-force scan, and the cluster's
+// device count against D. Any failed check exits non-zero with a reason.
+//
+// Prints an aligned table (or one JSON object with --json) on stdout and
+// progress lines on stderr.
+#include <capnp/ez-rpc.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "histogram.h"
+#include "locus.capnp.h"
+#include "locus/common/clock.h"
+#include "locus/common/flags.h"
+#include "locus/common/geo.h"
+#include "locus/common/json.h"
+#include "locus/common/wire.h"
+#include "support/process.h"  // tests/support: one ChildProcess for tests and bench
+
+namespace {
+
+using namespace locus;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;
+
+constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
+constexpr double kMaxMoveM = 50;
+constexpr double kMetresPerDegree = geo::kEarthRadiusM * geo::kPi / 180;
+constexpr uint32_t kBatchReports = 1000;
+constexpr size_t kCallsInFlight = 8;
+constexpr uint32_t kK = 10;
+constexpr size_t kSampleQueries = 100;
+constexpr auto kCallTimeout = 60 * kj::SECONDS;
+constexpr auto kProgressEvery = std::chrono::seconds(2);
+constexpr auto kStartTimeout = std::chrono::milliseconds(10000);
+constexpr auto kSettleTimeout = std::chrono::seconds(60);
+
+struct Options {
+  std::string gateway;  // HOST:PORT of the gateway's Ingest RPC
+  std::string server;   // HOST:PORT of the server's LocationService
+  int spawnUnits = 0;   // > 0: start a cluster of this many units instead
+  uint64_t devices = 1'000'000;
+  uint64_t updates = 2'000'000;
+  uint64_t queries = 100'000;
+  int concurrency = 4;  // connections (threads) per phase
+  uint64_t seed = 1;
+  bool json = false;
+  double maxSeconds = 600;  // bound on the whole run
+
+  std::optional<std::string> validate() const {
+    if (spawnUnits < 0 || spawnUnits > 64) return "--spawn-units must be in [0, 64]";
+    if (spawnUnits == 0 && (gateway.empty() || server.empty()))
+      return "give --gateway and --server of a running cluster, or --spawn-units N";
+    if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
+      return "--spawn-units starts its own cluster: drop --gateway and --server";
+    if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
+    if (devices < static_cast<uint64_t>(concurrency))
+      return "--devices must be at least --concurrency";
+    if (devices > 100'000'000) return "--devices must be at most 100,000,000";
+    if (!(maxSeconds > 0)) return "--max-seconds must be positive";
+    return std::nullopt;
+  }
+};
+
+// The run's deadline: every loop and wait checks it.
+class Deadline {
+ public:
+  explicit Deadline(double seconds)
+      : at_(Clock::now() +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))) {}
+  bool passed() const { return Clock::now() >= at_; }
+  void check(const std::string& during) const {
+    if (passed()) throw std::runtime_error("--max-seconds passed during " + during);
+  }
+  Clock::time_point at() const { return at_; }
+
+ private:
+  Clock::time_point at_;
+};
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ------------------------------------------------------------- the cluster
+
+const std::regex kUnitListening(R"(listening on (tcp://[0-9.]+:[0-9]+) \()");
+const std::regex kServerListening(R"(listening on ([0-9.]+:[0-9]+))");
+const std::regex kGatewayRpcListening(R"(rpc listening on ([0-9.]+:[0-9]+))");
+
+std::string binDir() {
+  std::vector<char> path(4096);
+  const ssize_t n = readlink("/proc/self/exe", path.data(), path.size() - 1);
+  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
+  std::string exe(path.data(), static_cast<size_t>(n));
+  return exe.substr(0, exe.rfind('/'));
+}
+
+std::string joinComma(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+
+// Resident set size of a process in bytes (VmRSS), 0 when unknown.
+uint64_t rssBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "... kB"
+  }
+  return 0;
+}
+
+// A cluster of real processes on 127.0.0.1 with ports chosen by the kernel.
+// Destroying it kills every process (they also die with this process).
+class SpawnedCluster {
+ public:
+  SpawnedCluster(int units, const Deadline& deadline) {
+    const std::string dir = binDir();
+    std::vector<std::string> endpoints;
+    for (int i = 0; i < units; ++i) {
+      units_.push_back(std::make_unique<test::ChildProcess>(
+          dir + "/locus-unit", std::vector<std::string>{"--listen", "tcp://127.0.0.1:0", "--name",
+                                                        "bench-unit-" + std::to_string(i)}));
+      endpoints.push_back(waitBound(*units_.back(), kUnitListening, "locus-unit"));
+      deadline.check("cluster start");
+    }
+    gateway_ = std::make_unique<test::ChildProcess>(
+        dir + "/locus-gateway",
+        std::vector<std::string>{"--units", joinComma(endpoints), "--listen", "127.0.0.1:0",
+                                 "--listen-text", "127.0.0.1:0"});
+    gatewayAddress_ = waitBound(*gateway_, kGatewayRpcListening, "locus-gateway");
+    server_ = std::make_unique<test::ChildProcess>(
+        dir + "/locus-server",
+        std::vector<std::string>{"--units", joinComma(endpoints), "--listen", "127.0.0.1:0"});
+    serverAddress_ = waitBound(*server_, kServerListening, "locus-server");
+  }
+
+  const std::string& gatewayAddress() const { return gatewayAddress_; }
+  const std::string& serverAddress() const { return serverAddress_; }
+
+  uint64_t unitsRssBytes() const {
+    uint64_t total = 0;
+    for (const auto& u : units_) total += rssBytes(u->pid());
+    return total;
+  }
+
+ private:
+  static std::string waitBound(test::ChildProcess& process, const std::regex& pattern,
+                               const std::string& name) {
+    auto bound = process.waitForStderr(pattern, kStartTimeout);
+    if (!bound)
+      throw std::runtime_error(name + " did not start; its stderr:\n" + process.stderrText());
+    return *bound;
+  }
+
+  std::vector<std::unique_ptr<test::ChildProcess>> units_;
+  std::unique_ptr<test::ChildProcess> gateway_;
+  std::unique_ptr<test::ChildProcess> server_;
+  std::string gatewayAddress_;
+  std::string serverAddress_;
+};
+
+// ----------------------------------------------------------------- stats
+
+struct ClusterTotals {
+  uint64_t devices = 0;
+  uint64_t reportsSeen = 0;  // applied + stale + rejected
+  uint64_t memoryBytes = 0;
+  uint32_t unitsTotal = 0;
+  uint32_t unitsAnswered = 0;
+};
+
+ClusterTotals clusterTotals(const std::string& server) {
+  capnp::EzRpcClient client(server);
+  auto request = client.getMain<wire::LocationService>().statsRequest();
+  auto response = client.getIoProvider()
+                      .getTimer()
+                      .timeoutAfter(kCallTimeout, request.send())
+                      .wait(client.getWaitScope());
+  if (response.hasError())
+    throw std::runtime_error("stats: " + readError(response.getError()).message);
+  ClusterTotals totals;
+  auto stats = response.getStats();
+  for (auto u : stats.getUnits()) {
+    const UnitStats s = readUnitStats(u);
+    totals.devices += s.devices;
+    totals.reportsSeen += s.reportsApplied + s.reportsStale + s.reportsRejected;
+    totals.memoryBytes += s.memoryBytes;
+  }
+  totals.unitsTotal = stats.getShards().getTotal();
+  totals.unitsAnswered = stats.getShards().getAnswered();
+  return totals;
+}
+
+// Polls stats until the units have seen `reportsSeen` reports in all (the
+// gateway acknowledges before the units apply). Returns the totals then.
+ClusterTotals waitForReports(const std::string& server, uint64_t reportsSeen,
+                             const Deadline& deadline, const std::string& phase) {
+  const auto until = std::min(Clock::now() + kSettleTimeout, deadline.at());
+  for (;;) {
+    ClusterTotals totals = clusterTotals(server);
+    if (totals.unitsAnswered == totals.unitsTotal && totals.reportsSeen >= reportsSeen)
+      return totals;
+    if (Clock::now() >= until) {
+      throw std::runtime_error(phase + ": the units saw " + std::to_string(totals.reportsSeen) +
+                               " of " + std::to_string(reportsSeen) + " reports (" +
+                               std::to_string(totals.unitsAnswered) + "/" +
+                               std::to_string(totals.unitsTotal) + " units answered) after " +
+                               std::to_string(kSettleTimeout.count()) + " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// ------------------------------------------------------------ the workload
+
+// Everything the bench sent: the latest position of every device.
+// Thread-affinity: device i is written only by worker ownerOf(i).
+struct Fleet {
+  std::vector<geo::LatLon> positions;  // quantized, as the units store them
+  int64_t baseTsMs = 0;                // tsMs of the load; updates count up from it
+  int workers = 1;
+
+  uint64_t firstOf(int worker) const {
+    return positions.size() * static_cast<uint64_t>(worker) / static_cast<uint64_t>(workers);
+  }
+};
+
+std::string deviceId(uint64_t i) {
+  return "bench-" + std::to_string(i);
+}
+
+geo::LatLon randomPoint(std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  return {geo::quantize(lat(rng)), geo::quantize(lon(rng))};
+}
+
+// `p` moved 1..kMaxMoveM metres in a random direction, quantized.
+geo::LatLon moved(geo::LatLon p, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> metres(1, kMaxMoveM), bearing(0, 2 * geo::kPi);
+  const double d = metres(rng), b = bearing(rng);
+  const double dLat = d * std::cos(b) / kMetresPerDegree;
+  const double dLon = d * std::sin(b) / (kMetresPerDegree * std::cos(p.lat * geo::kPi / 180));
+  return {geo::quantize(p.lat + dLat), geo::quantize(p.lon + dLon)};
+}
+
+// A worker's failure, reported by the phase after all workers ended.
+class Failures {
+ public:
+  void note(const std::string& what) {
+    std::lock_guard lock(mutex_);
+    if (first_.empty()) first_ = what;
+  }
+  void throwIfAny() {
+    std::lock_guard lock(mutex_);
+    if (!first_.empty()) throw std::runtime_error(first_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string first_;
+};
+
+// Runs `body(worker)` on `workers` threads and prints progress of `done`
+// every kProgressEvery until they end. Returns the seconds taken.
+double runPhase(const std::string& name, int workers, uint64_t total,
+                const std::atomic<uint64_t>& done, const std::function<void(int)>& body,
+                Failures& failures) {
+  const auto start = Clock::now();
+  std::atomic<int> running{workers};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      try {
+        body(w);
+      } catch (const kj::Exception& e) {
+        failures.note(name + ": " + e.getDescription().cStr());
+      } catch (const std::exception& e) {
+        failures.note(name + ": " + e.what());
+      }
+      --running;
+    });
+  }
+  auto nextProgress = start + kProgressEvery;
+  while (running > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (Clock::now() >= nextProgress) {
+      nextProgress += kProgressEvery;
+      const uint64_t n = done.load();
+      std::cerr << "locus-bench: " << name << " " << n << "/" << total << ", "
+                << static_cast<uint64_t>(static_cast<double>(n) / secondsSince(start)) << "/s\n";
+    }
+  }
+  for (auto& t : threads) t.join();
+  const double seconds = secondsSince(start);
+  failures.throwIfAny();
+  return seconds;
+}
+
+// Sends `count` reports over one Ingest connection, batches of kBatchReports
+// with up to kCallsInFlight calls pipelined; `fill(k, report)` writes the
+// k-th. Throws if the gateway rejects any report.
+void sendReports(const std::string& gateway, uint64_t count,
+                 const std::function<void(uint64_t, wire::Report::Builder)>& fill,
+                 std::atomic<uint64_t>& done, const Deadline& deadline) {
+  capnp::EzRpcClient client(gateway);
+  auto ingest = client.getMain<wire::Ingest>();
+  auto& waitScope = client.getWaitScope();
+  auto& timer = client.getIoProvider().getTimer();
+  struct InFlight {
+    kj::Promise<capnp::Response<wire::Ingest::ReportResults>> reply;
+    uint32_t size;
+  };
+  std::deque<InFlight> inFlight;
+  const auto settleOldest = [&] {
+    InFlight call = kj::mv(inFlight.front());
+    inFlight.pop_front();
+    auto response = timer.timeoutAfter(kCallTimeout, kj::mv(call.reply)).wait(waitScope);
+    const BatchOutcome outcome = readBatchOutcome(response.getResult());
+    if (!outcome.rejected.empty())
+      throw std::runtime_error("the gateway rejected a report: " + outcome.rejected[0].second);
+    if (outcome.accepted != call.size)
+      throw std::runtime_error("the gateway accepted " + std::to_string(outcome.accepted) + " of " +
+                               std::to_string(call.size) + " reports");
+    done += call.size;
+  };
+  for (uint64_t k = 0; k < count;) {
+    deadline.check("ingest");
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(kBatchReports, count - k));
+    auto request = ingest.reportRequest();
+    auto reports = request.initBatch().initReports(n);
+    for (uint32_t j = 0; j < n; ++j) fill(k + j, reports[j]);
+    inFlight.push_back(InFlight{request.send(), n});
+    k += n;
+    if (inFlight.size() >= kCallsInFlight) settleOldest();
+  }
+  while (!inFlight.empty()) settleOldest();
+}
+
+void writeDevice(const Fleet& fleet, uint64_t i, int64_t tsMs, wire::Report::Builder r) {
+  char id[32] = "bench-";
+  const auto end = std::to_chars(id + 6, id + sizeof id, i).ptr;
+  r.setId(capnp::Text::Reader(id, static_cast<size_t>(end - id)));
+  r.setLat(fleet.positions[i].lat);
+  r.setLon(fleet.positions[i].lon);
+  r.setTsMs(tsMs);
+}
+
+struct Sample {
+  geo::LatLon center;
+  std::vector<Hit> hits;
+};
+
+struct QueryOutcome {
+  bench::Histogram latencyNs;
+  uint64_t partial = 0;
+  std::vector<Sample> samples;
+};
+
+// Queries one at a time over one LocationService connection; keeps the
+// first `keep` answers for the brute-force check.
+QueryOutcome runQueries(const std::string& server, uint64_t count, size_t keep, uint64_t seed,
+                        std::atomic<uint64_t>& done, const Deadline& deadline) {
+  capnp::EzRpcClient client(server);
+  auto service = client.getMain<wire::LocationService>();
+  auto& waitScope = client.getWaitScope();
+  auto& timer = client.getIoProvider().getTimer();
+  std::mt19937_64 rng(seed);
+  QueryOutcome out;
+  for (uint64_t n = 0; n < count; ++n) {
+    deadline.check("queries");
+    const geo::LatLon center = randomPoint(rng);
+    auto request = service.nearestRequest();
+    writeNearestQuery(NearestQuery{.center = center, .k = kK}, request.initQuery());
+    const auto start = Clock::now();
+    auto response = timer.timeoutAfter(kCallTimeout, request.send()).wait(waitScope);
+    out.latencyNs.record(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+    if (response.hasError())
+      throw std::runtime_error("nearest: " + readError(response.getError()).message);
+    auto result = response.getResult();
+    if (result.getPartial()) ++out.partial;
+    if (out.samples.size() < keep && !result.getPartial())
+      out.samples.push_back(Sample{center, readQueryResult(result).hits});
+    ++done;
+  }
+  return out;
+}
+
+// The k nearest devices of `center` by (distance, id), by scanning all.
+std::vector<Hit> bruteForceNearest(const Fleet& fleet, geo::LatLon center, uint32_t k) {
+  const geo::DistanceFrom from(center);
+  std::vector<std::pair<double, uint64_t>> all(fleet.positions.size());
+  for (uint64_t i = 0; i < all.size(); ++i) all[i] = {from.metres(fleet.positions[i]), i};
+  const auto take = std::min<size_t>(k, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(take), all.end(),
+                    [](const auto& a, const auto& b) {
+                      if (a.first != b.first) return a.first < b.first;
+                      return deviceId(a.second) < deviceId(b.second);
+                    });
+  std::vector<Hit> hits;
+  for (size_t j = 0; j < take; ++j) {
+    const auto& [distanceM, i] = all[j];
+    hits.push_back(Hit{.id = deviceId(i),
+                       .lat = fleet.positions[i].lat,
+                       .lon = fleet.positions[i].lon,
+                       .distanceM = distanceM});
+  }
+  return hits;
+}
+
+// Why `got` is not the exact answer `want`, or nothing.
+std::optional<std::string> compareHits(const std::vector<Hit>& got, const std::vector<Hit>& want) {
+  if (got.size() != want.size())
+    return std::to_string(got.size()) + " hits, expected " + std::to_string(want.size());
+  for (size_t j = 0; j < got.size(); ++j) {
+    const Hit& g = got[j];
+    const Hit& w = want[j];
+    const bool same = g.id == w.id && g.lat == w.lat && g.lon == w.lon &&
+                      std::abs(g.distanceM - w.distanceM) <= 1e-6;
+    if (!same) {
+      std::ostringstream why;
+      why.precision(10);
+      why << "hit " << j << " is " << g.id << " (" << g.lat << ", " << g.lon << ") at "
+          << g.distanceM << " m, expected " << w.id << " (" << w.lat << ", " << w.lon << ") at "
+          << w.distanceM << " m";
+      return why.str();
+    }
+  }
+  return std::nullopt;
+}
+
+// ------------------------------------------------------------------ report
+
+struct PhaseResult {
+  uint64_t count = 0;
+  double ackedSeconds = 0;    // until the last call was answered
+  double appliedSeconds = 0;  // until the units' counters showed every report
+};
+
+struct RunResult {
+  PhaseResult load, updates;
+  double querySeconds = 0;
+  QueryOutcome queries;
+  ClusterTotals totals;
+  uint64_t rssBytes = 0;  // sum over spawned units; 0 for an external cluster
+  size_t checkedSamples = 0;
+};
+
+double perSecond(double count, double seconds) {
+  return seconds > 0 ? count / seconds : 0;
+}
+
+double us(uint64_t ns) {
+  return static_cast<double>(ns) / 1000.0;
+}
+
+json toJson(const Options& o, const RunResult& r) {
+  const auto& h = r.queries.latencyNs;
+  const auto perDevice = [&](uint64_t bytes) {
+    return r.totals.devices > 0 ? static_cast<double>(bytes) / static_cast<double>(r.totals.devices)
+                                : 0.0;
+  };
+  const auto phase = [](const PhaseResult& p) {
+    return json{
+        {"reports", p.count},
+        {"acked_seconds", p.ackedSeconds},
+        {"reports_per_s", perSecond(static_cast<double>(p.count), p.ackedSeconds)},
+        {"applied_seconds", p.appliedSeconds},
+        {"applied_reports_per_s", perSecond(static_cast<double>(p.count), p.appliedSeconds)}};
+  };
+  json memory{{"units", r.totals.unitsTotal},
+              {"index_bytes", r.totals.memoryBytes},
+              {"index_bytes_per_device", perDevice(r.totals.memoryBytes)}};
+  if (r.rssBytes > 0) {
+    memory["rss_bytes"] = r.rssBytes;
+    memory["rss_bytes_per_device"] = perDevice(r.rssBytes);
+  }
+  return json{
+      {"devices", o.devices},
+      {"concurrency", o.concurrency},
+      {"seed", o.seed},
+      {"load", phase(r.load)},
+      {"updates", phase(r.updates)},
+      {"queries",
+       {{"count", h.count()},
+        {"seconds", r.querySeconds},
+        {"queries_per_s", perSecond(static_cast<double>(h.count()), r.querySeconds)},
+        {"partial", r.queries.partial},
+        {"latency_us",
+         {{"p50", us(h.percentile(50))},
+          {"p90", us(h.percentile(90))},
+          {"p99", us(h.percentile(99))},
+          {"p99_9", us(h.percentile(99.9))},
+          {"max", us(h.max())},
+          {"mean", h.mean() / 1000.0}}}}},
+      {"memory", memory},
+      {"checks", {{"device_count", r.totals.devices}, {"nearest_checked", r.checkedSamples}}}};
+}
+
+std::string fixed(double v, int decimals) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(decimals);
+  s << v;
+  return s.str();
+}
+
+void printTable(std::ostream& out, const Options& o, const RunResult& r) {
+  const auto& h = r.queries.latencyNs;
+  std::vector<std::pair<std::string, std::string>> rows;
+  const auto phase = [&](const std::string& name, const PhaseResult& p) {
+    rows.emplace_back(name + " reports", std::to_string(p.count));
+    rows.emplace_back(name + " acked reports/s",
+                      fixed(perSecond(static_cast<double>(p.count), p.ackedSeconds), 0) + "  (" +
+                          fixed(p.ackedSeconds, 2) + " s)");
+    rows.emplace_back(name + " applied reports/s",
+                      fixed(perSecond(static_cast<double>(p.count), p.appliedSeconds), 0) + "  (" +
+                          fixed(p.appliedSeconds, 2) + " s)");
+  };
+  rows.emplace_back("units / concurrency",
+                    std::to_string(r.totals.unitsTotal) + " / " + std::to_string(o.concurrency));
+  phase("load", r.load);
+  phase("update", r.updates);
+  rows.emplace_back("nearest-10 queries", std::to_string(h.count()) + "  (" +
+                                              std::to_string(r.queries.partial) + " partial)");
+  rows.emplace_back("queries/s",
+                    fixed(perSecond(static_cast<double>(h.count()), r.querySeconds), 0) + "  (" +
+                        fixed(r.querySeconds, 2) + " s)");
+  rows.emplace_back("latency p50 / p90 (us)",
+                    fixed(us(h.percentile(50)), 1) + " / " + fixed(us(h.percentile(90)), 1));
+  rows.emplace_back("latency p99 / p99.9 (us)",
+                    fixed(us(h.percentile(99)), 1) + " / " + fixed(us(h.percentile(99.9)), 1));
+  rows.emplace_back("latency max (us)", fixed(us(h.max()), 1));
+  rows.emplace_back("devices (stats)", std::to_string(r.totals.devices));
+  rows.emplace_back("index bytes/device",
+                    fixed(static_cast<double>(r.totals.memoryBytes) /
+                              static_cast<double>(std::max<uint64_t>(1, r.totals.devices)),
+                          1));
+  if (r.rssBytes > 0) {
+    rows.emplace_back("units RSS bytes/device",
+                      fixed(static_cast<double>(r.rssBytes) /
+                                static_cast<double>(std::max<uint64_t>(1, r.totals.devices)),
+                            1) +
+                          "  (" + fixed(static_cast<double>(r.rssBytes) / (1 << 20), 1) + " MiB)");
+  }
+  rows.emplace_back("nearest answers checked", std::to_string(r.checkedSamples) + " exact");
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  for (const auto& [name, value] : rows)
+    out << name << std::string(width + 2 - name.size(), ' ') << value << "\n";
+}
+
+// ------------------------------------------------------------------- run
+
+RunResult run(const Options& o, const std::string& gateway, const std::string& server,
+              const SpawnedCluster* spawned, const Deadline& deadline) {
+  RunResult r;
+  Failures failures;
+  const int workers = o.concurrency;
+
+  std::mt19937_64 rng(o.seed);
+  Fleet fleet;
+  fleet.workers = workers;
+  fleet.positions.resize(o.devices);
+  for (auto& p : fleet.positions) p = randomPoint(rng);
+  // Every report of a device carries a newer tsMs than the one before; all
+  // are in the past.
+  const uint64_t updatesPerWorker =
+      (o.updates + static_cast<uint64_t>(workers) - 1) / static_cast<uint64_t>(workers);
+  fleet.baseTsMs = wallClockMs() - static_cast<int64_t>(updatesPerWorker) - 1000;
+
+  const ClusterTotals before = clusterTotals(server);
+
+  // Phase 1: load.
+  std::atomic<uint64_t> loaded{0};
+  auto start = Clock::now();
+  r.load.count = o.devices;
+  r.load.ackedSeconds = runPhase(
+      "load", workers, o.devices, loaded,
+      [&](int w) {
+        const uint64_t first = fleet.firstOf(w), last = fleet.firstOf(w + 1);
+        sendReports(
+            gateway, last - first,
+            [&](uint64_t k, wire::Report::Builder b) {
+              writeDevice(fleet, first + k, fleet.baseTsMs, b);
+            },
+            loaded, deadline);
+      },
+      failures);
+  r.totals = waitForReports(server, before.reportsSeen + o.devices, deadline, "load");
+  r.load.appliedSeconds = secondsSince(start);
+  const uint64_t expectedDevices = before.devices == 0 ? o.devices : before.devices;
+  const auto checkDevices = [&](const std::string& when) {
+    const bool ok =
+        before.devices == 0 ? r.totals.devices == o.devices : r.totals.devices >= o.devices;
+    if (!ok)
+      throw std::runtime_error("after " + when + " the cluster holds " +
+                               std::to_string(r.totals.devices) + " devices, expected " +
+                               std::to_string(expectedDevices));
+  };
+  checkDevices("loading");
+
+  // Phase 2: updates. Worker w moves only its own devices.
+  std::atomic<uint64_t> updated{0};
+  start = Clock::now();
+  r.updates.count = o.updates;
+  r.updates.ackedSeconds = runPhase(
+      "updates", workers, o.updates, updated,
+      [&](int w) {
+        const uint64_t first = fleet.firstOf(w), last = fleet.firstOf(w + 1);
+        const uint64_t mine =
+            std::min(updatesPerWorker, o.updates - std::min(o.updates, updatesPerWorker * w));
+        std::mt19937_64 local(o.seed * 7919 + static_cast<uint64_t>(w) + 1);
+        std::uniform_int_distribution<uint64_t> pick(first, last - 1);
+        sendReports(
+            gateway, mine,
+            [&](uint64_t k, wire::Report::Builder b) {
+              const uint64_t i = pick(local);
+              fleet.positions[i] = moved(fleet.positions[i], local);
+              writeDevice(fleet, i, fleet.baseTsMs + 1 + static_cast<int64_t>(k), b);
+            },
+            updated, deadline);
+      },
+      failures);
+  r.totals =
+      waitForReports(server, before.reportsSeen + o.devices + o.updates, deadline, "updates");
+  r.updates.appliedSeconds = secondsSince(start);
+  checkDevices("the updates");
+
+  // Phase 3: queries, one at a time per client.
+  std::atomic<uint64_t> queried{0};
+  std::vector<QueryOutcome> outcomes(static_cast<size_t>(workers));
+  const size_t keepPerWorker =
+      (kSampleQueries + static_cast<size_t>(workers) - 1) / static_cast<size_t>(workers);
+  r.querySeconds = runPhase(
+      "queries", workers, o.queries, queried,
+      [&](int w) {
+        const uint64_t count = o.queries * static_cast<uint64_t>(w + 1) / workers -
+                               o.queries * static_cast<uint64_t>(w) / workers;
+        outcomes[static_cast<size_t>(w)] =
+            runQueries(server, count, keepPerWorker, o.seed * 104729 + static_cast<uint64_t>(w),
+                       queried, deadline);
+      },
+      failures);
+  std::vector<Sample> samples;
+  for (auto& outcome : outcomes) {
+    r.queries.latencyNs.merge(outcome.latencyNs);
+    r.queries.partial += outcome.partial;
+    for (auto& s : outcome.samples) {
+      if (samples.size() < kSampleQueries) samples.push_back(std::move(s));
+    }
+  }
+  if (r.queries.partial > 0)
+    throw std::runtime_error(std::to_string(r.queries.partial) +
+                             " nearest answers were partial (a unit missed the deadline)");
+
+  // Memory, while the units still hold everything.
+  r.totals = clusterTotals(server);
+  if (spawned != nullptr) r.rssBytes = spawned->unitsRssBytes();
+
+  // Self-check: sampled answers against a brute-force scan, only valid when
+  // the cluster holds nothing but this run's devices.
+  if (before.devices == 0) {
+    std::vector<std::optional<std::string>> problems(samples.size());
+    std::vector<std::thread> checkers;
+    for (int w = 0; w < workers; ++w) {
+      checkers.emplace_back([&, w] {
+        for (size_t s = static_cast<size_t>(w); s < samples.size();
+             s += static_cast<size_t>(workers)) {
+          if (deadline.passed()) {
+            problems[s] = "--max-seconds passed during the check";
+            continue;
+          }
+          problems[s] =
+              compareHits(samples[s].hits, bruteForceNearest(fleet, samples[s].center, kK));
+        }
+      });
+    }
+    for (auto& t : checkers) t.join();
+    for (size_t s = 0; s < samples.size(); ++s) {
+      if (problems[s]) {
+        std::ostringstream why;
+        why.precision(10);
+        why << "nearest at (" << samples[s].center.lat << ", " << samples[s].center.lon
+            << ") is wrong: " << *problems[s];
+        throw std::runtime_error(why.str());
+      }
+    }
+    r.checkedSamples = samples.size();
+  } else {
+    std::cerr << "locus-bench: the cluster held " << before.devices
+              << " devices before the run: skipping the brute-force check\n";
+  }
+  return r;
+}
+
+int fail(const std::string& message) {
+  std::cerr << "locus-bench: FAILED: " << message << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"locus-bench: load a Locus cluster with the SPEC's city workload and measure it"};
+  Options o;
+  addFlag(app, "--gateway", o.gateway, "HOST:PORT of a running gateway's Ingest RPC");
+  addFlag(app, "--server", o.server, "HOST:PORT of a running server's LocationService");
+  addFlag(
+      app, "--spawn-units", o.spawnUnits,
+      "start N units, a gateway and a server on 127.0.0.1 instead (0 = use --gateway/--server)");
+  addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
+  addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
+  addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");
+  addFlag(app, "--concurrency", o.concurrency, "connections (threads) per phase");
+  addFlag(app, "--seed", o.seed, "random seed");
+  app.add_flag("--json", o.json, "print one JSON object instead of the table");
+  addFlag(app, "--max-seconds", o.maxSeconds, "bound on the whole run, seconds");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (auto e = o.validate()) return fail(*e);
+
+  const Deadline deadline(o.maxSeconds);
+  // Beyond the deadline and a grace period, stop hard: a wait that ignores
+  // the deadline must not hang the run. Spawned processes die with us.
+  std::thread([limit = o.maxSeconds] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(limit + 30));
+    std::cerr << "locus-bench: FAILED: still running " << limit + 30 << " s after start\n";
+    std::_Exit(3);
+  }).detach();
+
+  try {
+    std::unique_ptr<SpawnedCluster> cluster;
+    std::string gateway = o.gateway, server = o.server;
+    if (o.spawnUnits > 0) {
+      cluster = std::make_unique<SpawnedCluster>(o.spawnUnits, deadline);
+      gateway = cluster->gatewayAddress();
+      server = cluster->serverAddress();
+      std::cerr << "locus-bench: started " << o.spawnUnits << " units, gateway " << gateway
+                << ", server " << server << "\n";
+    }
+    const RunResult result = run(o, gateway, server, cluster.get(), deadline);
+    if (o.json) {
+      std::cout << toJson(o, result).dump() << "\n";
+    } else {
+      printTable(std::cout, o, result);
+    }
+    return 0;
+  } catch (const kj::Exception& e) {
+    return fail(e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+}
