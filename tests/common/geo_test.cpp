@@ -620,7 +620,7 @@ TEST_CASE("Polygon::contains for a square", "[geo][polygon]") {
   CHECK_FALSE(cw.contains({5, 11}));
 }
 
-TEST_CASE("Polygon::contains honours holes; boundaries count as inside", "[geo][polygon]") {
+TEST_CASE("Polygon::contains honours holes and boundaries count as inside", "[geo][polygon]") {
   const Polygon p({ring({{0, 0}, {10, 0}, {10, 10}, {0, 10}, {0, 0}}),
                    ring({{4, 4}, {4, 6}, {6, 6}, {6, 4}, {4, 4}})});
   CHECK(p.contains({2, 2}));

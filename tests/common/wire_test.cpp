@@ -675,7 +675,7 @@ TEST_CASE("envNameForFlag", "[flags]") {
   CHECK(locus::envNameForFlag("units") == "LOCUS_UNITS");
 }
 
-TEST_CASE("addFlag reads LOCUS_* from the environment; the flag wins", "[flags]") {
+TEST_CASE("addFlag reads LOCUS_* from the environment and the flag wins", "[flags]") {
   ::unsetenv("LOCUS_TTL_S");
   {
     CLI::App app;

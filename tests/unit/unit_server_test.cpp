@@ -347,7 +347,7 @@ TEST_CASE("UnitService: a batch reports accepted, stale and rejected with reason
   CHECK(stats.reportsRejected == 3);
 }
 
-TEST_CASE("UnitService: the newest ts wins; on equal ts the later arrival wins", "[server]") {
+TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival wins", "[server]") {
   Service s;
   const auto latOf = [&](const std::string& id) {
     auto hits = resultOf(*s.get(id)).hits;
@@ -930,7 +930,7 @@ TEST_CASE("locus-unit answers garbage frames with errors and keeps serving", "[s
   CHECK(unit.process.waitExit(0ms) == std::nullopt);  // still running
 }
 
-TEST_CASE("locus-unit reads LOCUS_* environment variables; flags win", "[server]") {
+TEST_CASE("locus-unit reads LOCUS_* environment variables and flags win", "[server]") {
   SECTION("LOCUS_LISTEN without a flag") {
     RunningUnit unit({}, {"LOCUS_LISTEN=tcp://127.0.0.1:0", "LOCUS_NAME=from-env"});
     CHECK_THAT(unit.endpoint, Catch::StartsWith("tcp://127.0.0.1:"));
