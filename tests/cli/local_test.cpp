@@ -111,6 +111,25 @@ TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
   REQUIRE(status);
   CHECK(status->code != 0);
   CHECK_THAT(bad.stderrText(), Catch::Contains("--units"));
+
+  // A port someone else holds: the cluster does not start, and says why.
+  const int holder = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(holder, 1) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string busy = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  locus::test::ChildProcess clash(
+      kBin + "/locus", {"local", "--units", "1", "--server-listen", busy, "--gateway-listen",
+                        "127.0.0.1:0", "--text-listen", "127.0.0.1:0"});
+  status = clash.waitExit(10s);
+  close(holder);
+  REQUIRE(status);
+  CHECK(status->code != 0);
+  CHECK_THAT(clash.stderrText(), Catch::Contains("cannot start server"));
 }
 
 }  // namespace
