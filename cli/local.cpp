@@ -128,6 +128,25 @@ class Simulator {
   std::vector<geo::LatLon> positions_;
 };
 
+// Waits (at most `limit`) until the units hold `devices` devices: the
+// gateway acknowledges reports once buffered, a moment before units apply
+// them. Returns how many they hold.
+uint64_t awaitDevices(const std::string& server, uint64_t devices, std::chrono::seconds limit) {
+  capnp::EzRpcClient client(server);
+  auto service = client.getMain<wire::LocationService>();
+  auto& timer = client.getIoProvider().getTimer();
+  const auto giveUp = std::chrono::steady_clock::now() + limit;
+  uint64_t held = 0;
+  while (std::chrono::steady_clock::now() < giveUp) {
+    auto response = service.statsRequest().send().wait(client.getWaitScope());
+    held = 0;
+    for (auto unit : response.getStats().getUnits()) held += unit.getDevices();
+    if (held >= devices) break;
+    timer.afterDelay(20 * kj::MILLISECONDS).wait(client.getWaitScope());
+  }
+  return held;
+}
+
 // One nearest query through the server, as the user will ask it.
 std::string sampleQuery(const std::string& server) try {
   capnp::EzRpcClient client(server);
@@ -245,6 +264,15 @@ int runLocal(const LocalOptions& options) {
       spdlog::info("loading {} simulated devices", options.simulate);
       while (loadedFuture.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
         if (stopRequested(shutdown.fd())) break;
+      }
+      try {
+        const uint64_t held =
+            awaitDevices(serverAddress, options.simulate, std::chrono::seconds(30));
+        if (held < options.simulate) {
+          spdlog::warn("the units hold {} of {} simulated devices", held, options.simulate);
+        }
+      } catch (const kj::Exception& e) {
+        spdlog::error("cannot read the units' stats: {}", e.getDescription().cStr());
       }
     } else {
       loaded.set_value();
