@@ -156,8 +156,23 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
     }
     if (problem.empty()) return toFrame(replyMessage);
   }
+  return refuse(requestId, problem);
+}
+
+zmq::message_t UnitService::refuseEnvelope(size_t frames) {
+  return refuse(0, fmt::format("expected a request as [payload] (DEALER) or [\"\"][payload] (REQ), "
+                               "got {} frames",
+                               frames));
+}
+
+zmq::message_t UnitService::refuse(uint64_t requestId, const std::string& problem) {
   ++counters_.badMessages;
-  spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages);
+  // One warning a second at most: a peer sending garbage must not flood the log.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lastWarning_ >= std::chrono::seconds(1)) {
+    spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages);
+    lastWarning_ = now;
+  }
   capnp::MallocMessageBuilder replyMessage;
   auto reply = replyMessage.initRoot<wire::UnitReply>();
   reply.setRequestId(requestId);
@@ -205,8 +220,7 @@ void UnitServer::run(int stopFd) {
         const zmq::message_t& payload = frames.back();
         reply = service_.handle(payload.data(), payload.size(), wallClockMs());
       } else {
-        // Not a request envelope: answer the peer with an (unreadable) error.
-        reply = service_.handle(nullptr, 0, wallClockMs());
+        reply = service_.refuseEnvelope(frames.size() - 1);
       }
       socket_.send(frames[0], zmq::send_flags::sndmore);
       if (withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);

@@ -3,6 +3,7 @@
 // UnitServer serves it on a ZeroMQ ROUTER socket from one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,7 +28,7 @@ struct UnitCounters {
   uint64_t reportsStale = 0;     // older than what was held
   uint64_t reportsRejected = 0;  // failed validation
   uint64_t queriesServed = 0;
-  uint64_t badMessages = 0;      // requests that could not be read
+  uint64_t badMessages = 0;  // requests that could not be read
 };
 
 class UnitService {
@@ -38,6 +39,10 @@ class UnitService {
   // Never throws: an unreadable request gets a typed error reply and changes
   // nothing; a batch is read whole before any report of it is applied.
   zmq::message_t handle(const void* data, size_t size, int64_t nowMs);
+
+  // The error reply to a message that is not a request envelope at all
+  // (`frames` frames after the peer's identity).
+  zmq::message_t refuseEnvelope(size_t frames);
 
   // Background work (TTL sweeps), in small slices; call often.
   void tick(int64_t nowMs);
@@ -50,9 +55,12 @@ class UnitService {
  private:
   class Handler;
 
+  zmq::message_t refuse(uint64_t requestId, const std::string& problem);
+
   std::string name_;
   LocationIndex index_;
   UnitCounters counters_;
+  std::chrono::steady_clock::time_point lastWarning_{};
 };
 
 class UnitServer {
