@@ -7,7 +7,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test bench bench-redis bench-sweep format clean
 
 all: build
 
@@ -30,6 +30,14 @@ run: build
 
 bench: build
 	$(BUILD_DIR)/bin/locus-index-bench --benchmark_counters_tabular=true
+
+# The SPEC's city workload, Locus (4 units) and Redis GEO in one run, with ratios.
+bench-redis: build
+	bench/compare-redis.sh
+
+# The workload against 1, 2, 4 and 8 units: a table and bench/results/sweep.png.
+bench-sweep: build
+	bench/sweep.sh --units 1,2,4,8 --devices 200000 --updates 400000 --queries 20000
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -12,8 +12,13 @@
 // 100 answers are checked against a brute-force scan, and the cluster's
 // device count against D. Any failed check exits non-zero with a reason.
 //
-// Prints an aligned table (or one JSON object with --json) on stdout and
-// progress lines on stderr.
+// The same driver runs against Redis GEO with --redis HOST:PORT (see
+// redis_backend.h): the phases, sizes, moves and query points are identical;
+// only the Backend (backend.h) that carries them differs. Redis answers are
+// not checked against the scan (52-bit geohash positions, a 500 m radius).
+//
+// Prints an aligned table (or one JSON object with --json, whose "system" is
+// "locus" or "redis") on stdout and progress lines on stderr.
 #include <capnp/ez-rpc.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
@@ -40,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend.h"
 #include "histogram.h"
 #include "locus.capnp.h"
 #include "locus/common/clock.h"
@@ -47,12 +53,20 @@
 #include "locus/common/geo.h"
 #include "locus/common/json.h"
 #include "locus/common/wire.h"
+#include "redis_backend.h"
 #include "support/process.h"  // tests/support: one ChildProcess for tests and bench
 
 namespace {
 
 using namespace locus;
-using Clock = std::chrono::steady_clock;
+using bench::Backend;
+using bench::Clock;
+using bench::Deadline;
+using bench::Fleet;
+using bench::Move;
+using bench::NearestAnswer;
+using bench::Session;
+using bench::Totals;
 using json = nlohmann::ordered_json;
 
 constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
@@ -71,6 +85,7 @@ struct Options {
   std::string gateway;  // HOST:PORT of the gateway's Ingest RPC
   std::string server;   // HOST:PORT of the server's LocationService
   int spawnUnits = 0;   // > 0: start a cluster of this many units instead
+  std::string redis;    // HOST:PORT: run the workload against Redis GEO instead
   uint64_t devices = 1'000'000;
   uint64_t updates = 2'000'000;
   uint64_t queries = 100'000;
@@ -81,8 +96,11 @@ struct Options {
 
   std::optional<std::string> validate() const {
     if (spawnUnits < 0 || spawnUnits > 64) return "--spawn-units must be in [0, 64]";
-    if (spawnUnits == 0 && (gateway.empty() || server.empty()))
-      return "give --gateway and --server of a running cluster, or --spawn-units N";
+    if (!redis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty()))
+      return "--redis measures Redis GEO: drop --spawn-units, --gateway and --server";
+    if (redis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
+      return "give --gateway and --server of a running cluster, --spawn-units N or --redis "
+             "HOST:PORT";
     if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
       return "--spawn-units starts its own cluster: drop --gateway and --server";
     if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
@@ -92,22 +110,6 @@ struct Options {
     if (!(maxSeconds > 0)) return "--max-seconds must be positive";
     return std::nullopt;
   }
-};
-
-// The run's deadline: every loop and wait checks it.
-class Deadline {
- public:
-  explicit Deadline(double seconds)
-      : at_(Clock::now() +
-            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))) {}
-  bool passed() const { return Clock::now() >= at_; }
-  void check(const std::string& during) const {
-    if (passed()) throw std::runtime_error("--max-seconds passed during " + during);
-  }
-  Clock::time_point at() const { return at_; }
-
- private:
-  Clock::time_point at_;
 };
 
 double secondsSince(Clock::time_point start) {
@@ -196,15 +198,7 @@ class SpawnedCluster {
 
 // ----------------------------------------------------------------- stats
 
-struct ClusterTotals {
-  uint64_t devices = 0;
-  uint64_t reportsSeen = 0;  // applied + stale + rejected
-  uint64_t memoryBytes = 0;
-  uint32_t unitsTotal = 0;
-  uint32_t unitsAnswered = 0;
-};
-
-ClusterTotals clusterTotals(const std::string& server) {
+Totals clusterTotals(const std::string& server) {
   capnp::EzRpcClient client(server);
   auto request = client.getMain<wire::LocationService>().statsRequest();
   auto response = client.getIoProvider()
@@ -213,7 +207,7 @@ ClusterTotals clusterTotals(const std::string& server) {
                       .wait(client.getWaitScope());
   if (response.hasError())
     throw std::runtime_error("stats: " + readError(response.getError()).message);
-  ClusterTotals totals;
+  Totals totals;
   auto stats = response.getStats();
   for (auto u : stats.getUnits()) {
     const UnitStats s = readUnitStats(u);
@@ -221,25 +215,25 @@ ClusterTotals clusterTotals(const std::string& server) {
     totals.reportsSeen += s.reportsApplied + s.reportsStale + s.reportsRejected;
     totals.memoryBytes += s.memoryBytes;
   }
-  totals.unitsTotal = stats.getShards().getTotal();
-  totals.unitsAnswered = stats.getShards().getAnswered();
+  totals.shardsTotal = stats.getShards().getTotal();
+  totals.shardsAnswered = stats.getShards().getAnswered();
   return totals;
 }
 
 // Polls stats until the units have seen `reportsSeen` reports in all (the
 // gateway acknowledges before the units apply). Returns the totals then.
-ClusterTotals waitForReports(const std::string& server, uint64_t reportsSeen,
-                             const Deadline& deadline, const std::string& phase) {
+Totals waitForReports(const std::string& server, uint64_t reportsSeen, const Deadline& deadline,
+                      const std::string& phase) {
   const auto until = std::min(Clock::now() + kSettleTimeout, deadline.at());
   for (;;) {
-    ClusterTotals totals = clusterTotals(server);
-    if (totals.unitsAnswered == totals.unitsTotal && totals.reportsSeen >= reportsSeen)
+    Totals totals = clusterTotals(server);
+    if (totals.shardsAnswered == totals.shardsTotal && totals.reportsSeen >= reportsSeen)
       return totals;
     if (Clock::now() >= until) {
       throw std::runtime_error(phase + ": the units saw " + std::to_string(totals.reportsSeen) +
                                " of " + std::to_string(reportsSeen) + " reports (" +
-                               std::to_string(totals.unitsAnswered) + "/" +
-                               std::to_string(totals.unitsTotal) + " units answered) after " +
+                               std::to_string(totals.shardsAnswered) + "/" +
+                               std::to_string(totals.shardsTotal) + " units answered) after " +
                                std::to_string(kSettleTimeout.count()) + " s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -247,18 +241,6 @@ ClusterTotals waitForReports(const std::string& server, uint64_t reportsSeen,
 }
 
 // ------------------------------------------------------------ the workload
-
-// Everything the bench sent: the latest position of every device.
-// Thread-affinity: device i is written only by worker ownerOf(i).
-struct Fleet {
-  std::vector<geo::LatLon> positions;  // quantized, as the units store them
-  int64_t baseTsMs = 0;                // tsMs of the load; updates count up from it
-  int workers = 1;
-
-  uint64_t firstOf(int worker) const {
-    return positions.size() * static_cast<uint64_t>(worker) / static_cast<uint64_t>(workers);
-  }
-};
 
 std::string deviceId(uint64_t i) {
   return "bench-" + std::to_string(i);
@@ -331,54 +313,118 @@ double runPhase(const std::string& name, int workers, uint64_t total,
   return seconds;
 }
 
-// Sends `count` reports over one Ingest connection, batches of kBatchReports
-// with up to kCallsInFlight calls pipelined; `fill(k, report)` writes the
-// k-th. Throws if the gateway rejects any report.
-void sendReports(const std::string& gateway, uint64_t count,
-                 const std::function<void(uint64_t, wire::Report::Builder)>& fill,
-                 std::atomic<uint64_t>& done, const Deadline& deadline) {
-  capnp::EzRpcClient client(gateway);
-  auto ingest = client.getMain<wire::Ingest>();
-  auto& waitScope = client.getWaitScope();
-  auto& timer = client.getIoProvider().getTimer();
-  struct InFlight {
-    kj::Promise<capnp::Response<wire::Ingest::ReportResults>> reply;
-    uint32_t size;
-  };
-  std::deque<InFlight> inFlight;
-  const auto settleOldest = [&] {
-    InFlight call = kj::mv(inFlight.front());
-    inFlight.pop_front();
-    auto response = timer.timeoutAfter(kCallTimeout, kj::mv(call.reply)).wait(waitScope);
-    const BatchOutcome outcome = readBatchOutcome(response.getResult());
-    if (!outcome.rejected.empty())
-      throw std::runtime_error("the gateway rejected a report: " + outcome.rejected[0].second);
-    if (outcome.accepted != call.size)
-      throw std::runtime_error("the gateway accepted " + std::to_string(outcome.accepted) + " of " +
-                               std::to_string(call.size) + " reports");
-    done += call.size;
-  };
-  for (uint64_t k = 0; k < count;) {
-    deadline.check("ingest");
-    const auto n = static_cast<uint32_t>(std::min<uint64_t>(kBatchReports, count - k));
-    auto request = ingest.reportRequest();
-    auto reports = request.initBatch().initReports(n);
-    for (uint32_t j = 0; j < n; ++j) fill(k + j, reports[j]);
-    inFlight.push_back(InFlight{request.send(), n});
-    k += n;
-    if (inFlight.size() >= kCallsInFlight) settleOldest();
-  }
-  while (!inFlight.empty()) settleOldest();
-}
+// One worker's connections to the gateway's Ingest and the server's
+// LocationService, on one KJ event loop: create and use it on one thread.
+class LocusSession final : public Session {
+ public:
+  LocusSession(const std::string& gateway, const std::string& server, const Deadline& deadline)
+      : gateway_(gateway), server_(server), deadline_(deadline) {}
 
-void writeDevice(const Fleet& fleet, uint64_t i, int64_t tsMs, wire::Report::Builder r) {
-  char id[32] = "bench-";
-  const auto end = std::to_chars(id + 6, id + sizeof id, i).ptr;
-  r.setId(capnp::Text::Reader(id, static_cast<size_t>(end - id)));
-  r.setLat(fleet.positions[i].lat);
-  r.setLon(fleet.positions[i].lon);
-  r.setTsMs(tsMs);
-}
+  // Batches of kBatchReports with up to kCallsInFlight calls pipelined.
+  void send(uint64_t count, const bench::NextMove& moves, const Fleet& fleet,
+            std::atomic<uint64_t>& done) override {
+    capnp::EzRpcClient& client = connected(ingestClient_, gateway_);
+    auto ingest = client.getMain<wire::Ingest>();
+    auto& waitScope = client.getWaitScope();
+    auto& timer = client.getIoProvider().getTimer();
+    struct InFlight {
+      kj::Promise<capnp::Response<wire::Ingest::ReportResults>> reply;
+      uint32_t size;
+    };
+    std::deque<InFlight> inFlight;
+    const auto settleOldest = [&] {
+      InFlight call = kj::mv(inFlight.front());
+      inFlight.pop_front();
+      auto response = timer.timeoutAfter(kCallTimeout, kj::mv(call.reply)).wait(waitScope);
+      const BatchOutcome outcome = readBatchOutcome(response.getResult());
+      if (!outcome.rejected.empty())
+        throw std::runtime_error("the gateway rejected a report: " + outcome.rejected[0].second);
+      if (outcome.accepted != call.size)
+        throw std::runtime_error("the gateway accepted " + std::to_string(outcome.accepted) +
+                                 " of " + std::to_string(call.size) + " reports");
+      done += call.size;
+    };
+    for (uint64_t k = 0; k < count;) {
+      deadline_.check("ingest");
+      const auto n = static_cast<uint32_t>(std::min<uint64_t>(kBatchReports, count - k));
+      auto request = ingest.reportRequest();
+      auto reports = request.initBatch().initReports(n);
+      for (uint32_t j = 0; j < n; ++j) writeDevice(fleet, moves(k + j), reports[j]);
+      inFlight.push_back(InFlight{request.send(), n});
+      k += n;
+      if (inFlight.size() >= kCallsInFlight) settleOldest();
+    }
+    while (!inFlight.empty()) settleOldest();
+  }
+
+  NearestAnswer nearest(geo::LatLon center, uint32_t k) override {
+    deadline_.check("queries");
+    capnp::EzRpcClient& client = connected(queryClient_, server_);
+    auto request = client.getMain<wire::LocationService>().nearestRequest();
+    writeNearestQuery(NearestQuery{.center = center, .k = k}, request.initQuery());
+    auto response = client.getIoProvider()
+                        .getTimer()
+                        .timeoutAfter(kCallTimeout, request.send())
+                        .wait(client.getWaitScope());
+    if (response.hasError())
+      throw std::runtime_error("nearest: " + readError(response.getError()).message);
+    auto result = response.getResult();
+    NearestAnswer answer;
+    answer.partial = result.getPartial();
+    answer.hits = readQueryResult(result).hits;
+    return answer;
+  }
+
+ private:
+  static void writeDevice(const Fleet& fleet, Move m, wire::Report::Builder r) {
+    char id[32] = "bench-";
+    const auto end = std::to_chars(id + 6, id + sizeof id, m.device).ptr;
+    r.setId(capnp::Text::Reader(id, static_cast<size_t>(end - id)));
+    r.setLat(fleet.positions[m.device].lat);
+    r.setLon(fleet.positions[m.device].lon);
+    r.setTsMs(m.tsMs);
+  }
+
+  // The first client made on this thread owns the event loop; a second one
+  // shares it (EzRpcClient reuses the thread's EzRpc context).
+  static capnp::EzRpcClient& connected(std::unique_ptr<capnp::EzRpcClient>& client,
+                                       const std::string& address) {
+    if (!client) client = std::make_unique<capnp::EzRpcClient>(address);
+    return *client;
+  }
+
+  std::string gateway_, server_;
+  const Deadline& deadline_;
+  std::unique_ptr<capnp::EzRpcClient> ingestClient_, queryClient_;
+};
+
+// A running Locus cluster, or one this process spawned (`spawned`, then its
+// units' RSS is measured too).
+class LocusBackend final : public Backend {
+ public:
+  LocusBackend(std::string gateway, std::string server, const SpawnedCluster* spawned,
+               const Deadline& deadline)
+      : gateway_(std::move(gateway)),
+        server_(std::move(server)),
+        spawned_(spawned),
+        deadline_(deadline) {}
+
+  std::string name() const override { return "locus"; }
+  std::unique_ptr<Session> connect() override {
+    return std::make_unique<LocusSession>(gateway_, server_, deadline_);
+  }
+  Totals totals() override { return clusterTotals(server_); }
+  Totals waitForReports(uint64_t reportsSeen, const std::string& phase) override {
+    return ::waitForReports(server_, reportsSeen, deadline_, phase);
+  }
+  uint64_t rssBytes() override { return spawned_ != nullptr ? spawned_->unitsRssBytes() : 0; }
+  bool exact() const override { return true; }
+
+ private:
+  std::string gateway_, server_;
+  const SpawnedCluster* spawned_;
+  const Deadline& deadline_;
+};
 
 struct Sample {
   geo::LatLon center;
@@ -391,31 +437,22 @@ struct QueryOutcome {
   std::vector<Sample> samples;
 };
 
-// Queries one at a time over one LocationService connection; keeps the
-// first `keep` answers for the brute-force check.
-QueryOutcome runQueries(const std::string& server, uint64_t count, size_t keep, uint64_t seed,
-                        std::atomic<uint64_t>& done, const Deadline& deadline) {
-  capnp::EzRpcClient client(server);
-  auto service = client.getMain<wire::LocationService>();
-  auto& waitScope = client.getWaitScope();
-  auto& timer = client.getIoProvider().getTimer();
+// Nearest-kK queries one at a time over one session, each timed from request
+// to answer; keeps the first `keep` whole answers for the brute-force check.
+QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t seed,
+                        std::atomic<uint64_t>& done) {
+  const std::unique_ptr<Session> session = backend.connect();
   std::mt19937_64 rng(seed);
   QueryOutcome out;
   for (uint64_t n = 0; n < count; ++n) {
-    deadline.check("queries");
     const geo::LatLon center = randomPoint(rng);
-    auto request = service.nearestRequest();
-    writeNearestQuery(NearestQuery{.center = center, .k = kK}, request.initQuery());
     const auto start = Clock::now();
-    auto response = timer.timeoutAfter(kCallTimeout, request.send()).wait(waitScope);
+    NearestAnswer answer = session->nearest(center, kK);
     out.latencyNs.record(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
-    if (response.hasError())
-      throw std::runtime_error("nearest: " + readError(response.getError()).message);
-    auto result = response.getResult();
-    if (result.getPartial()) ++out.partial;
-    if (out.samples.size() < keep && !result.getPartial())
-      out.samples.push_back(Sample{center, readQueryResult(result).hits});
+    if (answer.partial) ++out.partial;
+    if (out.samples.size() < keep && !answer.partial)
+      out.samples.push_back(Sample{center, std::move(answer.hits)});
     ++done;
   }
   return out;
@@ -476,8 +513,8 @@ struct RunResult {
   PhaseResult load, updates;
   double querySeconds = 0;
   QueryOutcome queries;
-  ClusterTotals totals;
-  uint64_t rssBytes = 0;  // sum over spawned units; 0 for an external cluster
+  Totals totals;
+  uint64_t rssBytes = 0;  // spawned units' sum, Redis' growth; 0 for an external cluster
   size_t checkedSamples = 0;
 };
 
@@ -489,7 +526,7 @@ double us(uint64_t ns) {
   return static_cast<double>(ns) / 1000.0;
 }
 
-json toJson(const Options& o, const RunResult& r) {
+json toJson(const Options& o, const std::string& system, const RunResult& r) {
   const auto& h = r.queries.latencyNs;
   const auto perDevice = [&](uint64_t bytes) {
     return r.totals.devices > 0 ? static_cast<double>(bytes) / static_cast<double>(r.totals.devices)
@@ -503,7 +540,7 @@ json toJson(const Options& o, const RunResult& r) {
         {"applied_seconds", p.appliedSeconds},
         {"applied_reports_per_s", perSecond(static_cast<double>(p.count), p.appliedSeconds)}};
   };
-  json memory{{"units", r.totals.unitsTotal},
+  json memory{{"units", r.totals.shardsTotal},
               {"index_bytes", r.totals.memoryBytes},
               {"index_bytes_per_device", perDevice(r.totals.memoryBytes)}};
   if (r.rssBytes > 0) {
@@ -511,6 +548,7 @@ json toJson(const Options& o, const RunResult& r) {
     memory["rss_bytes_per_device"] = perDevice(r.rssBytes);
   }
   return json{
+      {"system", system},
       {"devices", o.devices},
       {"concurrency", o.concurrency},
       {"seed", o.seed},
@@ -540,7 +578,8 @@ std::string fixed(double v, int decimals) {
   return s.str();
 }
 
-void printTable(std::ostream& out, const Options& o, const RunResult& r) {
+void printTable(std::ostream& out, const Options& o, const std::string& system,
+                const RunResult& r) {
   const auto& h = r.queries.latencyNs;
   std::vector<std::pair<std::string, std::string>> rows;
   const auto phase = [&](const std::string& name, const PhaseResult& p) {
@@ -552,8 +591,9 @@ void printTable(std::ostream& out, const Options& o, const RunResult& r) {
                       fixed(perSecond(static_cast<double>(p.count), p.appliedSeconds), 0) + "  (" +
                           fixed(p.appliedSeconds, 2) + " s)");
   };
+  rows.emplace_back("system", system);
   rows.emplace_back("units / concurrency",
-                    std::to_string(r.totals.unitsTotal) + " / " + std::to_string(o.concurrency));
+                    std::to_string(r.totals.shardsTotal) + " / " + std::to_string(o.concurrency));
   phase("load", r.load);
   phase("update", r.updates);
   rows.emplace_back("nearest-10 queries", std::to_string(h.count()) + "  (" +
@@ -567,12 +607,12 @@ void printTable(std::ostream& out, const Options& o, const RunResult& r) {
                     fixed(us(h.percentile(99)), 1) + " / " + fixed(us(h.percentile(99.9)), 1));
   rows.emplace_back("latency max (us)", fixed(us(h.max()), 1));
   rows.emplace_back("devices (stats)", std::to_string(r.totals.devices));
-  rows.emplace_back("index bytes/device",
+  rows.emplace_back(system == "redis" ? "used_memory growth bytes/device" : "index bytes/device",
                     fixed(static_cast<double>(r.totals.memoryBytes) /
                               static_cast<double>(std::max<uint64_t>(1, r.totals.devices)),
                           1));
   if (r.rssBytes > 0) {
-    rows.emplace_back("units RSS bytes/device",
+    rows.emplace_back(system == "redis" ? "RSS growth bytes/device" : "units RSS bytes/device",
                       fixed(static_cast<double>(r.rssBytes) /
                                 static_cast<double>(std::max<uint64_t>(1, r.totals.devices)),
                             1) +
@@ -587,8 +627,7 @@ void printTable(std::ostream& out, const Options& o, const RunResult& r) {
 
 // ------------------------------------------------------------------- run
 
-RunResult run(const Options& o, const std::string& gateway, const std::string& server,
-              const SpawnedCluster* spawned, const Deadline& deadline) {
+RunResult run(const Options& o, Backend& backend, const Deadline& deadline) {
   RunResult r;
   Failures failures;
   const int workers = o.concurrency;
@@ -604,7 +643,7 @@ RunResult run(const Options& o, const std::string& gateway, const std::string& s
       (o.updates + static_cast<uint64_t>(workers) - 1) / static_cast<uint64_t>(workers);
   fleet.baseTsMs = wallClockMs() - static_cast<int64_t>(updatesPerWorker) - 1000;
 
-  const ClusterTotals before = clusterTotals(server);
+  const Totals before = backend.totals();
 
   // Phase 1: load.
   std::atomic<uint64_t> loaded{0};
@@ -614,15 +653,15 @@ RunResult run(const Options& o, const std::string& gateway, const std::string& s
       "load", workers, o.devices, loaded,
       [&](int w) {
         const uint64_t first = fleet.firstOf(w), last = fleet.firstOf(w + 1);
-        sendReports(
-            gateway, last - first,
-            [&](uint64_t k, wire::Report::Builder b) {
-              writeDevice(fleet, first + k, fleet.baseTsMs, b);
+        backend.connect()->send(
+            last - first,
+            [&](uint64_t k) {
+              return Move{first + k, fleet.baseTsMs};
             },
-            loaded, deadline);
+            fleet, loaded);
       },
       failures);
-  r.totals = waitForReports(server, before.reportsSeen + o.devices, deadline, "load");
+  r.totals = backend.waitForReports(before.reportsSeen + o.devices, "load");
   r.load.appliedSeconds = secondsSince(start);
   const uint64_t expectedDevices = before.devices == 0 ? o.devices : before.devices;
   const auto checkDevices = [&](const std::string& when) {
@@ -647,18 +686,17 @@ RunResult run(const Options& o, const std::string& gateway, const std::string& s
             std::min(updatesPerWorker, o.updates - std::min(o.updates, updatesPerWorker * w));
         std::mt19937_64 local(o.seed * 7919 + static_cast<uint64_t>(w) + 1);
         std::uniform_int_distribution<uint64_t> pick(first, last - 1);
-        sendReports(
-            gateway, mine,
-            [&](uint64_t k, wire::Report::Builder b) {
+        backend.connect()->send(
+            mine,
+            [&](uint64_t k) {
               const uint64_t i = pick(local);
               fleet.positions[i] = moved(fleet.positions[i], local);
-              writeDevice(fleet, i, fleet.baseTsMs + 1 + static_cast<int64_t>(k), b);
+              return Move{i, fleet.baseTsMs + 1 + static_cast<int64_t>(k)};
             },
-            updated, deadline);
+            fleet, updated);
       },
       failures);
-  r.totals =
-      waitForReports(server, before.reportsSeen + o.devices + o.updates, deadline, "updates");
+  r.totals = backend.waitForReports(before.reportsSeen + o.devices + o.updates, "updates");
   r.updates.appliedSeconds = secondsSince(start);
   checkDevices("the updates");
 
@@ -672,9 +710,8 @@ RunResult run(const Options& o, const std::string& gateway, const std::string& s
       [&](int w) {
         const uint64_t count = o.queries * static_cast<uint64_t>(w + 1) / workers -
                                o.queries * static_cast<uint64_t>(w) / workers;
-        outcomes[static_cast<size_t>(w)] =
-            runQueries(server, count, keepPerWorker, o.seed * 104729 + static_cast<uint64_t>(w),
-                       queried, deadline);
+        outcomes[static_cast<size_t>(w)] = runQueries(
+            backend, count, keepPerWorker, o.seed * 104729 + static_cast<uint64_t>(w), queried);
       },
       failures);
   std::vector<Sample> samples;
@@ -689,13 +726,16 @@ RunResult run(const Options& o, const std::string& gateway, const std::string& s
     throw std::runtime_error(std::to_string(r.queries.partial) +
                              " nearest answers were partial (a unit missed the deadline)");
 
-  // Memory, while the units still hold everything.
-  r.totals = clusterTotals(server);
-  if (spawned != nullptr) r.rssBytes = spawned->unitsRssBytes();
+  // Memory, while the system still holds everything.
+  r.totals = backend.totals();
+  r.rssBytes = backend.rssBytes();
 
   // Self-check: sampled answers against a brute-force scan, only valid when
-  // the cluster holds nothing but this run's devices.
-  if (before.devices == 0) {
+  // the system holds nothing but this run's devices and answers exactly.
+  if (!backend.exact()) {
+    std::cerr << "locus-bench: " << backend.name()
+              << " answers approximately: skipping the brute-force check\n";
+  } else if (before.devices == 0) {
     std::vector<std::optional<std::string>> problems(samples.size());
     std::vector<std::thread> checkers;
     for (int w = 0; w < workers; ++w) {
@@ -744,6 +784,10 @@ int main(int argc, char** argv) {
   addFlag(
       app, "--spawn-units", o.spawnUnits,
       "start N units, a gateway and a server on 127.0.0.1 instead (0 = use --gateway/--server)");
+  addFlag(app, "--redis", o.redis,
+          "HOST:PORT of a scratch redis-server: run the same workload against Redis GEO "
+          "(deletes the key " +
+              std::string(bench::kRedisKey) + ")");
   addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
   addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");
@@ -777,11 +821,17 @@ int main(int argc, char** argv) {
       std::cerr << "locus-bench: started " << o.spawnUnits << " units, gateway " << gateway
                 << ", server " << server << "\n";
     }
-    const RunResult result = run(o, gateway, server, cluster.get(), deadline);
-    if (o.json) {
-      std::cout << toJson(o, result).dump() << "\n";
+    std::unique_ptr<Backend> backend;
+    if (!o.redis.empty()) {
+      backend = bench::makeRedisBackend(o.redis, deadline);
     } else {
-      printTable(std::cout, o, result);
+      backend = std::make_unique<LocusBackend>(gateway, server, cluster.get(), deadline);
+    }
+    const RunResult result = run(o, *backend, deadline);
+    if (o.json) {
+      std::cout << toJson(o, backend->name(), result).dump() << "\n";
+    } else {
+      printTable(std::cout, o, backend->name(), result);
     }
     return 0;
   } catch (const kj::Exception& e) {

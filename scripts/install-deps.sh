@@ -15,6 +15,8 @@ packages=(
   libxxhash-dev                      # stable 64-bit hash for sharding
   catch2 libbenchmark-dev            # tests and micro benchmarks
   redis-server                       # the comparison baseline in benchmarks
+  libhiredis-dev                     # locus-bench --redis drives Redis GEO (bench/compare-redis.sh)
+  gnuplot-nox                        # bench/sweep.sh draws its chart
   netcat-openbsd                     # `nc`, the simplest NDJSON client (README tour)
 )
 
