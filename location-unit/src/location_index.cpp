@@ -1,5 +1,7 @@
 #include "locus/unit/location_index.h"
 
+#include <kj/debug.h>
+
 #include <algorithm>
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
@@ -132,7 +134,10 @@ class LocationIndex::Impl {
         slackDeg_(options.slackE7 * 1e-7),
         table_(Keys{this}),
         tree_(bgi::dynamic_rstar(16), bgi::indexable<TreeValue>(), bgi::equal_to<TreeValue>(),
-              CountingAllocator<TreeValue>(&treeBytes_)) {}
+              CountingAllocator<TreeValue>(&treeBytes_)) {
+    // Anchor offsets are stored as int16_t.
+    KJ_REQUIRE(options.slackE7 >= 0 && options.slackE7 <= INT16_MAX, options.slackE7);
+  }
 
   ApplyOutcome apply(const Report& r) {
     const int32_t latE7 = geo::toE7(r.lat);
