@@ -7,7 +7,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test bench bench-redis bench-sweep format clean
+.PHONY: all deps configure build run test test-containers bench bench-redis bench-sweep format clean
 
 all: build
 
@@ -44,3 +44,7 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR)
+# Build the image, run the compose stack and check it end to end (needs a
+# container engine: docker, or podman via ../shared/tools/container-env.sh).
+test-containers:
+	deploy/smoke-test.sh
