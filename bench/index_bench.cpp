@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "locus/common/geo.h"
 #include "locus/unit/location_index.h"
 
 namespace {
@@ -27,7 +28,8 @@ using locus::NearestQuery;
 using locus::Report;
 using locus::unit::LocationIndex;
 
-constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
+constexpr double kSouth = locus::geo::kCityBox.south, kNorth = locus::geo::kCityBox.north,
+                 kWest = locus::geo::kCityBox.west, kEast = locus::geo::kCityBox.east;
 constexpr double kStepDeg = 0.00045;  // ~50 m of latitude
 constexpr int64_t kStartMs = 1'763'000'000'000;
 

@@ -69,7 +69,8 @@ using bench::Session;
 using bench::Totals;
 using json = nlohmann::ordered_json;
 
-constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
+constexpr double kSouth = geo::kCityBox.south, kNorth = geo::kCityBox.north,
+                 kWest = geo::kCityBox.west, kEast = geo::kCityBox.east;
 constexpr double kMaxMoveM = 50;
 constexpr double kMetresPerDegree = geo::kEarthRadiusM * geo::kPi / 180;
 constexpr uint32_t kBatchReports = 1000;

@@ -27,7 +27,8 @@ namespace locus::cli {
 namespace {
 
 // The SPEC's city box, where simulated devices move.
-constexpr double kSouth = 31.0, kNorth = 31.5, kWest = 121.2, kEast = 121.8;
+constexpr double kSouth = geo::kCityBox.south, kNorth = geo::kCityBox.north,
+                 kWest = geo::kCityBox.west, kEast = geo::kCityBox.east;
 constexpr double kStepDeg = 0.00045;  // up to ~50 m per move
 constexpr size_t kBatch = 1000;
 constexpr size_t kCallsInFlight = 8;

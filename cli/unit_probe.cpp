@@ -37,7 +37,8 @@ json queryJson(const QueryResult& r, std::chrono::steady_clock::time_point start
 // Loads `devices` simulated devices uniform over the SPEC's city box.
 Result<json> loadCity(unit::UnitClient& client, size_t devices, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> lat(31.0, 31.5), lon(121.2, 121.8);
+  std::uniform_real_distribution<double> lat(geo::kCityBox.south, geo::kCityBox.north),
+      lon(geo::kCityBox.west, geo::kCityBox.east);
   constexpr size_t kBatch = 5000;
   const auto started = std::chrono::steady_clock::now();
   std::vector<std::string> ids;

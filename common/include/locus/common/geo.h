@@ -124,4 +124,9 @@ class Polygon {
   Box bounds_;
 };
 
+// The SPEC's city workload: devices uniform in this box (about 3,100 km²),
+// each update moving a device by up to about 50 m. Shared by `locus local`,
+// the benchmarks and the probe so they all simulate the same city.
+inline constexpr Box kCityBox{31.0, 121.2, 31.5, 121.8};
+
 }  // namespace locus::geo
