@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev                 # JSON (CLI output, NDJSON ingest)
   libspdlog-dev                      # one-line-per-event logs
   libxxhash-dev                      # stable 64-bit hash for sharding
+  libcpp-httplib-dev                 # --http-listen: /healthz, /readyz, /metrics
   catch2 libbenchmark-dev            # tests and micro benchmarks
   redis-server                       # the comparison baseline in benchmarks
   libhiredis-dev                     # locus-bench --redis drives Redis GEO (bench/compare-redis.sh)

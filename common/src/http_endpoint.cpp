@@ -1,0 +1,94 @@
+#include "locus/common/http_endpoint.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include "locus/common/net.h"
+
+namespace locus {
+namespace {
+
+// Scrapes and probes are rare and cheap: a few threads, short timeouts, so
+// an idle keep-alive connection or a slow client cannot hold the port.
+constexpr size_t kThreads = 4;
+constexpr time_t kTimeoutS = 2;
+
+constexpr const char* kJson = "application/json";
+
+void replyJson(httplib::Response& res, int status, const nlohmann::ordered_json& body) {
+  res.status = status;
+  res.set_content(body.dump() + "\n", kJson);
+}
+
+}  // namespace
+
+HttpEndpoint::HttpEndpoint(const std::string& listen, const metrics::Registry& registry,
+                           std::function<Readiness()> readiness)
+    : server_(std::make_unique<httplib::Server>()) {
+  auto& s = *server_;
+  s.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  s.set_keep_alive_timeout(kTimeoutS);
+  s.set_read_timeout(kTimeoutS);
+  s.set_write_timeout(kTimeoutS);
+  s.set_payload_max_length(4096);
+  // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, which would
+  // let a second daemon bind the same port and share its scrapes unnoticed.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    replyJson(res, 200, {{"status", "ok"}});
+  });
+  s.Get("/readyz",
+        [readiness = std::move(readiness)](const httplib::Request&, httplib::Response& res) {
+          const Readiness r = readiness();
+          nlohmann::ordered_json body{{"ready", r.ready}};
+          body.update(r.detail);
+          replyJson(res, r.ready ? 200 : 503, body);
+        });
+  s.Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry.render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  // Called for every status >= 400, ours included: those keep their body.
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const std::string what =
+        res.status == 404
+            ? fmt::format("no such path {}: try /healthz, /readyz or /metrics", req.path)
+            : fmt::format("cannot serve {} {}", req.method, req.path);
+    replyJson(res, res.status, {{"error", what}});
+  });
+
+  const auto hostPort = splitHostPort(listen);
+  if (!hostPort) throw std::runtime_error(fmt::format("{} is not HOST:PORT", listen));
+  std::string host = hostPort->first;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const int wanted = std::stoi(hostPort->second);
+  const int port =
+      wanted == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, wanted) ? wanted : -1);
+  if (port < 0) throw std::runtime_error(fmt::format("cannot bind HTTP on {}", listen));
+  address_ = fmt::format("{}:{}", hostPort->first, port);
+  thread_ = std::thread([this] {
+    if (!server_->listen_after_bind()) spdlog::error("http on {} stopped serving", address_);
+    done_ = true;
+  });
+}
+
+HttpEndpoint::~HttpEndpoint() {
+  // cpp-httplib's stop() does nothing until the server runs: wait for that
+  // (or for the thread to have ended) so the stop cannot be lost.
+  while (!server_->is_running() && !done_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  server_->stop();
+  thread_.join();
+}
+
+}  // namespace locus
