@@ -191,8 +191,10 @@ int runLocal(const LocalOptions& options) {
         fmt::format("unit-{}", i),
         [&, i](std::promise<std::string>& started) {
           try {
-            unit::UnitServer unit(context,
-                                  unit::UnitOptions{unitEndpoints[i], fmt::format("unit-{}", i)});
+            unit::UnitOptions o;
+            o.listen = unitEndpoints[i];
+            o.name = fmt::format("unit-{}", i);
+            unit::UnitServer unit(context, o);
             started.set_value("");
             unit.run(stop.fd());
           } catch (const std::exception& e) {
@@ -206,7 +208,10 @@ int runLocal(const LocalOptions& options) {
       [&](std::promise<std::string>& started) {
         try {
           auto io = kj::setupAsyncIo();
-          server::ServerOptions o{unitEndpoints, options.serverListen, options.timeoutMs};
+          server::ServerOptions o;
+          o.units = unitEndpoints;
+          o.listen = options.serverListen;
+          o.timeoutMs = options.timeoutMs;
           server::Server server(o, context, io);
           serverAddress = server.address();
           spdlog::info("server listening on {}", serverAddress);

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
                  "HOST:PORT for NDJSON report lines (port 0 picks one)");
   locus::addFlag(app, "--batch-timeout-ms", options.routing.batchTimeoutMs,
                  "deadline for a unit to answer a batch, ms (then it is counted lost)");
+  locus::addFlag(app, "--http-listen", options.httpListen,
+                 "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);
 
   return locus::runDaemon("locus-gateway", options,
@@ -34,6 +36,9 @@ int main(int argc, char** argv) {
                             spdlog::info("rpc listening on {}", gateway.rpcAddress());
                             spdlog::info("text listening on {} ({} units)", gateway.textAddress(),
                                          options.units.size());
+                            if (!options.httpListen.empty()) {
+                              spdlog::info("http listening on {}", gateway.httpAddress());
+                            }
                             gateway.run(stopFd);
                             spdlog::info("stopped");
                           });

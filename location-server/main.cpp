@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--listen", options.listen,
                  "HOST:PORT for Cap'n Proto RPC (port 0 picks one)");
   locus::addFlag(app, "--timeout-ms", options.timeoutMs, "per-query deadline for the units, ms");
+  locus::addFlag(app, "--http-listen", options.httpListen,
+                 "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);
 
   return locus::runDaemon(
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
         locus::server::Server server(options, context, io);
         spdlog::info("listening on {} ({} units, timeout {} ms)", server.address(),
                      options.units.size(), options.timeoutMs);
+        if (!options.httpListen.empty()) spdlog::info("http listening on {}", server.httpAddress());
         server.run(stopFd);
         spdlog::info("stopping");
       });

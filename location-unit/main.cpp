@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--name", options.name, "name in stats and logs (default: the endpoint)");
   locus::addFlag(app, "--ttl-s", options.ttlS,
                  "seconds a position lives after its ts (0 = forever)");
+  locus::addFlag(app, "--http-listen", options.httpListen,
+                 "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);
 
   return locus::runDaemon("locus-unit", options, "cannot serve on " + options.listen,
@@ -18,10 +20,14 @@ int main(int argc, char** argv) {
                             locus::unit::UnitServer server(context, options);
                             spdlog::info("{} listening on {} (ttl {} s)", server.service().name(),
                                          server.endpoint(), options.ttlS);
+                            if (!options.httpListen.empty()) {
+                              spdlog::info("http listening on {}", server.httpAddress());
+                            }
                             server.run(stopFd);
                             const auto& c = server.service().counters();
                             spdlog::info(
                                 "stopping: {} devices, {} reports applied, {} queries served",
-                                server.service().index().size(), c.reportsApplied, c.queriesServed);
+                                server.service().index().size(), c.reportsApplied.value(),
+                                c.queriesServed.value());
                           });
 }

@@ -7,11 +7,12 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <utility>
 
 #include "ingest_service.h"
+#include "locus/common/net.h"
 #include "locus/common/wire.h"
+#include "locus/server/unit_health.h"
 #include "text_connection.h"
 
 namespace locus::gateway {
@@ -22,26 +23,6 @@ constexpr int64_t kDrainSlackMs = 1000;
 // Bytes of calls a client may have in flight on one RPC connection before
 // the gateway stops reading from it (Cap'n Proto's flow limit).
 constexpr size_t kRpcFlowLimitBytes = 8 << 20;
-
-// "HOST" and "PORT" of "HOST:PORT" (HOST may be a bracketed IPv6 address).
-std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return std::nullopt;
-  return std::make_pair(address.substr(0, colon), address.substr(colon + 1));
-}
-
-std::optional<std::string> checkListen(const char* flag, const std::string& address,
-                                       const char* example) {
-  const auto hostPort = splitHostPort(address);
-  if (!hostPort) return fmt::format("{} {} must be HOST:PORT, e.g. {}", flag, address, example);
-  unsigned port = 0;
-  const auto& p = hostPort->second;
-  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-  if (ec != std::errc() || end != p.data() + p.size() || port > 65535) {
-    return fmt::format("{} {}: the port must be a number in 0..65535", flag, address);
-  }
-  return std::nullopt;
-}
 
 // Binds `address`; its "HOST:PORT" with the port actually bound in `bound`.
 kj::Own<kj::ConnectionReceiver> bind(kj::AsyncIoContext& io, const std::string& address,
@@ -57,16 +38,21 @@ kj::Own<kj::ConnectionReceiver> bind(kj::AsyncIoContext& io, const std::string& 
 // capability is the shared Ingest. Lives until the peer hangs up.
 class RpcConnection {
  public:
-  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap)
-      : stream_(kj::mv(stream)),
+  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap,
+                metrics::Gauge& open)
+      : open_(open),
+        stream_(kj::mv(stream)),
         network_(*stream_, capnp::rpc::twoparty::Side::SERVER, untrustedReaderOptions()),
         rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
     rpc_.setFlowLimit(kRpcFlowLimitBytes);
+    open_.add(1);
   }
+  ~RpcConnection() { open_.add(-1); }
 
   kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
 
  private:
+  metrics::Gauge& open_;
   kj::Own<kj::AsyncIoStream> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
@@ -81,6 +67,9 @@ std::optional<std::string> GatewayOptions::validate() const {
   }
   if (auto e = checkListen("--listen", listen, "0.0.0.0:7700")) return e;
   if (auto e = checkListen("--listen-text", listenText, "0.0.0.0:7701")) return e;
+  if (!httpListen.empty()) {
+    if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
+  }
   return routing.validate();
 }
 
@@ -88,7 +77,8 @@ std::optional<std::string> GatewayOptions::validate() const {
 // clients, dropped as one when the gateway stops.
 class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
  public:
-  explicit Connections(Router& router) : ingest(kj::heap<IngestImpl>(router)), tasks(*this) {}
+  Connections(Router& router, ProtocolCounters& rpc)
+      : ingest(kj::heap<IngestImpl>(router, rpc)), tasks(*this) {}
 
   capnp::Capability::Client ingest;
   kj::Own<kj::ConnectionReceiver> rpcListener;
@@ -110,9 +100,34 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
     : io_(io),
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
-      connections_(std::make_unique<Connections>(router_)) {
+      connections_(std::make_unique<Connections>(router_, ingest_.rpc)) {
   connections_->rpcListener = bind(io_, options.listen, rpcAddress_);
   connections_->textListener = bind(io_, options.listenText, textAddress_);
+  if (!options.httpListen.empty()) {
+    health_ = std::make_unique<server::UnitHealth>(context, io.unixEventPort,
+                                                   io.provider->getTimer(), options.units);
+    ingest_.expose(registry_);
+    router_.counters().expose(registry_);
+    health_->expose(registry_);
+    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
+      Readiness r = health_->readiness();
+      if (stopping_) r.ready = false;
+      r.detail["stopping"] = stopping_.load();
+      return r;
+    });
+  }
+}
+
+void IngestCounters::expose(metrics::Registry& r) const {
+  for (const auto& [name, c] : {std::pair{"rpc", &rpc}, std::pair{"text", &text}}) {
+    const char* reports = "Reports the gateway received, by protocol and outcome";
+    r.counter("locus_gateway_reports_total", reports, {{"protocol", name}, {"outcome", "accepted"}},
+              c->accepted);
+    r.counter("locus_gateway_reports_total", reports, {{"protocol", name}, {"outcome", "rejected"}},
+              c->rejected);
+    r.gauge("locus_gateway_connections", "Open client connections, by protocol",
+            {{"protocol", name}}, c->connections);
+  }
 }
 
 Gateway::~Gateway() {
@@ -122,7 +137,8 @@ Gateway::~Gateway() {
 kj::Promise<void> Gateway::acceptRpc() {
   return connections_->rpcListener->accept()
       .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-        auto connection = kj::heap<RpcConnection>(kj::mv(stream), connections_->ingest);
+        auto connection =
+            kj::heap<RpcConnection>(kj::mv(stream), connections_->ingest, ingest_.rpc.connections);
         auto disconnected = connection->onDisconnect();
         connections_->tasks.add(disconnected.attach(kj::mv(connection)));
       })
@@ -136,7 +152,7 @@ kj::Promise<void> Gateway::acceptRpc() {
 kj::Promise<void> Gateway::acceptText() {
   return connections_->textListener->accept()
       .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-        auto connection = kj::heap<TextConnection>(kj::mv(stream), router_);
+        auto connection = kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text);
         auto served = connection->run();
         connections_->tasks.add(served.attach(kj::mv(connection)));
       })
@@ -157,6 +173,7 @@ void Gateway::run(int stopFd) {
     auto textAccepting = acceptText().eagerlyEvaluate(stopped);
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
+  stopping_ = true;
   connections_->rpcListener = nullptr;  // refuse new connections
   connections_->textListener = nullptr;
 
@@ -174,8 +191,9 @@ void Gateway::run(int stopFd) {
   connections_.reset();
   const auto& c = router_.counters();
   if (!router_.idle()) spdlog::warn("stopped with batches still unanswered by their units");
-  spdlog::info("routed {} reports in {} batches; {} batches ({} reports) lost", c.reportsRouted,
-               c.batchesSent, c.batchesLost, c.reportsLost);
+  spdlog::info("routed {} reports in {} batches; {} batches ({} reports) lost",
+               c.reportsRouted.value(), c.batchesSent.value(), c.batchesLost.value(),
+               c.reportsLost.value());
 }
 
 }  // namespace locus::gateway

@@ -37,6 +37,8 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
       ++outcome.accepted;
     }
   }
+  counters_.accepted += outcome.accepted;
+  counters_.rejected += outcome.rejected.size();
   context.releaseParams();
   writeBatchOutcome(outcome, context.getResults().initResult());
   return router_.whenReady();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "locus.capnp.h"
+#include "locus/gateway/gateway.h"
 #include "locus/gateway/router.h"
 
 namespace locus::gateway {
@@ -12,13 +13,14 @@ namespace locus::gateway {
 // admits more (backpressure). Thread-affinity: the router's thread.
 class IngestImpl final : public wire::Ingest::Server {
  public:
-  explicit IngestImpl(Router& router) : router_(router) {}
+  IngestImpl(Router& router, ProtocolCounters& counters) : router_(router), counters_(counters) {}
 
  protected:
   kj::Promise<void> report(ReportContext context) override;
 
  private:
   Router& router_;
+  ProtocolCounters& counters_;
 };
 
 }  // namespace locus::gateway

@@ -81,6 +81,23 @@ Router::~Router() {
   tasks_ = nullptr;
 }
 
+void RouterCounters::expose(metrics::Registry& r) const {
+  r.counter("locus_gateway_reports_routed_total", "Valid reports handed to the router", {},
+            reportsRouted);
+  const char* batches = "Apply batches sent to units, by what became of them";
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "sent"}}, batchesSent);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "applied"}}, batchesApplied);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "lost"}}, batchesLost);
+  r.counter("locus_gateway_reports_lost_total",
+            "Reports in batches no unit acknowledged (deadline, refused, unsendable)", {},
+            reportsLost);
+  r.counter("locus_gateway_reports_refused_by_units_total",
+            "Reports a unit refused after the gateway accepted them (should stay 0)", {},
+            reportsRejected);
+  r.gauge("locus_gateway_buffered_reports", "Reports waiting to be sent to their units", {},
+          buffered);
+}
+
 void Router::add(const Report& report) {
   const uint32_t index = shardOf(report.id, shardCount());
   Shard& shard = *shards_[index];
@@ -89,6 +106,7 @@ void Router::add(const Report& report) {
   owned.fields = report;
   owned.fields.id = {};
   ++counters_.reportsRouted;
+  counters_.buffered.add(1);
   if (shard.buffer.size() >= options_.batchReports || closing_) {
     pump(index);
   } else if (!shard.timerArmed && !shard.due) {
@@ -127,6 +145,7 @@ void Router::send(uint32_t index, size_t count) {
   }
   ++shard.inFlight;
   ++counters_.batchesSent;
+  counters_.buffered.add(-static_cast<double>(count));
   const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
   tasks_->add(shard.channel->call(message, deadline)
                   .then([this, index, count](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {

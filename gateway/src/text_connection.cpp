@@ -24,8 +24,20 @@ void appendError(std::string& out, std::string_view message) {
 
 }  // namespace
 
-TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router)
-    : stream_(kj::mv(stream)), router_(router) {}
+TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router,
+                               ProtocolCounters& counters)
+    : stream_(kj::mv(stream)), router_(router), counters_(counters) {
+  counters_.connections.add(1);
+}
+
+TextConnection::~TextConnection() {
+  counters_.connections.add(-1);
+}
+
+void TextConnection::reject(std::string_view reason) {
+  appendError(replies_, reason);
+  ++counters_.rejected;
+}
 
 kj::Promise<void> TextConnection::run() {
   return stream_->tryRead(readBuffer_, 1, sizeof readBuffer_)
@@ -80,7 +92,7 @@ void TextConnection::consume(const char* data, size_t n) {
     }
     if (newline && overlong_) {
       overlong_ = false;
-      appendError(replies_, kLineTooLong);
+      reject(kLineTooLong);
     }
     data = newline ? newline + 1 : end;
   }
@@ -89,21 +101,22 @@ void TextConnection::consume(const char* data, size_t n) {
 void TextConnection::handleLine(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > kMaxLineBytes) {
-    appendError(replies_, kLineTooLong);
+    reject(kLineTooLong);
     return;
   }
   if (line.empty()) {
-    appendError(replies_, "empty line");
+    reject("empty line");
     return;
   }
   auto parsed = parseReportLine(line);
   if (!parsed) {
-    appendError(replies_, parsed.error().message);
+    reject(parsed.error().message);
     return;
   }
   Report report = parsed->view();
   if (report.tsMs == 0) report.tsMs = wallClockMs();
   router_.add(report);
+  ++counters_.accepted;
   replies_ += kOk;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "locus/gateway/gateway.h"
 #include "locus/gateway/router.h"
 
 namespace locus::gateway {
@@ -21,7 +22,9 @@ namespace locus::gateway {
 // outlive the promise run() returned.
 class TextConnection {
  public:
-  TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router);
+  // Counts what it accepts and rejects, and itself as open, in `counters`.
+  TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router, ProtocolCounters& counters);
+  ~TextConnection();
 
   // Serves until the peer closes (resolves) or the stream fails (rejects).
   kj::Promise<void> run();
@@ -32,9 +35,12 @@ class TextConnection {
   // Sends replies_ (if any), then waits until the router admits more.
   kj::Promise<void> flushReplies();
   void handleLine(std::string_view line);
+  // Answers the current line with an error.
+  void reject(std::string_view reason);
 
   kj::Own<kj::AsyncIoStream> stream_;
   Router& router_;
+  ProtocolCounters& counters_;
   std::string partial_;    // the line so far, when a read ended mid-line
   bool overlong_ = false;  // skipping the rest of a line over the limit
   std::string replies_;    // replies not yet handed to write()

@@ -34,35 +34,77 @@ void writeAnswer(const GatheredResult& gathered, Clock::time_point started,
   b.setTookUs(elapsedUs(started));
 }
 
+// Counts one finished call, from what its results hold.
+template <typename Context>
+void tally(Context& context, Method method, Clock::time_point started, ServiceCounters& counters) {
+  const auto m = static_cast<size_t>(method);
+  auto results = context.getResults();
+  ++counters.calls[m];
+  if (results.hasError()) {
+    ++counters.errors[m];
+  } else {
+    bool partial = false;
+    if constexpr (requires { results.getResult(); }) {
+      partial = results.hasResult() && results.getResult().getPartial();
+    } else {
+      auto shards = results.getStats().getShards();
+      partial = shards.getAnswered() < shards.getTotal();
+    }
+    if (partial) ++counters.partial[m];
+  }
+  counters.seconds[m].observe(std::chrono::duration<double>(Clock::now() - started).count());
+}
+
 // The one place where a call's failures become its typed `error`: `read`
 // runs now and turns the parameters into a promise of the answer (a
 // kj::Exception from it means the parameters were malformed: badRequest);
 // a failure of that promise is a bug of ours (internal). The call itself
-// always succeeds.
+// always succeeds. Every call is counted once it has its results.
 template <typename Context, typename Read>
-kj::Promise<void> answer(Context context, const char* method, Read&& read) {
+kj::Promise<void> answer(Context context, Method method, ServiceCounters& counters, Read&& read) {
+  const auto started = Clock::now();
+  const char* name = kMethodNames[static_cast<size_t>(method)];
   kj::Promise<void> work = nullptr;
   try {
     work = read();
   } catch (const kj::Exception& e) {
-    writeError(
-        badRequest(fmt::format("malformed {} request: {}", method, e.getDescription().cStr())),
-        context.initResults().initError());
+    writeError(badRequest(fmt::format("malformed {} request: {}", name, e.getDescription().cStr())),
+               context.initResults().initError());
+    tally(context, method, started, counters);
     return kj::READY_NOW;
   }
-  return work.catch_([context, method](kj::Exception&& e) mutable {
-    spdlog::error("{} failed: {}", method, e.getDescription().cStr());
-    writeError(Error{ErrorCode::kInternal,
-                     fmt::format("{} failed: {}", method, e.getDescription().cStr())},
-               context.initResults().initError());
-  });
+  return work
+      .catch_([context, name](kj::Exception&& e) mutable {
+        spdlog::error("{} failed: {}", name, e.getDescription().cStr());
+        writeError(Error{ErrorCode::kInternal,
+                         fmt::format("{} failed: {}", name, e.getDescription().cStr())},
+                   context.initResults().initError());
+      })
+      .then([context, method, started, &counters]() mutable {
+        tally(context, method, started, counters);
+      });
 }
 
 }  // namespace
 
+void ServiceCounters::expose(metrics::Registry& r) const {
+  for (size_t m = 0; m < kMethodNames.size(); ++m) {
+    const metrics::Labels kind{{"kind", kMethodNames[m]}};
+    r.counter("locus_server_queries_total", "Queries the server answered, by kind", kind, calls[m]);
+    r.counter("locus_server_query_errors_total",
+              "Queries answered with an error (bad request, not found, timeout...), by kind", kind,
+              errors[m]);
+    r.counter("locus_server_partial_answers_total",
+              "Queries answered without every unit (one missed the deadline), by kind", kind,
+              partial[m]);
+    r.histogram("locus_server_query_duration_seconds",
+                "Time from a query's arrival to its answer, by kind", kind, seconds[m]);
+  }
+}
+
 kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
   const auto started = Clock::now();
-  return answer(context, "nearest", [&]() -> kj::Promise<void> {
+  return answer(context, Method::kNearest, counters_, [&]() -> kj::Promise<void> {
     auto query = readNearestQuery(context.getParams().getQuery());
     if (!query) {
       writeError(query.error(), context.getResults().initError());
@@ -76,7 +118,7 @@ kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
 
 kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
   const auto started = Clock::now();
-  return answer(context, "within", [&]() -> kj::Promise<void> {
+  return answer(context, Method::kWithin, counters_, [&]() -> kj::Promise<void> {
     auto query = readAreaQuery(context.getParams().getQuery());
     if (!query) {
       writeError(query.error(), context.getResults().initError());
@@ -90,7 +132,7 @@ kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
 
 kj::Promise<void> LocationServiceImpl::get(GetContext context) {
   const auto started = Clock::now();
-  return answer(context, "get", [&]() -> kj::Promise<void> {
+  return answer(context, Method::kGet, counters_, [&]() -> kj::Promise<void> {
     const auto text = context.getParams().getId();
     std::string id(text.begin(), text.size());
     if (auto problem = validateId(id)) {
@@ -105,7 +147,7 @@ kj::Promise<void> LocationServiceImpl::get(GetContext context) {
 }
 
 kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
-  return answer(context, "stats", [&]() -> kj::Promise<void> {
+  return answer(context, Method::kStats, counters_, [&]() -> kj::Promise<void> {
     return cluster_.stats().then([context](GatheredStats&& g) mutable {
       auto out = context.getResults().initStats();
       auto units = out.initUnits(static_cast<unsigned>(g.units.size()));

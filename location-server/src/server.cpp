@@ -6,8 +6,7 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
-
+#include "locus/common/net.h"
 #include "locus/common/wire.h"
 #include "locus/server/location_service.h"
 
@@ -19,13 +18,6 @@ constexpr int64_t kMaxTimeoutMs = 600'000;
 // After a stop request, in-flight queries get their deadline plus this.
 constexpr int64_t kDrainSlackMs = 1000;
 
-// "HOST" and "PORT" of "HOST:PORT" (HOST may be a bracketed IPv6 address).
-std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return std::nullopt;
-  return std::make_pair(address.substr(0, colon), address.substr(colon + 1));
-}
-
 }  // namespace
 
 std::optional<std::string> ServerOptions::validate() const {
@@ -33,13 +25,9 @@ std::optional<std::string> ServerOptions::validate() const {
   for (const auto& unit : units) {
     if (unit.empty()) return "--units has an empty endpoint (two commas in a row?)";
   }
-  const auto hostPort = splitHostPort(listen);
-  if (!hostPort) return fmt::format("--listen {} must be HOST:PORT, e.g. 0.0.0.0:7800", listen);
-  unsigned port = 0;
-  const auto& p = hostPort->second;
-  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-  if (ec != std::errc() || end != p.data() + p.size() || port > 65535) {
-    return fmt::format("--listen {}: the port must be a number in 0..65535", listen);
+  if (auto e = checkListen("--listen", listen, "0.0.0.0:7800")) return e;
+  if (!httpListen.empty()) {
+    if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
   }
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
@@ -69,11 +57,23 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     : io_(io),
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
                options.timeoutMs),
-      bootstrap_(kj::heap<LocationServiceImpl>(cluster_)),
+      bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
       tasks_(*this) {
   auto address = io_.provider->getNetwork().parseAddress(options.listen).wait(io_.waitScope);
   listener_ = address->listen();
   address_ = fmt::format("{}:{}", splitHostPort(options.listen)->first, listener_->getPort());
+  if (!options.httpListen.empty()) {
+    health_ = std::make_unique<UnitHealth>(context, io.unixEventPort, io.provider->getTimer(),
+                                           options.units);
+    counters_.expose(registry_);
+    health_->expose(registry_);
+    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
+      Readiness r = health_->readiness();
+      if (stopping_) r.ready = false;
+      r.detail["stopping"] = stopping_.load();
+      return r;
+    });
+  }
 }
 
 Server::~Server() = default;
@@ -105,6 +105,7 @@ void Server::run(int stopFd) {
     });
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
+  stopping_ = true;
   listener_ = nullptr;  // refuse new connections
 
   // Let the queries in flight finish: each ends by its deadline.

@@ -8,6 +8,7 @@
 #include <zmq_addon.hpp>
 
 #include "locus/common/clock.h"
+#include "locus/common/net.h"
 #include "locus/common/wire.h"
 
 namespace locus::unit {
@@ -19,10 +20,12 @@ constexpr auto kTickInterval = std::chrono::milliseconds(50);
 // Requests served between checks of the stop fd and the tick clock.
 constexpr int kMaxBurst = 256;
 
-uint64_t elapsedUs(std::chrono::steady_clock::time_point since) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now() - since)
-                                   .count());
+std::chrono::steady_clock::duration since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::steady_clock::now() - start;
+}
+
+uint64_t micros(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
 }
 
 }  // namespace
@@ -31,7 +34,32 @@ std::optional<std::string> UnitOptions::validate() const {
   if (listen.empty()) return "--listen needs a ZeroMQ endpoint such as tcp://0.0.0.0:7900";
   if (ttlS < 0) return fmt::format("--ttl-s {} must be >= 0 (0 = never expire)", ttlS);
   if (ttlS > int64_t{1} << 40) return fmt::format("--ttl-s {} is too large", ttlS);
+  if (!httpListen.empty()) return checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
+}
+
+void UnitCounters::expose(metrics::Registry& r, const std::string& unit) const {
+  const metrics::Labels u{{"unit", unit}};
+  const auto with = [&](const char* name, const char* value) {
+    return metrics::Labels{{"unit", unit}, {name, value}};
+  };
+  const char* reports = "Position reports the unit received, by outcome";
+  r.counter("locus_unit_reports_total", reports, with("outcome", "applied"), reportsApplied);
+  r.counter("locus_unit_reports_total", reports, with("outcome", "stale"), reportsStale);
+  r.counter("locus_unit_reports_total", reports, with("outcome", "rejected"), reportsRejected);
+  r.counter("locus_unit_batches_total", "Apply batches the unit executed", u, batches);
+  r.counter("locus_unit_bad_messages_total", "Requests the unit could not read (refused)", u,
+            badMessages);
+  for (size_t k = 0; k < kQueryKindNames.size(); ++k) {
+    r.counter("locus_unit_queries_total", "Queries the unit answered, by kind",
+              with("kind", kQueryKindNames[k]), queries[k]);
+    r.histogram("locus_unit_query_duration_seconds",
+                "Time the unit spent executing a query, by kind", with("kind", kQueryKindNames[k]),
+                querySeconds[k]);
+  }
+  r.gauge("locus_unit_devices", "Positions the unit holds", u, devices);
+  r.gauge("locus_unit_memory_bytes", "Bytes of the unit's index (its own accounting)", u,
+          memoryBytes);
 }
 
 // Executes one request; exceptions from reading the request (kj::Exception)
@@ -61,6 +89,8 @@ class UnitService::Handler {
     s_.counters_.reportsApplied += outcome.accepted - outcome.stale;
     s_.counters_.reportsStale += outcome.stale;
     s_.counters_.reportsRejected += outcome.rejected.size();
+    ++s_.counters_.batches;
+    s_.counters_.devices.set(static_cast<double>(s_.index_.size()));
     writeBatchOutcome(outcome, reply.initApplied());
   }
 
@@ -71,12 +101,12 @@ class UnitService::Handler {
       case wire::Query::NEAREST: {
         auto q = readNearestQuery(query.getNearest());
         if (!q) return writeError(q.error(), reply.initError());
-        return answer(s_.index_.nearest(*q, nowMs_), started, reply);
+        return answer(QueryKind::kNearest, s_.index_.nearest(*q, nowMs_), started, reply);
       }
       case wire::Query::WITHIN: {
         auto q = readAreaQuery(query.getWithin());
         if (!q) return writeError(q.error(), reply.initError());
-        return answer(s_.index_.within(*q, nowMs_), started, reply);
+        return answer(QueryKind::kWithin, s_.index_.within(*q, nowMs_), started, reply);
       }
       case wire::Query::GET: {
         const auto text = query.getGet();
@@ -90,28 +120,38 @@ class UnitService::Handler {
         QueryResult result;
         result.hits.push_back(std::move(*hit));
         result.count = 1;
-        return answer(result, started, reply);
+        return answer(QueryKind::kGet, result, started, reply);
       }
       case wire::Query::STATS:
-        return stats(reply.initStats());
+        stats(reply.initStats());
+        return count(QueryKind::kStats, since(started));
     }
     writeError(badRequest("unknown query kind (a newer client?)"), reply.initError());
   }
 
  private:
-  void answer(const QueryResult& result, std::chrono::steady_clock::time_point started,
-              wire::UnitReply::Builder reply) {
+  void answer(QueryKind kind, const QueryResult& result,
+              std::chrono::steady_clock::time_point started, wire::UnitReply::Builder reply) {
     auto out = reply.initResult();
     writeQueryResult(result, out);
     out.initShards().setTotal(1);
     out.getShards().setAnswered(1);
-    out.setTookUs(elapsedUs(started));
+    const auto took = since(started);
+    out.setTookUs(micros(took));
+    count(kind, took);
+  }
+
+  void count(QueryKind kind, std::chrono::steady_clock::duration took) {
+    const auto k = static_cast<size_t>(kind);
+    ++s_.counters_.queries[k];
+    s_.counters_.querySeconds[k].observe(std::chrono::duration<double>(took).count());
   }
 
   void stats(wire::UnitStats::Builder out) {
-    writeUnitStats(UnitStats{s_.name_, s_.index_.size(), s_.counters_.reportsApplied,
-                             s_.counters_.reportsStale, s_.counters_.reportsRejected,
-                             s_.counters_.queriesServed, s_.index_.memoryUsage().total()},
+    const auto& c = s_.counters_;
+    writeUnitStats(UnitStats{s_.name_, s_.index_.size(), c.reportsApplied.value(),
+                             c.reportsStale.value(), c.reportsRejected.value(),
+                             c.queriesServed.value(), s_.index_.memoryUsage().total()},
                    out);
   }
 
@@ -170,7 +210,7 @@ zmq::message_t UnitService::refuse(uint64_t requestId, const std::string& proble
   // One warning a second at most: a peer sending garbage must not flood the log.
   const auto now = std::chrono::steady_clock::now();
   if (now - lastWarning_ >= std::chrono::seconds(1)) {
-    spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages);
+    spdlog::warn("{}: {} (bad messages so far: {})", name_, problem, counters_.badMessages.value());
     lastWarning_ = now;
   }
   capnp::MallocMessageBuilder replyMessage;
@@ -184,6 +224,8 @@ void UnitService::tick(int64_t nowMs) {
   if (const size_t n = index_.expire(nowMs, kExpireScanPerTick); n > 0) {
     spdlog::debug("{}: expired {} positions", name_, n);
   }
+  counters_.devices.set(static_cast<double>(index_.size()));
+  counters_.memoryBytes.set(static_cast<double>(index_.memoryUsage().total()));
 }
 
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
@@ -194,6 +236,15 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
   socket_.bind(options.listen);
   endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
   if (service_.name().empty()) service_.setName(endpoint_);
+  if (!options.httpListen.empty()) {
+    service_.counters().expose(registry_, service_.name());
+    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
+      const auto& c = service_.counters();
+      return Readiness{
+          serving_.load(),
+          {{"unit", service_.name()}, {"devices", static_cast<uint64_t>(c.devices.value())}}};
+    });
+  }
 }
 
 void UnitServer::run(int stopFd) {
@@ -203,6 +254,7 @@ void UnitServer::run(int stopFd) {
   }};
   auto nextTick = std::chrono::steady_clock::now();
   std::vector<zmq::message_t> frames;
+  serving_ = true;
   for (;;) {
     zmq::poll(items.data(), items.size(), kTickInterval);
     if (items[1].revents & ZMQ_POLLIN) break;
@@ -231,6 +283,7 @@ void UnitServer::run(int stopFd) {
       nextTick = now + kTickInterval;
     }
   }
+  serving_ = false;  // not ready: stopping
 }
 
 }  // namespace locus::unit

@@ -2,7 +2,8 @@
 // `locus-gateway` and a `locus-server` on loopback. Positions go in through
 // both ingest protocols; every query kind comes back equal to a brute-force
 // scan; stale reports change nothing; the server restarts mid-stream without
-// the units; a unit killed with SIGKILL makes answers partial, in time.
+// the units; a unit killed with SIGKILL makes answers partial, in time; and
+// every role's /healthz, /readyz and /metrics tell an operator so.
 #include "support/cluster.h"
 
 #include <arpa/inet.h>
@@ -13,6 +14,8 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <deque>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,6 +24,7 @@
 #include "locus/common/shard.h"
 #include "support/brute_force.h"
 #include "support/compare.h"
+#include "support/http.h"
 
 namespace locus::test {
 namespace {
@@ -112,12 +116,13 @@ class IngestClient {
 
 // Everything the user starts, in the order a user would start it.
 struct FullCluster {
-  FullCluster() : units(kUnits) {
+  explicit FullCluster(Http http = Http::kOff) {
+    for (uint32_t i = 0; i < kUnits; ++i) units.emplace_back(http);
     for (const auto& u : units) endpoints.push_back(u.endpoint);
-    gateway = std::make_unique<RunningGateway>(endpoints);
-    server = std::make_unique<RunningServer>(endpoints, 250);
+    gateway = std::make_unique<RunningGateway>(endpoints, std::vector<std::string>{}, http);
+    server = std::make_unique<RunningServer>(endpoints, 250, "127.0.0.1:0", http);
   }
-  std::vector<RunningUnit> units;
+  std::deque<RunningUnit> units;  // not movable: a deque grows in place
   std::vector<std::string> endpoints;
   std::unique_ptr<RunningGateway> gateway;
   std::unique_ptr<RunningServer> server;
@@ -288,6 +293,77 @@ TEST_CASE("a unit killed with SIGKILL makes answers partial within the deadline"
   // The gateway still takes reports for the live units.
   TextClient text(cluster.gateway->textAddress);
   CHECK(text.exchange({R"({"id":"late","lat":1,"lon":1})"})[0] == R"({"ok":true})");
+}
+
+TEST_CASE("every role serves health, readiness and metrics that follow the cluster",
+          "[cluster][e2e][http]") {
+  FullCluster cluster(Http::kOn);
+  std::vector<std::string> roles{cluster.gateway->httpAddress, cluster.server->httpAddress};
+  for (const auto& u : cluster.units) roles.push_back(u.httpAddress);
+  for (const auto& address : roles) {
+    INFO("role on " << address);
+    CHECK(httpGet(address, "/healthz").status == 200);
+    // The gateway and the server are ready once their first probes are answered.
+    CHECK(awaitHttpStatus(address, "/readyz", 200, kWait).status == 200);
+  }
+
+  std::mt19937_64 rng(5);
+  std::vector<std::string> ids;
+  const std::vector<Report> reports = worldReports(rng, 4'000, ids);
+  ingestBothWays(cluster, reports);
+  TextClient text(cluster.gateway->textAddress);
+  for (const auto& reply : text.exchange({"not json", R"({"id":"x","lat":91,"lon":0})", ""})) {
+    CHECK(reply.find(R"("ok":false)") != std::string::npos);
+  }
+  BruteForce model;
+  for (const auto& r : reports) model.apply(r);
+  Rpc rpc(cluster.server->address);
+  awaitVisible(rpc, model);
+  const NearestQuery q{{31.23, 121.47}, 10};
+  for (int i = 0; i < 5; ++i) REQUIRE_FALSE(rpc.nearest(q).error);
+  CHECK(rpc.get("no-such-device").error);
+
+  const std::string gateway = httpGet(cluster.gateway->httpAddress, "/metrics").body;
+  INFO("gateway metrics:\n" << gateway);
+  CHECK(metricSum(gateway, "locus_gateway_reports_total", R"(outcome="accepted")") == 4'000);
+  CHECK(metricValue(gateway,
+                    R"(locus_gateway_reports_total{protocol="text",outcome="rejected"})") == 3.0);
+  CHECK(metricValue(gateway, R"(locus_gateway_connections{protocol="text"})") == 1.0);
+  CHECK(metricValue(gateway, "locus_gateway_reports_lost_total") == 0.0);
+
+  double applied = 0, devices = 0;
+  for (const auto& u : cluster.units) {
+    const std::string unit = httpGet(u.httpAddress, "/metrics").body;
+    applied += metricSum(unit, "locus_unit_reports_total", R"(outcome="applied")");
+    devices += metricSum(unit, "locus_unit_devices");
+  }
+  CHECK(applied == 4'000);
+  CHECK(devices == 4'000);
+
+  const std::string server = httpGet(cluster.server->httpAddress, "/metrics").body;
+  INFO("server metrics:\n" << server);
+  CHECK(metricValue(server, R"(locus_server_queries_total{kind="nearest"})") == 5.0);
+  CHECK(metricValue(server, R"(locus_server_query_duration_seconds_count{kind="nearest"})") == 5.0);
+  CHECK(metricValue(server, R"(locus_server_query_errors_total{kind="get"})") == 1.0);
+  CHECK(metricValue(server, R"(locus_server_partial_answers_total{kind="nearest"})") == 0.0);
+
+  // A unit goes down: the server and the gateway stop being ready and say
+  // which unit; answers are partial and counted so.
+  cluster.units[1].process.signal(SIGKILL);
+  REQUIRE(cluster.units[1].process.waitExit(kWait));
+  for (const auto& address : {cluster.server->httpAddress, cluster.gateway->httpAddress}) {
+    const HttpReply r = awaitHttpStatus(address, "/readyz", 503, kWait);
+    INFO(address << " /readyz: " << r.body);
+    REQUIRE(r.status == 503);
+    const auto body = nlohmann::json::parse(r.body);
+    CHECK(body["units"][1]["up"] == false);
+    CHECK(body["units"][0]["up"] == true);
+  }
+  CHECK(rpc.nearest(q).partial);
+  const std::string after = httpGet(cluster.server->httpAddress, "/metrics").body;
+  CHECK(metricValue(after, R"(locus_server_partial_answers_total{kind="nearest"})") == 1.0);
+  CHECK(metricValue(after,
+                    "locus_unit_up{shard=\"1\",endpoint=\"" + cluster.endpoints[1] + "\"}") == 0.0);
 }
 
 }  // namespace

@@ -37,6 +37,27 @@ inline const std::regex kUnitListening(R"(listening on (tcp://[0-9.]+:[0-9]+) \(
 inline const std::regex kServerListening(R"(listening on ([0-9.]+:[0-9]+))");
 inline const std::regex kGatewayRpcListening(R"(rpc listening on ([0-9.]+:[0-9]+))");
 inline const std::regex kGatewayTextListening(R"(text listening on ([0-9.]+:[0-9]+))");
+inline const std::regex kHttpListening(R"(http listening on ([0-9.]+:[0-9]+))");
+
+// Turns on a role's HTTP endpoint (/healthz, /readyz, /metrics) on a free port.
+enum class Http { kOff, kOn };
+
+inline std::vector<std::string> withHttp(std::vector<std::string> args, Http http) {
+  if (http == Http::kOn) {
+    args.push_back("--http-listen");
+    args.push_back("127.0.0.1:0");
+  }
+  return args;
+}
+
+// The HTTP address a role logged, when Http::kOn.
+inline std::string httpAddressOf(ChildProcess& process, Http http) {
+  if (http == Http::kOff) return "";
+  auto bound = process.waitForStderr(kHttpListening, kWait);
+  INFO("stderr:\n" << process.stderrText());
+  REQUIRE(bound);
+  return *bound;
+}
 
 inline std::string joinComma(const std::vector<std::string>& parts) {
   std::string out;
@@ -45,37 +66,44 @@ inline std::string joinComma(const std::vector<std::string>& parts) {
 }
 
 struct RunningUnit {
-  RunningUnit() : process(binary("locus-unit"), {"--listen", "tcp://127.0.0.1:0"}) {
+  explicit RunningUnit(Http http = Http::kOff)
+      : process(binary("locus-unit"), withHttp({"--listen", "tcp://127.0.0.1:0"}, http)) {
     auto bound = process.waitForStderr(kUnitListening, kWait);
     INFO("locus-unit stderr:\n" << process.stderrText());
     REQUIRE(bound);
     endpoint = *bound;
+    httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
   std::string endpoint;
+  std::string httpAddress;  // HOST:PORT with Http::kOn
 };
 
 struct RunningServer {
   RunningServer(const std::vector<std::string>& units, int64_t timeoutMs,
-                const std::string& listen = "127.0.0.1:0")
-      : process(binary("locus-server"), {"--units", joinComma(units), "--listen", listen,
-                                         "--timeout-ms", std::to_string(timeoutMs)}) {
+                const std::string& listen = "127.0.0.1:0", Http http = Http::kOff)
+      : process(binary("locus-server"), withHttp({"--units", joinComma(units), "--listen", listen,
+                                                  "--timeout-ms", std::to_string(timeoutMs)},
+                                                 http)) {
     auto bound = process.waitForStderr(kServerListening, kWait);
     INFO("locus-server stderr:\n" << process.stderrText());
     REQUIRE(bound);
     address = *bound;
+    httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
-  std::string address;  // HOST:PORT
+  std::string address;      // HOST:PORT
+  std::string httpAddress;  // HOST:PORT with Http::kOn
 };
 
 struct RunningGateway {
   // `env` adds "NAME=value" entries, e.g. LOCUS_* settings.
   explicit RunningGateway(const std::vector<std::string>& units,
-                          const std::vector<std::string>& env = {})
+                          const std::vector<std::string>& env = {}, Http http = Http::kOff)
       : process(binary("locus-gateway"),
-                {"--units", joinComma(units), "--listen", "127.0.0.1:0", "--listen-text",
-                 "127.0.0.1:0"},
+                withHttp({"--units", joinComma(units), "--listen", "127.0.0.1:0", "--listen-text",
+                          "127.0.0.1:0"},
+                         http),
                 env) {
     auto rpc = process.waitForStderr(kGatewayRpcListening, kWait);
     auto text = process.waitForStderr(kGatewayTextListening, kWait);
@@ -84,10 +112,12 @@ struct RunningGateway {
     REQUIRE(text);
     rpcAddress = *rpc;
     textAddress = *text;
+    httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
   std::string rpcAddress;   // HOST:PORT, Cap'n Proto Ingest
   std::string textAddress;  // HOST:PORT, NDJSON
+  std::string httpAddress;  // HOST:PORT with Http::kOn
 };
 
 // ------------------------------------------------------------------ data

@@ -600,7 +600,7 @@ zmq::message_t framedRandomWords(std::mt19937_64& rng, bool structRoot) {
 TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing", "[server]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"held", 5, 6, kNowMs}})).accepted == 1);
-  const auto badBefore = s.service.counters().badMessages;
+  const auto badBefore = s.service.counters().badMessages.value();
   const auto expectBadRequest = [&](Reply& reply) {
     const Error e = errorOf(reply);
     CHECK(e.code == ErrorCode::kBadRequest);
@@ -610,7 +610,7 @@ TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing",
   SECTION("empty") {
     expectBadRequest(*s.sendBytes(nullptr, 0));
     expectBadRequest(*s.sendBytes("", 0));
-    CHECK(s.service.counters().badMessages == badBefore + 2);
+    CHECK(s.service.counters().badMessages.value() == badBefore + 2);
   }
   SECTION("random bytes of every size up to 300") {
     std::mt19937_64 rng(1234);
@@ -962,6 +962,8 @@ TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[server]") {
       {Args{"--listen", "tcp://127.0.0.1:0", "--ttl-s", "soon"}, "soon"},
       {Args{"--listen", "tcp://127.0.0.1:0", "--bogus"}, "--bogus"},
       {Args{"--listen", "not-an-endpoint"}, "not-an-endpoint"},
+      {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "nowhere"}, "--http-listen nowhere"},
+      {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:99999"}, "99999"},
   }));
   INFO("args: " << Catch::Detail::stringify(args));
   test::ChildProcess process(unitBinary(), args);

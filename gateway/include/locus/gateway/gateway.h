@@ -6,6 +6,7 @@
 
 #include <kj/async-io.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,7 +14,13 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/http_endpoint.h"
+#include "locus/common/metrics.h"
 #include "locus/gateway/router.h"
+
+namespace locus::server {
+class UnitHealth;
+}
 
 namespace locus::gateway {
 
@@ -22,17 +29,36 @@ struct GatewayOptions {
   std::string listen = "0.0.0.0:7700";      // HOST:PORT for Cap'n Proto RPC; port 0 picks one
   std::string listenText = "0.0.0.0:7701";  // HOST:PORT for NDJSON lines; port 0 picks one
   RouterOptions routing;                    // batching, windows and deadlines toward the units
+  std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
 };
 
+// What one ingest protocol received. Written by the gateway's thread; any
+// thread may read it.
+struct ProtocolCounters {
+  metrics::Counter accepted;   // reports validated and routed
+  metrics::Counter rejected;   // reports (or lines) refused, with a reason to the client
+  metrics::Gauge connections;  // open now
+};
+
+struct IngestCounters {
+  ProtocolCounters rpc;   // Cap'n Proto Ingest
+  ProtocolCounters text;  // NDJSON lines
+
+  // Names every metric above in `registry`, labelled protocol="rpc"/"text".
+  void expose(metrics::Registry& registry) const;
+};
+
 // Thread-affinity: construct, run and destroy on the thread that owns `io`.
 class Gateway final {
  public:
-  // Binds both listening sockets. Throws kj::Exception when an address is
-  // malformed or cannot be bound (in use), zmq::error_t on a malformed unit
-  // endpoint. Precondition: options.validate() passed.
+  // Binds both listening sockets, and the HTTP endpoint when
+  // options.httpListen is set. Throws kj::Exception when an address is
+  // malformed or cannot be bound (in use), std::runtime_error when the HTTP
+  // address cannot, zmq::error_t on a malformed unit endpoint.
+  // Precondition: options.validate() passed.
   Gateway(const GatewayOptions& options, zmq::context_t& context, kj::AsyncIoContext& io);
   ~Gateway();
   Gateway(const Gateway&) = delete;
@@ -41,6 +67,8 @@ class Gateway final {
   // "HOST:PORT" actually bound (the port chosen for port 0).
   const std::string& rpcAddress() const { return rpcAddress_; }
   const std::string& textAddress() const { return textAddress_; }
+  // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
+  std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
 
   // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
   // stops accepting and reading, sends every buffered report to its unit
@@ -49,6 +77,7 @@ class Gateway final {
   void run(int stopFd);
 
   const RouterCounters& counters() const { return router_.counters(); }
+  const IngestCounters& ingestCounters() const { return ingest_; }
 
  private:
   class Connections;
@@ -58,9 +87,14 @@ class Gateway final {
   kj::AsyncIoContext& io_;
   RouterOptions routing_;
   Router router_;
+  IngestCounters ingest_;
   std::string rpcAddress_;
   std::string textAddress_;
   std::unique_ptr<Connections> connections_;  // declared after router_: destroyed first
+  std::atomic<bool> stopping_{false};         // not ready once a stop was asked for
+  metrics::Registry registry_;
+  std::unique_ptr<server::UnitHealth> health_;  // with the HTTP endpoint only
+  std::unique_ptr<HttpEndpoint> http_;          // declared last: stops before what it reads
 };
 
 }  // namespace locus::gateway

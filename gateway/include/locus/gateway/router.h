@@ -16,6 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/metrics.h"
 #include "locus/common/report.h"
 
 namespace locus::server {
@@ -35,14 +36,19 @@ struct RouterOptions {
   std::optional<std::string> validate() const;
 };
 
-// What the router did so far.
+// What the router did so far. Written by the router's thread; any thread
+// may read it.
 struct RouterCounters {
-  uint64_t reportsRouted = 0;    // reports added to a buffer
-  uint64_t batchesSent = 0;      // apply batches handed to a unit's socket
-  uint64_t batchesApplied = 0;   // ... answered by the unit with `applied`
-  uint64_t batchesLost = 0;      // ... unanswered by their deadline, unsendable or refused
-  uint64_t reportsLost = 0;      // reports in the lost batches
-  uint64_t reportsRejected = 0;  // reports the units refused (should stay 0: we validate)
+  metrics::Counter reportsRouted;    // reports added to a buffer
+  metrics::Counter batchesSent;      // apply batches handed to a unit's socket
+  metrics::Counter batchesApplied;   // ... answered by the unit with `applied`
+  metrics::Counter batchesLost;      // ... unanswered by their deadline, unsendable or refused
+  metrics::Counter reportsLost;      // reports in the lost batches
+  metrics::Counter reportsRejected;  // reports the units refused (should stay 0: we validate)
+  metrics::Gauge buffered;           // reports waiting in the buffers, over all units
+
+  // Names every metric above in `registry`.
+  void expose(metrics::Registry& registry) const;
 };
 
 // Thread-affinity: construct, call and destroy on the thread that runs the

@@ -4,17 +4,38 @@
 // the socket for bad input or a slow unit.
 #pragma once
 
+#include <array>
+#include <cstddef>
+
 #include "locus.capnp.h"
+#include "locus/common/metrics.h"
 #include "locus/server/scatter_gather.h"
 
 namespace locus::server {
 
+// The calls of LocationService, as labels on the server's metrics.
+enum class Method : size_t { kNearest, kWithin, kGet, kStats };
+inline constexpr std::array<const char*, 4> kMethodNames{"nearest", "within", "get", "stats"};
+
+// What the server has answered, by Method. Written by the event-loop
+// thread; any thread may read it.
+struct ServiceCounters {
+  std::array<metrics::Counter, kMethodNames.size()> calls;
+  std::array<metrics::Counter, kMethodNames.size()> errors;   // answered with an `error`
+  std::array<metrics::Counter, kMethodNames.size()> partial;  // answered without every unit
+  std::array<metrics::Histogram, kMethodNames.size()> seconds;
+
+  // Names every metric above in `registry`.
+  void expose(metrics::Registry& registry) const;
+};
+
 // Thread-affinity: the event-loop thread of its ScatterGather. Ownership:
-// `cluster` must outlive this object (the RPC system owns it through the
-// bootstrap capability).
+// `cluster` and `counters` must outlive this object (the RPC system owns it
+// through the bootstrap capability).
 class LocationServiceImpl final : public wire::LocationService::Server {
  public:
-  explicit LocationServiceImpl(ScatterGather& cluster) : cluster_(cluster) {}
+  LocationServiceImpl(ScatterGather& cluster, ServiceCounters& counters)
+      : cluster_(cluster), counters_(counters) {}
 
   kj::Promise<void> nearest(NearestContext context) override;
   kj::Promise<void> within(WithinContext context) override;
@@ -23,6 +44,7 @@ class LocationServiceImpl final : public wire::LocationService::Server {
 
  private:
   ScatterGather& cluster_;
+  ServiceCounters& counters_;
 };
 
 }  // namespace locus::server

@@ -6,13 +6,19 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/http_endpoint.h"
+#include "locus/common/metrics.h"
+#include "locus/server/location_service.h"
 #include "locus/server/scatter_gather.h"
+#include "locus/server/unit_health.h"
 
 namespace locus::server {
 
@@ -20,6 +26,7 @@ struct ServerOptions {
   std::vector<std::string> units;       // ZeroMQ endpoints of the units, in shard order
   std::string listen = "0.0.0.0:7800";  // HOST:PORT for Cap'n Proto RPC; port 0 picks one
   int64_t timeoutMs = 250;              // per-query deadline for the units' answers
+  std::string httpListen;               // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -28,9 +35,11 @@ struct ServerOptions {
 // Thread-affinity: construct, run and destroy on the thread that owns `io`.
 class Server final : private kj::TaskSet::ErrorHandler {
  public:
-  // Binds the listening socket. Throws kj::Exception when the address is
-  // malformed or cannot be bound (in use), zmq::error_t on a malformed unit
-  // endpoint. Precondition: options.validate() passed.
+  // Binds the listening socket, and the HTTP endpoint when
+  // options.httpListen is set. Throws kj::Exception when the address is
+  // malformed or cannot be bound (in use), std::runtime_error when the HTTP
+  // address cannot, zmq::error_t on a malformed unit endpoint.
+  // Precondition: options.validate() passed.
   Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io);
   ~Server();
   Server(const Server&) = delete;
@@ -38,6 +47,8 @@ class Server final : private kj::TaskSet::ErrorHandler {
 
   // "HOST:PORT" actually bound (the port chosen for port 0).
   const std::string& address() const { return address_; }
+  // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
+  std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
 
   // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
   // stops accepting and lets in-flight queries finish (bounded by the
@@ -50,10 +61,15 @@ class Server final : private kj::TaskSet::ErrorHandler {
 
   kj::AsyncIoContext& io_;
   ScatterGather cluster_;
+  ServiceCounters counters_;
   capnp::Capability::Client bootstrap_;
   kj::Own<kj::ConnectionReceiver> listener_;
   std::string address_;
-  kj::TaskSet tasks_;  // one per open connection
+  kj::TaskSet tasks_;                  // one per open connection
+  std::atomic<bool> stopping_{false};  // not ready once a stop was asked for
+  metrics::Registry registry_;
+  std::unique_ptr<UnitHealth> health_;  // with the HTTP endpoint only
+  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
 
   // A connection that failed: logged, the others carry on.
   void taskFailed(kj::Exception&& exception) override;

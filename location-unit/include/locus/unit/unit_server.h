@@ -3,12 +3,17 @@
 // UnitServer serves it on a ZeroMQ ROUTER socket from one thread.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 
+#include "locus/common/http_endpoint.h"
+#include "locus/common/metrics.h"
 #include "locus/unit/location_index.h"
 
 namespace locus::unit {
@@ -17,18 +22,33 @@ struct UnitOptions {
   std::string listen = "tcp://0.0.0.0:7900";  // ZeroMQ endpoint; port 0 or * picks one
   std::string name;                           // empty = the bound endpoint
   int64_t ttlS = 0;                           // 0 = positions never expire
+  std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
 };
 
-// Counters a unit reports in stats.
+// The kinds of query a unit answers, as labels on its metrics.
+enum class QueryKind { kNearest, kWithin, kGet, kStats };
+inline constexpr std::array<const char*, 4> kQueryKindNames{"nearest", "within", "get", "stats"};
+
+// What a unit has done, reported in stats and on /metrics. Written by the
+// unit's thread; any thread may read it.
 struct UnitCounters {
-  uint64_t reportsApplied = 0;   // stored (inserted or moved)
-  uint64_t reportsStale = 0;     // older than what was held
-  uint64_t reportsRejected = 0;  // failed validation
-  uint64_t queriesServed = 0;
-  uint64_t badMessages = 0;  // requests that could not be read
+  metrics::Counter reportsApplied;   // stored (inserted or moved)
+  metrics::Counter reportsStale;     // older than what was held
+  metrics::Counter reportsRejected;  // failed validation
+  metrics::Counter batches;          // apply requests executed
+  metrics::Counter queriesServed;    // query requests, answered or refused
+  metrics::Counter badMessages;      // requests that could not be read
+  // Per QueryKind: queries answered and the time each took in the unit.
+  std::array<metrics::Counter, kQueryKindNames.size()> queries;
+  std::array<metrics::Histogram, kQueryKindNames.size()> querySeconds;
+  metrics::Gauge devices;      // positions held, after the last request
+  metrics::Gauge memoryBytes;  // the index's own accounting, refreshed every tick
+
+  // Names every metric above in `registry`, labelled unit="<unit>".
+  void expose(metrics::Registry& registry, const std::string& unit) const;
 };
 
 class UnitService {
@@ -65,13 +85,17 @@ class UnitService {
 
 class UnitServer {
  public:
-  // Binds the socket. Throws zmq::error_t when the endpoint cannot be bound
-  // (bad address, address in use).
+  // Binds the socket, and the HTTP endpoint when options.httpListen is set.
+  // Throws zmq::error_t when the endpoint cannot be bound (bad address,
+  // address in use), std::runtime_error when the HTTP address cannot.
   UnitServer(zmq::context_t& context, const UnitOptions& options);
 
   // The endpoint actually bound (with the port chosen for port 0).
   const std::string& endpoint() const { return endpoint_; }
   const UnitService& service() const { return service_; }
+
+  // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
+  std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
 
   // Serves requests until `stopFd` becomes readable (an eventfd or signalfd).
   void run(int stopFd);
@@ -80,6 +104,9 @@ class UnitServer {
   zmq::socket_t socket_;
   std::string endpoint_;
   UnitService service_;
+  std::atomic<bool> serving_{false};  // run() is taking requests: /readyz
+  metrics::Registry registry_;
+  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::unit

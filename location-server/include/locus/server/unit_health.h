@@ -1,0 +1,54 @@
+// Whether every unit of a cluster answers, for /readyz and /metrics of the
+// gateway and the server: each unit is asked for its stats every interval
+// on a channel of its own (so probes neither wait behind nor delay the
+// data path), and is up while its latest probe was answered in time.
+#pragma once
+
+#include <kj/async-unix.h>
+#include <kj/async.h>
+#include <kj/timer.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "locus/common/http_endpoint.h"
+#include "locus/common/metrics.h"
+
+namespace locus::server {
+
+class UnitChannel;
+
+// Thread-affinity: construct and destroy on the thread running the event
+// loop of `eventPort` and `timer` (the probes run on it); readiness() and
+// the exposed metrics may be read from any thread.
+class UnitHealth {
+ public:
+  // Starts probing `units` (in shard order) at once and every `interval`;
+  // a probe unanswered within the interval marks its unit down. Throws
+  // zmq::error_t on a malformed endpoint.
+  UnitHealth(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
+             const std::vector<std::string>& units, kj::Duration interval = 1 * kj::SECONDS);
+  ~UnitHealth();
+  UnitHealth(const UnitHealth&) = delete;
+  UnitHealth& operator=(const UnitHealth&) = delete;
+
+  // Ready when every unit is up; the detail lists each unit.
+  Readiness readiness() const;
+  // locus_unit_up and locus_unit_reported_devices, labelled by shard and
+  // endpoint.
+  void expose(metrics::Registry& registry) const;
+
+ private:
+  struct Unit;
+  kj::Promise<void> probe(Unit& unit);
+
+  kj::Timer& timer_;
+  kj::Duration interval_;
+  std::vector<std::unique_ptr<Unit>> units_;
+  kj::Promise<void> probing_;  // every unit's probe loop; declared last
+};
+
+}  // namespace locus::server

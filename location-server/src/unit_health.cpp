@@ -1,0 +1,103 @@
+#include "locus/server/unit_health.h"
+
+#include <capnp/message.h>
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+#include "locus.capnp.h"
+#include "locus/server/unit_channel.h"
+
+namespace locus::server {
+
+struct UnitHealth::Unit {
+  uint32_t shard;
+  UnitChannel channel;
+  metrics::Gauge up;       // 1 while the latest probe was answered
+  metrics::Gauge devices;  // as the unit reported in that answer
+  bool logged = false;     // the current state has been logged
+
+  Unit(uint32_t shard, zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
+       const std::string& endpoint)
+      : shard(shard), channel(context, eventPort, timer, endpoint, /*maxQueued=*/1) {}
+};
+
+UnitHealth::UnitHealth(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
+                       const std::vector<std::string>& units, kj::Duration interval)
+    : timer_(timer), interval_(interval), probing_(nullptr) {
+  auto loops = kj::heapArrayBuilder<kj::Promise<void>>(units.size());
+  for (uint32_t shard = 0; shard < units.size(); ++shard) {
+    units_.push_back(std::make_unique<Unit>(shard, context, eventPort, timer, units[shard]));
+    loops.add(probe(*units_.back()));
+  }
+  probing_ = kj::joinPromises(loops.finish()).eagerlyEvaluate([](kj::Exception&& e) {
+    spdlog::error("unit health probes stopped: {}", e.getDescription().cStr());
+  });
+}
+
+UnitHealth::~UnitHealth() {
+  probing_ = nullptr;  // before the channels the probes use
+}
+
+kj::Promise<void> UnitHealth::probe(Unit& unit) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::UnitRequest>().initQuery().setStats();
+  const kj::TimePoint next = timer_.now() + interval_;
+  return unit.channel.call(message, next)
+      .then([this, &unit, next](kj::Maybe<kj::Own<UnitReplyFrame>>&& reply) {
+        bool answered = false;
+        KJ_IF_MAYBE (r, reply) {
+          if (!(*r)->error()) {
+            try {
+              auto root = (*r)->root();
+              if (root.isStats()) {
+                unit.devices.set(static_cast<double>(root.getStats().getDevices()));
+                answered = true;
+              }
+            } catch (const kj::Exception&) {
+              // Malformed: counts as not answering.
+            }
+          }
+        }
+        const bool wasUp = unit.up.value() > 0;
+        unit.up.set(answered ? 1 : 0);
+        if (answered != wasUp || !unit.logged) {
+          if (answered) {
+            spdlog::info("unit {} ({}) answers", unit.shard, unit.channel.endpoint());
+          } else {
+            spdlog::warn("unit {} ({}) does not answer", unit.shard, unit.channel.endpoint());
+          }
+          unit.logged = true;
+        }
+        return timer_.atTime(next);
+      })
+      .then([this, &unit]() { return probe(unit); });
+}
+
+Readiness UnitHealth::readiness() const {
+  Readiness r{true, {}};
+  auto units = nlohmann::ordered_json::array();
+  for (const auto& unit : units_) {
+    const bool up = unit->up.value() > 0;
+    r.ready = r.ready && up;
+    units.push_back({{"shard", unit->shard},
+                     {"endpoint", unit->channel.endpoint()},
+                     {"up", up},
+                     {"devices", static_cast<uint64_t>(unit->devices.value())}});
+  }
+  r.detail["units"] = std::move(units);
+  return r;
+}
+
+void UnitHealth::expose(metrics::Registry& registry) const {
+  for (const auto& unit : units_) {
+    const metrics::Labels labels{{"shard", std::to_string(unit->shard)},
+                                 {"endpoint", unit->channel.endpoint()}};
+    registry.gauge("locus_unit_up", "1 while the unit answers its health probe, else 0", labels,
+                   unit->up);
+    registry.gauge("locus_unit_reported_devices",
+                   "Positions the unit held at its latest health probe", labels, unit->devices);
+  }
+}
+
+}  // namespace locus::server
