@@ -2,6 +2,7 @@
 // LocationService over Cap'n Proto RPC and prints exactly one JSON object on
 // stdout; on failure {"error":"..."} on stderr and a non-zero exit.
 #include <capnp/ez-rpc.h>
+#include <httplib.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
@@ -16,6 +17,7 @@
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
 #include "locus/common/log.h"
+#include "locus/common/net.h"
 #include "locus/common/wire.h"
 #include "query_flags.h"
 #include "send.h"
@@ -30,6 +32,21 @@ constexpr auto kCallTimeout = 30 * kj::SECONDS;
 int fail(const std::string& message) {
   std::cerr << errorJson(message).dump() << "\n";
   return 1;
+}
+
+// GETs `path` from a daemon's HTTP endpoint: prints the body, and succeeds
+// only on 200 (a container health check needs nothing else in the image).
+int checkHealth(const std::string& address, const std::string& path) {
+  httplib::Client client("http://" + address);
+  client.set_connection_timeout(2);
+  client.set_read_timeout(2);
+  const auto res = client.Get(path.c_str());
+  if (!res) {
+    return fail("cannot reach " + address + path + ": " + httplib::to_string(res.error()));
+  }
+  std::cout << res->body;
+  if (res->body.empty() || res->body.back() != '\n') std::cout << "\n";
+  return res->status == 200 ? 0 : 1;
 }
 
 // The JSON of a QueryResult as the SPEC prints it, or the error the server
@@ -121,6 +138,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   localCmd->add_option("--timeout-ms", local.timeoutMs, "per-query deadline for the units")
       ->capture_default_str();
+  std::string healthAddress;
+  bool live = false;
+  auto* healthCmd =
+      app.add_subcommand("health", "a daemon's /readyz (exit 0 when ready), for health checks");
+  healthCmd->add_option("address", healthAddress, "HOST:PORT of its --http-listen")->required();
+  healthCmd->add_flag("--live", live, "ask /healthz (alive) instead of /readyz (ready)");
   std::string sendPath = "-";
   auto* sendCmd = app.add_subcommand("send", "stream NDJSON reports to the gateway");
   sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
@@ -153,6 +176,10 @@ int main(int argc, char** argv) {
     if (auto e = validateId(id)) return fail(*e);
   }
 
+  if (*healthCmd) {
+    if (auto e = checkListen("address", healthAddress, "127.0.0.1:7880")) return fail(*e);
+    return checkHealth(healthAddress, live ? "/healthz" : "/readyz");
+  }
   if (*localCmd) {
     if (auto e = local.validate()) return fail(*e);
     initLogging("locus-local");
