@@ -418,8 +418,7 @@ class LocusSession final : public Session {
                         .wait(client.getWaitScope());
     if (response.hasError())
       throw std::runtime_error("nearest: " + readError(response.getError()).message);
-    auto result = response.getResult();
-    return readAnswer(result);
+    return readAnswer(response.getResult());
   }
 
   void startNearest(geo::LatLon center, uint32_t k, Answered answered) override {
@@ -459,11 +458,16 @@ class LocusSession final : public Session {
   // microsecond where KJ's own timer rounds up to milliseconds.
   struct OpenLoop final : kj::TaskSet::ErrorHandler {
     explicit OpenLoop(capnp::EzRpcClient& client)
-        : timerFd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)),
+        : timerFd(newTimerFd()),
           timer(client.getLowLevelIoProvider().wrapInputFd(
               timerFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                            kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK |
                            kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC)) {}
+    static int newTimerFd() {
+      const int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("timerfd_create failed");
+      return fd;
+    }
     void taskFailed(kj::Exception&& exception) override {
       if (!failure) failure.emplace(kj::mv(exception));
     }
@@ -682,7 +686,6 @@ struct UpdateOutcome {
 // Moves random devices at `ratePerS` reports/s for `windowS` seconds over
 // one session, in a batch every kUpdateTick (catching up when behind), with
 // tsMs counting up from `firstTsMs`. The only writer of `fleet` meanwhile.
-
 UpdateOutcome runOpenLoopUpdates(Backend& backend, Fleet& fleet, double ratePerS, double windowS,
                                  int64_t firstTsMs, uint64_t seed, std::atomic<uint64_t>& done) {
   const std::unique_ptr<Session> session = backend.connect();
@@ -822,6 +825,7 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
         {"seconds", ol.seconds},
         {"target_queries_per_s", ol.targetPerS},
         {"closed_loop_queries_per_s", ol.closedLoopPerS},
+        {"in_flight_per_connection", o.openLoopInFlight},
         {"scheduled", q.scheduled},
         {"sent", q.sent},
         {"answered", q.answered},
