@@ -41,7 +41,8 @@ class Deadline {
 };
 
 // Everything the bench sent: the latest position of every device.
-// Thread-affinity: device i is written only by the worker that owns it.
+// Thread-affinity: device i is written only by the worker that owns it (in
+// the open loop, by its one updater, while no other thread reads the fleet).
 struct Fleet {
   std::vector<geo::LatLon> positions;  // quantized, as the units store them
   int64_t baseTsMs = 0;                // tsMs of the load; updates count up from it
@@ -64,6 +65,7 @@ struct NearestAnswer {
   std::vector<Hit> hits;  // nearest first
   bool partial = false;   // a shard missed its deadline
 };
+using Answered = std::function<void(NearestAnswer&&)>;
 
 // What the system holds, summed over its shards.
 struct Totals {
@@ -84,6 +86,18 @@ class Session {
                     std::atomic<uint64_t>& done) = 0;
   // The k nearest devices of `center`: one request, waited for.
   virtual NearestAnswer nearest(geo::LatLon center, uint32_t k) = 0;
+
+  // Open loop: many queries in flight on this one connection.
+  //
+  // Sends a nearest-k query and returns without waiting for it; `answered`
+  // runs later on this thread, inside awaitAnswers(), with the answer. A
+  // caller bounds how many are in flight. Throws if it cannot be sent.
+  virtual void startNearest(geo::LatLon center, uint32_t k, Answered answered) = 0;
+  // Handles answers as they arrive (each `answered` runs as soon as its
+  // reply is read, so the caller may time it there) until `until`, with
+  // sub-millisecond precision. Throws on the first failed query. Queries
+  // still in flight when the session is destroyed are abandoned.
+  virtual void awaitAnswers(Clock::time_point until) = 0;
 };
 
 class Backend {

@@ -10,6 +10,10 @@
 # points at the binaries; LOCUS_UNITS (default 4) sets the Locus shard count.
 # Needs redis-server and python3 (scripts/install-deps.sh). Exits non-zero if
 # either run fails; redis-server is stopped on every exit.
+#
+# With --open-loop-rate half, Redis gets the same offered query rate as
+# Locus (half of Locus's closed-loop queries/s, read from its run), so both
+# open-loop rows describe one load; a fixed rate passes through unchanged.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,13 +84,32 @@ echo "compare-redis: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'
 
 echo "compare-redis: Locus, $units units" >&2
 "$bin/locus-bench" --spawn-units "$units" "${sizes[@]}" ${extra[@]+"${extra[@]}"} --json >"$work/locus.json"
+# The open-loop rate Locus ran at, replacing "half" for the Redis run.
+locus_rate="$(python3 -c 'import json, sys; ol = json.load(open(sys.argv[1])).get("open_loop"); print(ol["target_queries_per_s"] if ol else 0)' "$work/locus.json")"
+redis_extra=()
+for ((i = 0; i < ${#extra[@]}; i++)); do
+  case "${extra[$i]}" in
+    --open-loop-rate=half) redis_extra+=("--open-loop-rate=$locus_rate") ;;
+    --open-loop-rate)
+      redis_extra+=("${extra[$i]}")
+      if [[ "${extra[$((i + 1))]:-}" == half ]]; then
+        redis_extra+=("$locus_rate")
+        i=$((i + 1))
+      fi
+      ;;
+    *) redis_extra+=("${extra[$i]}") ;;
+  esac
+done
 echo "compare-redis: Redis GEO" >&2
-"$bin/locus-bench" --redis "127.0.0.1:$port" "${sizes[@]}" ${extra[@]+"${extra[@]}"} --json >"$work/redis.json"
+"$bin/locus-bench" --redis "127.0.0.1:$port" "${sizes[@]}" ${redis_extra[@]+"${redis_extra[@]}"} --json >"$work/redis.json"
 
 python3 - "$work/locus.json" "$work/redis.json" <<'PY'
 import json, sys
 
 locus, redis = (json.load(open(p)) for p in sys.argv[1:3])
+for run in (locus, redis):
+    if run.get("open_loop"):
+        run["open_loop"]["late_dropped"] = run["open_loop"]["late"] + run["open_loop"]["dropped"]
 
 def get(d, path):
     for k in path.split("."):
@@ -103,12 +126,22 @@ rows = [  # label, path, format, higher is better
     ("latency p90 (us)", "queries.latency_us.p90", "{:,.1f}", False),
     ("latency p99 (us)", "queries.latency_us.p99", "{:,.1f}", False),
     ("latency p99.9 (us)", "queries.latency_us.p99_9", "{:,.1f}", False),
+    ("open loop target queries/s", "open_loop.target_queries_per_s", "{:,.0f}", True),
+    ("open loop queries/s", "open_loop.queries_per_s", "{:,.0f}", True),
+    ("open loop p50 (us)", "open_loop.latency_us.p50", "{:,.1f}", False),
+    ("open loop p90 (us)", "open_loop.latency_us.p90", "{:,.1f}", False),
+    ("open loop p99 (us)", "open_loop.latency_us.p99", "{:,.1f}", False),
+    ("open loop p99.9 (us)", "open_loop.latency_us.p99_9", "{:,.1f}", False),
+    ("open loop late + dropped", "open_loop.late_dropped", "{:,.0f}", False),
+    ("open loop updates/s", "open_loop.updates.reports_per_s", "{:,.0f}", True),
     ("bytes/device (own accounting)", "memory.index_bytes_per_device", "{:,.1f}", False),
     ("bytes/device (RSS)", "memory.rss_bytes_per_device", "{:,.1f}", False),
 ]
 table = [("", "Locus", "Redis GEO", "Locus/Redis")]
 for label, path, fmt, _ in rows:
     a, b = get(locus, path), get(redis, path)
+    if a is None and b is None:
+        continue  # e.g. no open loop in this run
     cell = lambda v: "-" if v is None else fmt.format(v)
     ratio = "-" if a is None or not b else "{:.2f}x".format(a / b)
     table.append((label, cell(a), cell(b), ratio))
@@ -123,4 +156,8 @@ print("Own accounting: Locus units' index bytes; Redis INFO used_memory growth. 
       "RSS: Locus units' VmRSS; Redis used_memory_rss growth. "
       "Redis GEOSEARCH is BYRADIUS 500 m ASC COUNT 10 (52-bit geohash positions); "
       "Locus answers are exact and checked against a brute-force scan.")
+if locus.get("open_loop"):
+    print("Open loop: Poisson arrivals at the same target rate for both, {:g} s, latency from "
+          "each query's scheduled send time, while updates stream at {:,.0f} reports/s.".format(
+              locus["open_loop"]["seconds"], locus["open_loop"]["updates"]["target_reports_per_s"]))
 PY

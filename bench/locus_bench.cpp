@@ -4,13 +4,20 @@
 //   phase 1  load D devices ("bench-<i>") over the gateway's Ingest RPC
 //   phase 2  U updates, each moving a random device 1..50 m, at full rate
 //   phase 3  Q nearest-10 queries at uniform random points, one at a time
-//            per client, latency measured per query
+//            per client, latency measured per query (the closed loop: its
+//            rate is the maximum throughput at this concurrency)
+//   phase 4  with --open-loop-rate only: nearest-10 queries on a fixed
+//            Poisson schedule (a rate, or "half" of phase 3's) for
+//            --open-loop-seconds, each timed from its scheduled send time,
+//            while one more connection streams updates at
+//            --open-loop-update-rate
 //
 // C threads per phase, each with its own KJ event loop and connection.
 // Device i belongs to thread i * C / D, so every thread knows the latest
 // position of its own devices and the run knows all of them: after the run
-// 100 answers are checked against a brute-force scan, and the cluster's
-// device count against D. Any failed check exits non-zero with a reason.
+// 100 answers of phase 3 are checked against a brute-force scan, and the
+// cluster's device count against D; phase 4's answers must hold k hits,
+// nearest first. Any failed check exits non-zero with a reason.
 //
 // The same driver runs against Redis GEO with --redis HOST:PORT (see
 // redis_backend.h): the phases, sizes, moves and query points are identical;
@@ -22,6 +29,8 @@
 #include <capnp/ez-rpc.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
+#include <sys/prctl.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +68,7 @@
 namespace {
 
 using namespace locus;
+using bench::Answered;
 using bench::Backend;
 using bench::Clock;
 using bench::Deadline;
@@ -81,6 +91,30 @@ constexpr auto kCallTimeout = 60 * kj::SECONDS;
 constexpr auto kProgressEvery = std::chrono::seconds(2);
 constexpr auto kStartTimeout = std::chrono::milliseconds(10000);
 constexpr auto kSettleTimeout = std::chrono::seconds(60);
+// Open loop: a query held back by the in-flight bound longer than this
+// after its scheduled time is dropped; answers are awaited this long after
+// the schedule ends, then abandoned; the updater sends every kUpdateTick.
+constexpr auto kMaxSendLag = std::chrono::seconds(1);
+constexpr auto kOpenLoopDrain = std::chrono::seconds(2);
+constexpr auto kHeldPoll = std::chrono::microseconds(100);
+constexpr auto kDrainStep = std::chrono::milliseconds(1);
+constexpr auto kUpdateTick = std::chrono::milliseconds(10);
+
+// --open-loop-rate: a fixed rate, or a fraction of the closed loop's.
+struct OpenLoopRate {
+  double perS = 0;          // fixed queries/s; 0 = no open loop
+  double ofClosedLoop = 0;  // > 0: this fraction of phase 3's queries/s
+  bool on() const { return perS > 0 || ofClosedLoop > 0; }
+};
+
+std::optional<OpenLoopRate> parseOpenLoopRate(const std::string& text) {
+  if (text == "half") return OpenLoopRate{.ofClosedLoop = 0.5};
+  double perS = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), perS);
+  if (ec != std::errc{} || end != text.data() + text.size() || !(perS >= 0) || perS > 1e6)
+    return std::nullopt;
+  return OpenLoopRate{.perS = perS};
+}
 
 struct Options {
   std::string gateway;  // HOST:PORT of the gateway's Ingest RPC
@@ -94,6 +128,11 @@ struct Options {
   uint64_t seed = 1;
   bool json = false;
   double maxSeconds = 600;  // bound on the whole run
+  // Phase 4, the open loop (off unless openLoopRate is given).
+  std::string openLoopRate = "0";       // queries/s, or "half" of phase 3's
+  double openLoopSeconds = 10;          // length of the query schedule
+  double openLoopUpdateRate = 100'000;  // reports/s meanwhile (1M devices, every 10 s)
+  int openLoopInFlight = 128;           // queries in flight per connection
 
   std::optional<std::string> validate() const {
     if (spawnUnits < 0 || spawnUnits > 64) return "--spawn-units must be in [0, 64]";
@@ -109,6 +148,16 @@ struct Options {
       return "--devices must be at least --concurrency";
     if (devices > 100'000'000) return "--devices must be at most 100,000,000";
     if (!(maxSeconds > 0)) return "--max-seconds must be positive";
+    const auto rate = parseOpenLoopRate(openLoopRate);
+    if (!rate) return "--open-loop-rate must be queries/s in [0, 1e6] or \"half\"";
+    if (rate->ofClosedLoop > 0 && queries == 0)
+      return "--open-loop-rate half needs the closed-loop queries (--queries > 0)";
+    if (!(openLoopSeconds > 0 && openLoopSeconds <= 3600))
+      return "--open-loop-seconds must be in (0, 3600]";
+    if (!(openLoopUpdateRate >= 0 && openLoopUpdateRate <= 1e7))
+      return "--open-loop-update-rate must be in [0, 1e7] reports/s";
+    if (openLoopInFlight < 1 || openLoopInFlight > 100'000)
+      return "--open-loop-in-flight must be in [1, 100000]";
     return std::nullopt;
   }
 };
@@ -369,14 +418,77 @@ class LocusSession final : public Session {
                         .wait(client.getWaitScope());
     if (response.hasError())
       throw std::runtime_error("nearest: " + readError(response.getError()).message);
-    auto result = response.getResult();
+    return readAnswer(response.getResult());
+  }
+
+  void startNearest(geo::LatLon center, uint32_t k, Answered answered) override {
+    capnp::EzRpcClient& client = connected(queryClient_, server_);
+    auto request = client.getMain<wire::LocationService>().nearestRequest();
+    writeNearestQuery(NearestQuery{.center = center, .k = k}, request.initQuery());
+    openLoop().tasks.add(
+        request.send().then([answered = std::move(answered)](
+                                capnp::Response<wire::LocationService::NearestResults>&& response) {
+          if (response.hasError())
+            throw std::runtime_error("nearest: " + readError(response.getError()).message);
+          answered(readAnswer(response.getResult()));
+        }));
+  }
+
+  void awaitAnswers(Clock::time_point until) override {
+    OpenLoop& loop = openLoop();
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+    itimerspec at{};
+    at.it_value = {static_cast<time_t>(ns / 1'000'000'000),
+                   std::max(1L, static_cast<long>(ns % 1'000'000'000))};  // zero disarms
+    if (timerfd_settime(loop.timerFd, TFD_TIMER_ABSTIME, &at, nullptr) != 0)
+      throw std::runtime_error("timerfd_settime failed");
+    uint64_t expirations = 0;
+    loop.timer->read(&expirations, sizeof expirations).wait(queryClient_->getWaitScope());
+    if (loop.failure) {
+      kj::Exception failure = kj::mv(*loop.failure);
+      loop.failure.reset();
+      kj::throwFatalException(kj::mv(failure));
+    }
+  }
+
+ private:
+  // The open loop's state on this thread's event loop: its queries in
+  // flight, and a timerfd read through the loop, which wakes it to the
+  // microsecond where KJ's own timer rounds up to milliseconds.
+  struct OpenLoop final : kj::TaskSet::ErrorHandler {
+    explicit OpenLoop(capnp::EzRpcClient& client)
+        : timerFd(newTimerFd()),
+          timer(client.getLowLevelIoProvider().wrapInputFd(
+              timerFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+                           kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK |
+                           kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC)) {}
+    static int newTimerFd() {
+      const int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("timerfd_create failed");
+      return fd;
+    }
+    void taskFailed(kj::Exception&& exception) override {
+      if (!failure) failure.emplace(kj::mv(exception));
+    }
+    int timerFd;
+    kj::Own<kj::AsyncInputStream> timer;
+    std::optional<kj::Exception> failure;  // the first query that failed
+    kj::TaskSet tasks{*this};              // destroyed first: abandons the queries in flight
+  };
+
+  OpenLoop& openLoop() {
+    if (!openLoop_) openLoop_ = std::make_unique<OpenLoop>(connected(queryClient_, server_));
+    return *openLoop_;
+  }
+
+  static NearestAnswer readAnswer(wire::QueryResult::Reader result) {
     NearestAnswer answer;
     answer.partial = result.getPartial();
     answer.hits = readQueryResult(result).hits;
     return answer;
   }
 
- private:
   static void writeDevice(const Fleet& fleet, Move m, wire::Report::Builder r) {
     char id[32] = "bench-";
     const auto end = std::to_chars(id + 6, id + sizeof id, m.device).ptr;
@@ -397,6 +509,7 @@ class LocusSession final : public Session {
   std::string gateway_, server_;
   const Deadline& deadline_;
   std::unique_ptr<capnp::EzRpcClient> ingestClient_, queryClient_;
+  std::unique_ptr<OpenLoop> openLoop_;  // after the clients: destroyed before them
 };
 
 // A running Locus cluster, or one this process spawned (`spawned`, then its
@@ -459,6 +572,146 @@ QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t 
   return out;
 }
 
+uint64_t nanos(Clock::duration d) {
+  return static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+}
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// One connection's share of the open loop. A query is "late" when the
+// in-flight bound held it back; "dropped" when held past kMaxSendLag;
+// "unanswered" when still in flight kOpenLoopDrain after the schedule.
+struct OpenLoopOutcome {
+  bench::Histogram latencyNs;  // scheduled send time to answer, answered queries
+  bench::Histogram sendLagNs;  // scheduled to actual send time, sent queries
+  uint64_t scheduled = 0, sent = 0, answered = 0, late = 0, dropped = 0, unanswered = 0,
+           partial = 0;
+
+  void merge(const OpenLoopOutcome& o) {
+    latencyNs.merge(o.latencyNs);
+    sendLagNs.merge(o.sendLagNs);
+    scheduled += o.scheduled;
+    sent += o.sent;
+    answered += o.answered;
+    late += o.late;
+    dropped += o.dropped;
+    unanswered += o.unanswered;
+    partial += o.partial;
+  }
+};
+
+// Nearest-kK queries over one session at Poisson arrivals of `ratePerS` for
+// `windowS` seconds, whether or not earlier ones have been answered, each
+// timed from its scheduled send time (so a slow answer that holds back
+// later queries shows in their latency too: no coordinated omission). At
+// most `maxInFlight` in flight. Answers must hold `wantHits` hits (when not
+// 0), nearest first.
+OpenLoopOutcome runOpenLoopQueries(Backend& backend, double ratePerS, double windowS,
+                                   size_t maxInFlight, uint64_t seed, size_t wantHits,
+                                   std::atomic<uint64_t>& done) {
+  prctl(PR_SET_TIMERSLACK, 1UL);  // wake at the due time, not up to 50 us after
+  const std::unique_ptr<Session> session = backend.connect();
+  std::mt19937_64 rng(seed);
+  session->nearest(randomPoint(rng), kK);  // connect before the schedule starts
+  OpenLoopOutcome out;
+  std::optional<std::string> problem;
+  size_t inFlight = 0;
+  const auto answered = [&](Clock::time_point due) {
+    return [&, due](NearestAnswer&& answer) {
+      out.latencyNs.record(nanos(Clock::now() - due));
+      --inFlight;
+      ++out.answered;
+      ++done;
+      if (answer.partial) {
+        ++out.partial;
+        return;
+      }
+      if (wantHits > 0 && answer.hits.size() != wantHits && !problem)
+        problem = "an open-loop answer held " + std::to_string(answer.hits.size()) +
+                  " hits, expected " + std::to_string(wantHits);
+      for (size_t j = 1; j < answer.hits.size(); ++j) {
+        if (answer.hits[j].distanceM < answer.hits[j - 1].distanceM && !problem)
+          problem = "an open-loop answer is not nearest first";
+      }
+    };
+  };
+
+  std::exponential_distribution<double> gapS(ratePerS);
+  const auto start = Clock::now(), end = start + seconds(windowS);
+  double dueS = gapS(rng);
+  bool held = false;                           // the next query has waited for a free slot
+  auto releasedAt = Clock::time_point::min();  // the bound last let a held query go
+  while (dueS < windowS) {
+    const auto due = start + seconds(dueS);
+    const auto now = Clock::now();
+    if (due > now) {
+      session->awaitAnswers(due);
+      continue;
+    }
+    if (inFlight >= maxInFlight && now - due < kMaxSendLag) {
+      held = true;
+      session->awaitAnswers(now + kHeldPoll);
+      continue;
+    }
+    ++out.scheduled;
+    if (inFlight >= maxInFlight) {
+      ++out.dropped;
+    } else {
+      if (held) releasedAt = now;
+      out.late += held || due < releasedAt ? 1 : 0;
+      out.sendLagNs.record(nanos(now - due));
+      ++inFlight;
+      ++out.sent;
+      session->startNearest(randomPoint(rng), kK, answered(due));
+    }
+    held = false;
+    dueS += gapS(rng);
+  }
+  const auto drainUntil = std::max(Clock::now(), end) + kOpenLoopDrain;
+  while (inFlight > 0 && Clock::now() < drainUntil)
+    session->awaitAnswers(std::min(Clock::now() + kDrainStep, drainUntil));
+  out.unanswered = inFlight;  // abandoned with the session
+  if (problem) throw std::runtime_error(*problem);
+  return out;
+}
+
+struct UpdateOutcome {
+  uint64_t reports = 0;  // acknowledged
+  double seconds = 0;    // from the first tick to the last acknowledgement
+};
+
+// Moves random devices at `ratePerS` reports/s for `windowS` seconds over
+// one session, in a batch every kUpdateTick (catching up when behind), with
+// tsMs counting up from `firstTsMs`. The only writer of `fleet` meanwhile.
+UpdateOutcome runOpenLoopUpdates(Backend& backend, Fleet& fleet, double ratePerS, double windowS,
+                                 int64_t firstTsMs, uint64_t seed, std::atomic<uint64_t>& done) {
+  const std::unique_ptr<Session> session = backend.connect();
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<uint64_t> pick(0, fleet.positions.size() - 1);
+  const auto start = Clock::now(), end = start + seconds(windowS);
+  uint64_t sent = 0;
+  for (auto tick = start; Clock::now() < end;) {
+    tick += kUpdateTick;
+    std::this_thread::sleep_until(std::min(tick, end));
+    const double elapsedS = std::min(windowS, secondsSince(start));
+    const auto due = static_cast<uint64_t>(ratePerS * elapsedS);
+    if (due <= sent) continue;
+    session->send(
+        due - sent,
+        [&](uint64_t k) {
+          const uint64_t i = pick(rng);
+          fleet.positions[i] = moved(fleet.positions[i], rng);
+          return Move{i, firstTsMs + static_cast<int64_t>(sent + k)};
+        },
+        fleet, done);
+    sent = due;
+  }
+  return UpdateOutcome{.reports = sent, .seconds = secondsSince(start)};
+}
+
 // The k nearest devices of `center` by (distance, id), by scanning all.
 std::vector<Hit> bruteForceNearest(const Fleet& fleet, geo::LatLon center, uint32_t k) {
   const geo::DistanceFrom from(center);
@@ -510,8 +763,19 @@ struct PhaseResult {
   double appliedSeconds = 0;  // until the units' counters showed every report
 };
 
+struct OpenLoopResult {
+  bool ran = false;
+  double targetPerS = 0;      // queries/s asked for
+  double closedLoopPerS = 0;  // phase 3's rate it is a fraction of; 0 for a fixed rate
+  double seconds = 0;         // length of the schedule
+  OpenLoopOutcome queries;
+  double updateTargetPerS = 0;
+  UpdateOutcome updates;
+};
+
 struct RunResult {
   PhaseResult load, updates;
+  OpenLoopResult openLoop;
   double querySeconds = 0;
   QueryOutcome queries;
   Totals totals;
@@ -548,6 +812,37 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
     memory["rss_bytes"] = r.rssBytes;
     memory["rss_bytes_per_device"] = perDevice(r.rssBytes);
   }
+  const auto latency = [](const bench::Histogram& h) {
+    return json{{"p50", us(h.percentile(50))}, {"p90", us(h.percentile(90))},
+                {"p99", us(h.percentile(99))}, {"p99_9", us(h.percentile(99.9))},
+                {"max", us(h.max())},          {"mean", h.mean() / 1000.0}};
+  };
+  json openLoop = nullptr;  // null: no phase 4
+  if (r.openLoop.ran) {
+    const OpenLoopResult& ol = r.openLoop;
+    const OpenLoopOutcome& q = ol.queries;
+    openLoop = json{
+        {"seconds", ol.seconds},
+        {"target_queries_per_s", ol.targetPerS},
+        {"closed_loop_queries_per_s", ol.closedLoopPerS},
+        {"in_flight_per_connection", o.openLoopInFlight},
+        {"scheduled", q.scheduled},
+        {"sent", q.sent},
+        {"answered", q.answered},
+        {"late", q.late},
+        {"dropped", q.dropped},
+        {"unanswered", q.unanswered},
+        {"partial", q.partial},
+        {"queries_per_s", perSecond(static_cast<double>(q.answered), ol.seconds)},
+        {"latency_us", latency(q.latencyNs)},
+        {"send_lag_us", {{"p99", us(q.sendLagNs.percentile(99))}, {"max", us(q.sendLagNs.max())}}},
+        {"updates",
+         {{"target_reports_per_s", ol.updateTargetPerS},
+          {"reports", ol.updates.reports},
+          {"seconds", ol.updates.seconds},
+          {"reports_per_s",
+           perSecond(static_cast<double>(ol.updates.reports), ol.updates.seconds)}}}};
+  }
   return json{
       {"system", system},
       {"devices", o.devices},
@@ -560,13 +855,8 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
         {"seconds", r.querySeconds},
         {"queries_per_s", perSecond(static_cast<double>(h.count()), r.querySeconds)},
         {"partial", r.queries.partial},
-        {"latency_us",
-         {{"p50", us(h.percentile(50))},
-          {"p90", us(h.percentile(90))},
-          {"p99", us(h.percentile(99))},
-          {"p99_9", us(h.percentile(99.9))},
-          {"max", us(h.max())},
-          {"mean", h.mean() / 1000.0}}}}},
+        {"latency_us", latency(h)}}},
+      {"open_loop", openLoop},
       {"memory", memory},
       {"checks", {{"device_count", r.totals.devices}, {"nearest_checked", r.checkedSamples}}}};
 }
@@ -607,6 +897,35 @@ void printTable(std::ostream& out, const Options& o, const std::string& system,
   rows.emplace_back("latency p99 / p99.9 (us)",
                     fixed(us(h.percentile(99)), 1) + " / " + fixed(us(h.percentile(99.9)), 1));
   rows.emplace_back("latency max (us)", fixed(us(h.max()), 1));
+  if (r.openLoop.ran) {
+    const OpenLoopResult& ol = r.openLoop;
+    const OpenLoopOutcome& q = ol.queries;
+    const auto& l = q.latencyNs;
+    rows.emplace_back(
+        "open loop target queries/s",
+        fixed(ol.targetPerS, 0) + (ol.closedLoopPerS > 0
+                                       ? "  (" + fixed(100 * ol.targetPerS / ol.closedLoopPerS, 0) +
+                                             "% of " + fixed(ol.closedLoopPerS, 0) + " closed loop)"
+                                       : ""));
+    rows.emplace_back("open loop queries/s",
+                      fixed(perSecond(static_cast<double>(q.answered), ol.seconds), 0) + "  (" +
+                          std::to_string(q.answered) + " answered in " + fixed(ol.seconds, 2) +
+                          " s)");
+    rows.emplace_back("open loop late / dropped",
+                      std::to_string(q.late) + " / " + std::to_string(q.dropped) + "  (" +
+                          std::to_string(q.unanswered) + " unanswered, " +
+                          std::to_string(q.partial) + " partial)");
+    rows.emplace_back("open loop p50 / p90 (us)",
+                      fixed(us(l.percentile(50)), 1) + " / " + fixed(us(l.percentile(90)), 1));
+    rows.emplace_back("open loop p99 / p99.9 (us)",
+                      fixed(us(l.percentile(99)), 1) + " / " + fixed(us(l.percentile(99.9)), 1));
+    rows.emplace_back("open loop max / send lag p99 (us)",
+                      fixed(us(l.max()), 1) + " / " + fixed(us(q.sendLagNs.percentile(99)), 1));
+    rows.emplace_back(
+        "open loop updates/s",
+        fixed(perSecond(static_cast<double>(ol.updates.reports), ol.updates.seconds), 0) +
+            "  (target " + fixed(ol.updateTargetPerS, 0) + ")");
+  }
   rows.emplace_back("devices (stats)", std::to_string(r.totals.devices));
   rows.emplace_back(system == "redis" ? "used_memory growth bytes/device" : "index bytes/device",
                     fixed(static_cast<double>(r.totals.memoryBytes) /
@@ -642,7 +961,10 @@ RunResult run(const Options& o, Backend& backend, const Deadline& deadline) {
   // are in the past.
   const uint64_t updatesPerWorker =
       (o.updates + static_cast<uint64_t>(workers) - 1) / static_cast<uint64_t>(workers);
-  fleet.baseTsMs = wallClockMs() - static_cast<int64_t>(updatesPerWorker) - 1000;
+  const auto openLoopRate = *parseOpenLoopRate(o.openLoopRate);
+  const auto openLoopUpdates =
+      openLoopRate.on() ? static_cast<uint64_t>(o.openLoopUpdateRate * o.openLoopSeconds) + 1 : 0;
+  fleet.baseTsMs = wallClockMs() - static_cast<int64_t>(updatesPerWorker + openLoopUpdates) - 1000;
 
   const Totals before = backend.totals();
 
@@ -665,15 +987,14 @@ RunResult run(const Options& o, Backend& backend, const Deadline& deadline) {
   r.totals = backend.waitForReports(before.reportsSeen + o.devices, "load");
   r.load.appliedSeconds = secondsSince(start);
   const uint64_t expectedDevices = before.devices == 0 ? o.devices : before.devices;
-  const auto checkDevices = [&](const std::string& when) {
-    const bool ok =
-        before.devices == 0 ? r.totals.devices == o.devices : r.totals.devices >= o.devices;
+  const auto checkDevices = [&](const Totals& totals, const std::string& when) {
+    const bool ok = before.devices == 0 ? totals.devices == o.devices : totals.devices >= o.devices;
     if (!ok)
       throw std::runtime_error("after " + when + " the cluster holds " +
-                               std::to_string(r.totals.devices) + " devices, expected " +
+                               std::to_string(totals.devices) + " devices, expected " +
                                std::to_string(expectedDevices));
   };
-  checkDevices("loading");
+  checkDevices(r.totals, "loading");
 
   // Phase 2: updates. Worker w moves only its own devices.
   std::atomic<uint64_t> updated{0};
@@ -699,7 +1020,7 @@ RunResult run(const Options& o, Backend& backend, const Deadline& deadline) {
       failures);
   r.totals = backend.waitForReports(before.reportsSeen + o.devices + o.updates, "updates");
   r.updates.appliedSeconds = secondsSince(start);
-  checkDevices("the updates");
+  checkDevices(r.totals, "the updates");
 
   // Phase 3: queries, one at a time per client.
   std::atomic<uint64_t> queried{0};
@@ -767,6 +1088,55 @@ RunResult run(const Options& o, Backend& backend, const Deadline& deadline) {
     std::cerr << "locus-bench: the cluster held " << before.devices
               << " devices before the run: skipping the brute-force check\n";
   }
+  if (!openLoopRate.on()) return r;
+
+  // Phase 4: the open loop. Queries on a Poisson schedule from every
+  // connection, one more connection streaming updates at a fixed rate.
+  OpenLoopResult& ol = r.openLoop;
+  ol.ran = true;
+  ol.seconds = o.openLoopSeconds;
+  ol.closedLoopPerS =
+      openLoopRate.ofClosedLoop > 0
+          ? perSecond(static_cast<double>(r.queries.latencyNs.count()), r.querySeconds)
+          : 0;
+  ol.targetPerS = openLoopRate.ofClosedLoop > 0 ? openLoopRate.ofClosedLoop * ol.closedLoopPerS
+                                                : openLoopRate.perS;
+  ol.updateTargetPerS = o.openLoopUpdateRate;
+  if (!(ol.targetPerS > 0)) throw std::runtime_error("the open loop's query rate came out 0");
+  if (Clock::now() + seconds(ol.seconds) + kOpenLoopDrain > deadline.at())
+    throw std::runtime_error(
+        "--max-seconds would pass during the open loop: raise it or lower "
+        "--open-loop-seconds");
+  std::cerr << "locus-bench: open loop at " << fixed(ol.targetPerS, 0) << " queries/s and "
+            << fixed(ol.updateTargetPerS, 0) << " reports/s for " << ol.seconds << " s\n";
+  std::atomic<uint64_t> answered{0}, openLoopUpdated{0};
+  std::vector<OpenLoopOutcome> openOutcomes(static_cast<size_t>(workers));
+  const bool updating = ol.updateTargetPerS > 0;
+  const int64_t firstTsMs = fleet.baseTsMs + static_cast<int64_t>(updatesPerWorker) + 1;
+  const size_t wantHits = backend.exact() ? std::min<size_t>(kK, o.devices) : 0;
+  runPhase(
+      "open loop", workers + (updating ? 1 : 0), static_cast<uint64_t>(ol.targetPerS * ol.seconds),
+      answered,
+      [&](int w) {
+        if (w == workers) {
+          ol.updates = runOpenLoopUpdates(backend, fleet, ol.updateTargetPerS, ol.seconds,
+                                          firstTsMs, o.seed * 15485863, openLoopUpdated);
+          return;
+        }
+        openOutcomes[static_cast<size_t>(w)] = runOpenLoopQueries(
+            backend, ol.targetPerS / workers, ol.seconds, static_cast<size_t>(o.openLoopInFlight),
+            o.seed * 1299709 + static_cast<uint64_t>(w), wantHits, answered);
+      },
+      failures);
+  for (const auto& outcome : openOutcomes) ol.queries.merge(outcome);
+  const Totals after = backend.waitForReports(
+      before.reportsSeen + o.devices + o.updates + ol.updates.reports, "the open loop");
+  checkDevices(after, "the open loop");
+  const OpenLoopOutcome& q = ol.queries;
+  if (q.late + q.dropped + q.unanswered + q.partial > 0)
+    std::cerr << "locus-bench: open loop: " << q.late << " queries late, " << q.dropped
+              << " dropped, " << q.unanswered << " unanswered, " << q.partial
+              << " partial: the rate is beyond what the system sustains here\n";
   return r;
 }
 
@@ -796,6 +1166,15 @@ int main(int argc, char** argv) {
   addFlag(app, "--seed", o.seed, "random seed");
   app.add_flag("--json", o.json, "print one JSON object instead of the table");
   addFlag(app, "--max-seconds", o.maxSeconds, "bound on the whole run, seconds");
+  addFlag(app, "--open-loop-rate", o.openLoopRate,
+          "phase 4: nearest-10 queries/s on a Poisson schedule while updates continue; \"half\" "
+          "= half the queries/s of phase 3; 0 = no phase 4");
+  addFlag(app, "--open-loop-seconds", o.openLoopSeconds, "length of phase 4's query schedule");
+  addFlag(app, "--open-loop-update-rate", o.openLoopUpdateRate,
+          "reports/s sent during phase 4 (0 = none)");
+  addFlag(app, "--open-loop-in-flight", o.openLoopInFlight,
+          "bound on phase 4's queries in flight per connection; a query held back more than 1 s "
+          "is dropped");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,7 +1,9 @@
 #include "redis_backend.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <deque>
@@ -73,6 +75,44 @@ class Connection {
     return reply();
   }
 
+  // Writes every queued command now (blocking at most the I/O timeout).
+  void flush() {
+    int done = 0;
+    while (done == 0) {
+      if (redisBufferWrite(context_.get(), &done) != REDIS_OK)
+        throw std::runtime_error("redis: " + std::string(context_->errstr));
+    }
+  }
+
+  // A reply already read from the socket, or null; never blocks. Throws on
+  // an error reply.
+  Reply bufferedReply() {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(context_.get(), &raw) != REDIS_OK)
+      throw std::runtime_error("redis: " + std::string(context_->errstr));
+    Reply r(static_cast<redisReply*>(raw));
+    if (r && r->type == REDIS_REPLY_ERROR)
+      throw std::runtime_error("redis: " + std::string(r->str));
+    return r;
+  }
+
+  // Waits until the socket is readable or `until` passes; reads what has
+  // arrived into the reply buffer. False when nothing arrived.
+  bool readUntil(Clock::time_point until) {
+    const auto left = until - Clock::now();
+    if (left <= Clock::duration::zero()) return false;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec timeout{static_cast<time_t>(ns / 1'000'000'000),
+                           static_cast<long>(ns % 1'000'000'000)};
+    pollfd fd{.fd = context_->fd, .events = POLLIN, .revents = 0};
+    const int ready = ppoll(&fd, 1, &timeout, nullptr);
+    if (ready < 0 && errno != EINTR) throw std::runtime_error("redis: poll failed");
+    if (ready <= 0) return false;
+    if (redisBufferRead(context_.get()) != REDIS_OK)
+      throw std::runtime_error("redis: " + std::string(context_->errstr));
+    return true;
+  }
+
  private:
   std::unique_ptr<redisContext, ContextDeleter> context_;
   std::vector<const char*> argv_;
@@ -131,9 +171,47 @@ class RedisSession final : public Session {
 
   NearestAnswer nearest(geo::LatLon center, uint32_t k) override {
     deadline_.check("queries");
-    const Reply r = connection_.command({"GEOSEARCH", kRedisKey, "FROMLONLAT", text(center.lon),
-                                         text(center.lat), "BYRADIUS", text(kRedisRadiusM), "m",
-                                         "ASC", "COUNT", std::to_string(k), "WITHDIST"});
+    return readAnswer(connection_.command(geosearch(center, k)));
+  }
+
+  // Pipelined on the one connection: Redis answers in order.
+  void startNearest(geo::LatLon center, uint32_t k, Answered answered) override {
+    connection_.append(geosearch(center, k));
+    connection_.flush();
+    waiting_.push_back(std::move(answered));
+  }
+
+  void awaitAnswers(Clock::time_point until) override {
+    for (;;) {
+      while (!waiting_.empty()) {
+        const Reply r = connection_.bufferedReply();
+        if (!r) break;
+        Answered answered = std::move(waiting_.front());
+        waiting_.pop_front();
+        answered(readAnswer(r));
+      }
+      if (Clock::now() >= until) return;
+      connection_.readUntil(until);
+    }
+  }
+
+ private:
+  static std::vector<std::string> geosearch(geo::LatLon center, uint32_t k) {
+    return {"GEOSEARCH",
+            kRedisKey,
+            "FROMLONLAT",
+            text(center.lon),
+            text(center.lat),
+            "BYRADIUS",
+            text(kRedisRadiusM),
+            "m",
+            "ASC",
+            "COUNT",
+            std::to_string(k),
+            "WITHDIST"};
+  }
+
+  static NearestAnswer readAnswer(const Reply& r) {
     NearestAnswer answer;
     if (r->type != REDIS_REPLY_ARRAY)
       throw std::runtime_error("redis: GEOSEARCH did not answer an array");
@@ -147,9 +225,9 @@ class RedisSession final : public Session {
     return answer;
   }
 
- private:
   Connection connection_;
   const Deadline& deadline_;
+  std::deque<Answered> waiting_;  // of the queries in flight, oldest first
 };
 
 class RedisBackend final : public Backend {
