@@ -4,9 +4,11 @@
 #   deploy/smoke-test.sh
 #
 # Builds the image, brings up deploy/compose.yaml (gateway, 4 units, server),
-# streams positions with `locus send`, checks `locus nearest` against what it
-# sent, stops one unit container and expects partial answers, starts it again
-# and expects complete answers, then tears everything down. Leaves nothing
+# waits for every /readyz and the containers' health checks, streams
+# positions with `locus send`, checks `locus nearest` against what it sent
+# and /metrics against what was done, stops one unit container and expects
+# partial answers and a server that is no longer ready, starts it again and
+# expects complete answers, then tears everything down. Leaves nothing
 # running, also on failure or Ctrl-C.
 #
 # Environment:
@@ -18,9 +20,9 @@
 #   LOCUS_CLI         a host `locus` binary talking to the published ports
 #                     (default build/bin/locus if present; otherwise the CLI
 #                     runs inside the image on the compose network)
-#   SMOKE_PORT_BASE   host ports: BASE+700/701 gateway, +800 server,
-#                     +900..903 units (default 17000, away from the defaults
-#                     a local cluster or the test suites use)
+#   SMOKE_PORT_BASE   host ports: BASE+700/701/780 gateway, +800/880 server,
+#                     +900..903 and +980..983 units (default 17000, away from
+#                     the defaults a local cluster or the test suites use)
 #   SMOKE_SKIP_BUILD  1 = reuse an existing $LOCUS_IMAGE
 set -euo pipefail
 
@@ -59,6 +61,9 @@ export LOCUS_GATEWAY_PORT=$((base + 700)) LOCUS_GATEWAY_TEXT_PORT=$((base + 701)
 export LOCUS_SERVER_PORT=$((base + 800))
 export LOCUS_UNIT0_PORT=$((base + 900)) LOCUS_UNIT1_PORT=$((base + 901))
 export LOCUS_UNIT2_PORT=$((base + 902)) LOCUS_UNIT3_PORT=$((base + 903))
+export LOCUS_GATEWAY_HTTP_PORT=$((base + 780)) LOCUS_SERVER_HTTP_PORT=$((base + 880))
+export LOCUS_UNIT0_HTTP_PORT=$((base + 980)) LOCUS_UNIT1_HTTP_PORT=$((base + 981))
+export LOCUS_UNIT2_HTTP_PORT=$((base + 982)) LOCUS_UNIT3_HTTP_PORT=$((base + 983))
 export LOCUS_TIMEOUT_MS=250
 compose() { timeout 300 "${compose_cmd[@]}" -p "$project" -f deploy/compose.yaml "$@"; }
 
@@ -119,6 +124,56 @@ locus() {
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
+# ---- HTTP (health, readiness, metrics on the published ports) ---------------
+# http PORT PATH: prints the status code, then the body.
+http() {
+  python3 - "http://127.0.0.1:$1$2" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        status, body = r.status, r.read().decode()
+except urllib.error.HTTPError as e:
+    status, body = e.code, e.read().decode()
+except Exception as e:
+    status, body = 0, str(e)
+print(status)
+print(body)
+PY
+}
+# wait_http PORT PATH STATUS: until PATH answers STATUS (60 s); body in $body.
+wait_http() {
+  local out deadline=$((SECONDS + 60))
+  while :; do
+    out=$(http "$1" "$2")
+    body=$(tail -n +2 <<<"$out")
+    [[ $(head -1 <<<"$out") == "$3" ]] && return 0
+    ((SECONDS < deadline)) || die "127.0.0.1:$1$2 did not answer $3 within 60 s: $out"
+    sleep 1
+  done
+}
+# metric PORT SERIES-REGEX: the sum of the matching series on /metrics.
+metric() {
+  http "$1" /metrics | tail -n +2 | python3 -c '
+import re, sys
+pattern = re.compile(sys.argv[1])
+print(int(sum(float(l.rsplit(" ", 1)[1]) for l in sys.stdin if not l.startswith("#") and pattern.match(l))))' "$2"
+}
+unit_http_ports=("$LOCUS_UNIT0_HTTP_PORT" "$LOCUS_UNIT1_HTTP_PORT" "$LOCUS_UNIT2_HTTP_PORT" "$LOCUS_UNIT3_HTTP_PORT")
+# The engine's own view of a container's health check.
+container_healthy() {
+  if [[ $engine == podman ]]; then
+    # podman runs health checks from systemd timers, absent in many CI
+    # containers: run the check once, as the engine would.
+    timeout 30 podman healthcheck run "$1" >/dev/null 2>&1
+  else
+    local deadline=$((SECONDS + 60))
+    until [[ $("$engine" inspect --format '{{.State.Health.Status}}' "$1") == healthy ]]; do
+      ((SECONDS < deadline)) || return 1
+      sleep 1
+    done
+  fi
+}
+
 # ---- build and start --------------------------------------------------------
 log "engine: $engine, compose: $COMPOSE, image: $LOCUS_IMAGE, cli: $cli_mode"
 if [[ ${SMOKE_SKIP_BUILD:-0} != 1 ]]; then
@@ -151,6 +206,16 @@ wait_answered() { # wait_answered N: until stats answers with N of 4 units (60 s
 }
 wait_answered 4
 log "server answers with 4/4 units"
+
+for port in "$LOCUS_GATEWAY_HTTP_PORT" "$LOCUS_SERVER_HTTP_PORT" "${unit_http_ports[@]}"; do
+  wait_http "$port" /healthz 200
+  wait_http "$port" /readyz 200
+done
+log "every /healthz and /readyz answers 200"
+for c in "${containers[@]}"; do
+  container_healthy "$c" || die "the health check of $c does not pass"
+done
+log "every container's health check passes"
 
 # ---- send positions ---------------------------------------------------------
 devices=40
@@ -234,16 +299,33 @@ send_all
 check_nearest false 4
 log "nearest -k $devices: all $devices devices, exact positions, distances and order, 4/4 units"
 
+accepted=$(metric "$LOCUS_GATEWAY_HTTP_PORT" 'locus_gateway_reports_total\{.*outcome="accepted"')
+[[ $accepted == "$devices" ]] || die "gateway /metrics: $accepted reports accepted, sent $devices"
+applied=0
+for port in "${unit_http_ports[@]}"; do
+  applied=$((applied + $(metric "$port" 'locus_unit_reports_total\{.*outcome="applied"')))
+done
+[[ $applied == "$devices" ]] || die "units' /metrics: $applied reports applied, sent $devices"
+nearest=$(metric "$LOCUS_SERVER_HTTP_PORT" 'locus_server_queries_total\{kind="nearest"')
+((nearest >= 1)) || die "server /metrics counts no nearest queries"
+log "/metrics: gateway accepted $accepted, units applied $applied, server answered $nearest nearest"
+
 # ---- one unit down: partial answers ----------------------------------------
 log "stopping locus-unit2"
 timeout 60 "$engine" stop -t 10 locus-unit2 >/dev/null
 check_nearest true 3
 log "unit2 down: partial answer, 3/4 units, $(json 'len(d["results"])' <<<"$last") of $devices devices"
+wait_http "$LOCUS_SERVER_HTTP_PORT" /readyz 503
+[[ $(json 'd["units"][2]["up"]' <<<"$body") == False ]] || die "server /readyz: $body"
+partial=$(metric "$LOCUS_SERVER_HTTP_PORT" 'locus_server_partial_answers_total\{kind="nearest"')
+((partial >= 1)) || die "server /metrics counts no partial answers"
+log "unit2 down: the server is not ready (503, unit 2 down) and counted $partial partial answers"
 
 # ---- and back ----------------------------------------------------------------
 log "starting locus-unit2 again"
 timeout 60 "$engine" start locus-unit2 >/dev/null
 wait_answered 4
+wait_http "$LOCUS_SERVER_HTTP_PORT" /readyz 200
 # A restarted unit starts empty (SPEC: memory only); stream the fleet again.
 send_all
 check_nearest false 4
