@@ -189,6 +189,24 @@ struct UnitRequest {
   union {
     apply @1 :ReportBatch;   # store these positions
     query @2 :Query;
+    queries @3 :List(Query);
+    # Several queries in one frame, answered in one reply (`answers`, same
+    # order, one answer each). The server coalesces the queries that reach
+    # it in the same event-loop turn, so that under concurrent load each
+    # unit pays its per-message costs (a wake-up, a receive, a send) once
+    # per turn rather than once per query. At most kMaxQueriesPerRequest
+    # (common/wire.h) entries. A malformed entry refuses the whole request
+    # (`error`); a query a unit refuses (bad arguments, unknown id) gets its
+    # own `error` answer and the others are answered.
+  }
+}
+
+struct QueryAnswer {
+  # The answer to one entry of `UnitRequest.queries`.
+  union {
+    result @0 :QueryResult;  # as UnitReply.result
+    stats @1 :UnitStats;     # as UnitReply.stats
+    error @2 :Error;         # this query was not acted upon
   }
 }
 
@@ -199,6 +217,8 @@ struct UnitReply {
     result @2 :QueryResult;  # answer to a nearest/within/get query
     stats @3 :UnitStats;     # answer to a stats query
     error @4 :Error;         # the request was not acted upon
+    answers @5 :List(QueryAnswer);
+    # Answer to `queries`: one per query, in the request's order.
   }
 }
 

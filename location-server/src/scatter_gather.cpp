@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "locus/common/reduce.h"
@@ -11,11 +12,18 @@
 #include "locus/common/wire.h"
 
 namespace locus::server {
+namespace {
+
+// First segment of a request without a polygon: a nearest query is ~12
+// words. The default (1,024 words) meant an 8 KiB calloc per query.
+constexpr unsigned kSmallRequestWords = 64;
+
+}  // namespace
 
 ScatterGather::ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPort,
                              kj::Timer& timer, const std::vector<std::string>& units,
                              int64_t timeoutMs)
-    : timer_(timer), timeoutMs_(timeoutMs) {
+    : timer_(timer), timeoutMs_(timeoutMs), tasks_(*this) {
   channels_.reserve(units.size());
   for (const auto& endpoint : units) {
     channels_.push_back(std::make_unique<UnitChannel>(context, eventPort, timer, endpoint));
@@ -30,13 +38,29 @@ size_t ScatterGather::pending() const {
 
 kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder& message) {
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
-  auto calls =
-      kj::heapArrayBuilder<kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>>>(channels_.size());
-  for (auto& channel : channels_) calls.add(channel->call(message, deadline));
-  return kj::joinPromises(calls.finish());
+  // One timer for the whole scatter, not one per unit: each call only
+  // records its reply; the deadline cancels the calls still waiting.
+  auto replies =
+      kj::heap<Replies>(kj::heapArray<kj::Maybe<kj::Own<UnitReplyFrame>>>(channels_.size()));
+  Replies* slots = replies.get();
+  auto calls = kj::heapArrayBuilder<kj::Promise<void>>(channels_.size());
+  for (size_t shard = 0; shard < channels_.size(); ++shard) {
+    calls.add(channels_[shard]
+                  ->callUnbounded(message)
+                  .then([slots, shard](kj::Maybe<kj::Own<UnitReplyFrame>>&& reply) {
+                    (*slots)[shard] = kj::mv(reply);
+                  })
+                  // Eager: a joined branch runs its continuation only when
+                  // all have finished, and at the deadline some never do.
+                  .eagerlyEvaluate(nullptr));
+  }
+  return kj::joinPromises(calls.finish())
+      .exclusiveJoin(timer_.atTime(deadline))
+      .then([replies = kj::mv(replies)]() mutable { return kj::mv(*replies); });
 }
 
-std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::string& what) {
+std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::string& what,
+                                                  size_t index, size_t batch) {
   std::vector<QueryResult> parts;
   parts.reserve(replies.size());
   for (size_t shard = 0; shard < replies.size(); ++shard) {
@@ -47,8 +71,18 @@ std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::s
       }
       try {
         auto root = (*reply)->root();
-        if (root.isResult()) {
+        if (batch == 0 && root.isResult()) {
           parts.push_back(readQueryResult(root.getResult()));
+        } else if (batch > 0 && root.isAnswers() && root.getAnswers().size() == batch) {
+          auto answer = root.getAnswers()[static_cast<unsigned>(index)];
+          if (answer.isResult()) {
+            parts.push_back(readQueryResult(answer.getResult()));
+          } else if (answer.isError()) {
+            spdlog::warn("{}: shard {} refused: {}", what, shard,
+                         answer.getError().getMessage().cStr());
+          } else {
+            spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
+          }
         } else if (root.isError()) {
           spdlog::warn("{}: shard {} refused: {}", what, shard,
                        root.getError().getMessage().cStr());
@@ -64,16 +98,50 @@ std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::s
   return parts;
 }
 
+void ScatterGather::taskFailed(kj::Exception&& exception) {
+  // The callers of the batch see their answers' fulfillers destroyed.
+  spdlog::error("scatter failed: {}", exception.getDescription().cStr());
+}
+
 kj::Promise<GatheredResult> ScatterGather::nearest(const NearestQuery& query) {
-  capnp::MallocMessageBuilder message;
-  writeNearestQuery(query, message.initRoot<wire::UnitRequest>().initQuery().initNearest());
+  auto paf = kj::newPromiseAndFulfiller<GatheredResult>();
+  if (nearestQueue_.empty()) tasks_.add(kj::evalLast([this]() { flushNearest(); }));
+  nearestQueue_.push_back(PendingNearest{query, kj::mv(paf.fulfiller)});
+  return kj::mv(paf.promise);
+}
+
+void ScatterGather::flushNearest() {
+  std::vector<PendingNearest> queue = std::move(nearestQueue_);
+  nearestQueue_.clear();
   const uint32_t total = shardCount();
-  const uint32_t k = query.k;
-  return scatter(message).then([total, k](Replies&& replies) {
-    std::vector<QueryResult> parts = resultsOf(replies, "nearest");
-    const auto answered = static_cast<uint32_t>(parts.size());
-    return GatheredResult{mergeNearest(std::move(parts), k), Coverage{total, answered}};
-  });
+  for (size_t start = 0; start < queue.size(); start += kMaxQueriesPerRequest) {
+    const size_t n = std::min(kMaxQueriesPerRequest, queue.size() - start);
+    nearestQueries_ += n;
+    ++nearestRequests_;
+    auto batch = kj::heapArrayBuilder<PendingNearest>(n);
+    for (size_t i = start; i < start + n; ++i) batch.add(std::move(queue[i]));
+    // One query alone travels as `query`, as it always did.
+    capnp::MallocMessageBuilder message(static_cast<unsigned>(kSmallRequestWords * n));
+    auto request = message.initRoot<wire::UnitRequest>();
+    if (n == 1) {
+      writeNearestQuery(batch[0].query, request.initQuery().initNearest());
+    } else {
+      auto queries = request.initQueries(static_cast<unsigned>(n));
+      for (size_t i = 0; i < n; ++i) {
+        writeNearestQuery(batch[i].query, queries[static_cast<unsigned>(i)].initNearest());
+      }
+    }
+    tasks_.add(scatter(message).then([total, batch = batch.finish()](Replies&& replies) mutable {
+      const size_t n = batch.size();
+      for (size_t i = 0; i < n; ++i) {
+        std::vector<QueryResult> parts =
+            n == 1 ? resultsOf(replies, "nearest") : resultsOf(replies, "nearest", i, n);
+        const auto answered = static_cast<uint32_t>(parts.size());
+        batch[i].answer->fulfill(GatheredResult{mergeNearest(std::move(parts), batch[i].query.k),
+                                                Coverage{total, answered}});
+      }
+    }));
+  }
 }
 
 kj::Promise<GatheredResult> ScatterGather::within(const AreaQuery& query) {
@@ -98,7 +166,7 @@ kj::Promise<GatheredResult> ScatterGather::within(const AreaQuery& query) {
 
 kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
   const uint32_t shard = shardOf(id, shardCount());
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(kSmallRequestWords);
   message.initRoot<wire::UnitRequest>().initQuery().setGet(
       capnp::Text::Reader(id.data(), id.size()));
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
@@ -132,7 +200,7 @@ kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
 }
 
 kj::Promise<GatheredStats> ScatterGather::stats() {
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(kSmallRequestWords);
   message.initRoot<wire::UnitRequest>().initQuery().setStats();
   const uint32_t total = shardCount();
   return scatter(message).then([total](Replies&& replies) {

@@ -36,6 +36,13 @@ UnitChannel::~UnitChannel() {
 
 kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::call(capnp::MessageBuilder& message,
                                                                   kj::TimePoint deadline) {
+  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> expiry =
+      timer_.atTime(deadline).then([]() -> kj::Maybe<kj::Own<UnitReplyFrame>> { return nullptr; });
+  return callUnbounded(message).exclusiveJoin(kj::mv(expiry));
+}
+
+kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::callUnbounded(
+    capnp::MessageBuilder& message) {
   const uint64_t id = nextRequestId_++;
   message.getRoot<wire::UnitRequest>().setRequestId(id);
   zmq::message_t frame = toFrame(message);
@@ -55,15 +62,14 @@ kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::call(capnp::Message
     return kj::Maybe<kj::Own<UnitReplyFrame>>(nullptr);
   }
 
-  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> reply = paf.promise.then(
-      [](kj::Own<UnitReplyFrame>&& r) -> kj::Maybe<kj::Own<UnitReplyFrame>> { return kj::mv(r); });
-  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> expiry =
-      timer_.atTime(deadline).then([]() -> kj::Maybe<kj::Own<UnitReplyFrame>> { return nullptr; });
-  // However it ends (reply, deadline, or the caller dropping the promise),
-  // the id stops being pending: a reply after that is dropped as late.
-  return reply.exclusiveJoin(kj::mv(expiry)).attach(kj::defer([this, id]() {
-    pending_.erase(id);
-  }));
+  // However it ends (reply, or the caller dropping the promise at its
+  // deadline), the id stops being pending: a reply after that is dropped as
+  // late.
+  return paf.promise
+      .then([](kj::Own<UnitReplyFrame>&& r) -> kj::Maybe<kj::Own<UnitReplyFrame>> {
+        return kj::mv(r);
+      })
+      .attach(kj::defer([this, id]() { pending_.erase(id); }));
 }
 
 kj::Promise<void> UnitChannel::readLoop() {

@@ -115,6 +115,28 @@ TEST_CASE("locus-server answers equal brute force over four units", "[cluster]")
     REQUIRE_SAME_ANSWER(a.result, model.nearest(bounded, now));
   }
 
+  SECTION("nearest, many in flight at once (coalesced into batches per unit)") {
+    std::vector<NearestQuery> queries;
+    for (int i = 0; i < 150; ++i) {  // more than one batch (kMaxQueriesPerRequest)
+      const geo::LatLon c{-80 + static_cast<double>(rng() % 16'000) / 100,
+                          -179 + static_cast<double>(rng() % 35'800) / 100};
+      queries.push_back(NearestQuery{c, 1 + static_cast<uint32_t>(rng() % 40)});
+    }
+    queries[7].k = 0;  // refused alone; the others are answered
+    const auto answers = rpc.nearestAll(queries);
+    REQUIRE(answers.size() == queries.size());
+    for (size_t i = 0; i < queries.size(); ++i) {
+      INFO("query " << i);
+      if (i == 7) {
+        REQUIRE(answers[i].error);
+        CHECK(answers[i].error->code == ErrorCode::kBadRequest);
+        continue;
+      }
+      requireComplete(answers[i], 4);
+      REQUIRE_SAME_ANSWER(answers[i].result, model.nearest(queries[i], now));
+    }
+  }
+
   SECTION("circles, with limits and count-only") {
     for (const auto& [c, r] : std::vector<std::pair<geo::LatLon, double>>{{{31.25, 121.5}, 1000},
                                                                           {{31.25, 121.5}, 5000},

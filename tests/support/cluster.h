@@ -208,6 +208,18 @@ class Rpc {
     writeNearestQuery(q, request.initQuery());
     return send(request);
   }
+  // All the queries sent at once (pipelined on the one connection), then
+  // their answers, in order: the server sees them in one event-loop turn.
+  std::vector<Answer> nearestAll(const std::vector<NearestQuery>& queries) {
+    auto calls = kj::heapArrayBuilder<kj::Promise<Answer>>(queries.size());
+    for (const auto& q : queries) {
+      auto request = service_.nearestRequest();
+      writeNearestQuery(q, request.initQuery());
+      calls.add(request.send().then([](auto&& response) { return answerOf(response); }));
+    }
+    auto answers = await(kj::joinPromises(calls.finish()));
+    return std::vector<Answer>(answers.begin(), answers.end());
+  }
   Answer within(const AreaQuery& q) {
     auto request = service_.withinRequest();
     writeAreaQuery(q, request.initQuery());

@@ -493,6 +493,68 @@ TEST_CASE("UnitService: nearest, within, get and stats equal brute force", "[ser
   }
 }
 
+TEST_CASE("UnitService: a batch of queries is answered in order, one answer each", "[server]") {
+  Service s;
+  std::mt19937_64 rng(11);
+  Model model;
+  const auto reports = cityReports(rng, 300, "b-", kNowMs);
+  REQUIRE(appliedOf(*s.apply(reports)).accepted == 300);
+  for (const auto& r : reports) applyToModel(model, r);
+
+  // Nearest queries, one with k = 0 (refused on its own), a get and stats.
+  std::vector<NearestQuery> nearest;
+  for (int i = 0; i < 12; ++i) {
+    nearest.push_back(NearestQuery{cityPoint(rng), 1 + static_cast<uint32_t>(rng() % 20)});
+  }
+  nearest[5].k = 0;
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.setRequestId(9);
+  auto queries = request.initQueries(static_cast<unsigned>(nearest.size() + 2));
+  for (unsigned i = 0; i < nearest.size(); ++i)
+    writeNearestQuery(nearest[i], queries[i].initNearest());
+  queries[static_cast<unsigned>(nearest.size())].setGet("b-3");
+  queries[static_cast<unsigned>(nearest.size() + 1)].setStats();
+
+  auto reply = s.send(toFrame(message));
+  CHECK(reply->root().getRequestId() == 9);
+  requireKind(*reply, wire::UnitReply::ANSWERS);
+  auto answers = reply->root().getAnswers();
+  REQUIRE(answers.size() == nearest.size() + 2);
+  for (unsigned i = 0; i < nearest.size(); ++i) {
+    INFO("query " << i);
+    if (i == 5) {
+      REQUIRE(answers[i].isError());
+      CHECK(readError(answers[i].getError()).code == ErrorCode::kBadRequest);
+      continue;
+    }
+    REQUIRE(answers[i].isResult());
+    checkAnswer(answerOf(readQueryResult(answers[i].getResult())),
+                bruteNearest(model, nearest[i].center, nearest[i].k));
+  }
+  REQUIRE(answers[static_cast<unsigned>(nearest.size())].isResult());
+  CHECK(readQueryResult(answers[static_cast<unsigned>(nearest.size())].getResult()).hits.at(0).id ==
+        "b-3");
+  REQUIRE(answers[static_cast<unsigned>(nearest.size() + 1)].isStats());
+  CHECK(answers[static_cast<unsigned>(nearest.size() + 1)].getStats().getQueriesServed() ==
+        nearest.size() + 2);
+}
+
+TEST_CASE("UnitService: a batch over the query limit is refused whole", "[server]") {
+  Service s;
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.setRequestId(10);
+  auto queries = request.initQueries(static_cast<unsigned>(kMaxQueriesPerRequest + 1));
+  for (auto q : queries) writeNearestQuery(NearestQuery{{31.2, 121.5}, 10}, q.initNearest());
+  auto reply = s.send(toFrame(message));
+  CHECK(reply->root().getRequestId() == 10);
+  const Error e = errorOf(*reply);
+  CHECK(e.code == ErrorCode::kBadRequest);
+  CHECK_THAT(e.message, Catch::Contains("at most"));
+  CHECK(statsOf(*s.send(statsFrame(3))).queriesServed == 1);
+}
+
 TEST_CASE("UnitService: get of an unknown id is NOT_FOUND", "[server]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"known", 1, 2, kNowMs}})).accepted == 1);

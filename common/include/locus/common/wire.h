@@ -27,6 +27,10 @@ namespace locus {
 // sockets). A report batch of 10,000 reports with 128-byte ids is ~2 MiB.
 inline constexpr int64_t kMaxMessageBytes = 16 << 20;
 
+// Most queries one UnitRequest.queries may carry: bounds the work (and the
+// reply size) of one unit message; a sender splits larger batches.
+inline constexpr size_t kMaxQueriesPerRequest = 64;
+
 // Limits for reading untrusted messages: a traversal budget of twice the
 // largest message (so a message cannot make a reader walk far more data than
 // it sent) and a nesting depth well above the schema's.

@@ -42,7 +42,7 @@ struct GatheredStats {
 // `eventPort` and `timer`; every promise it returns resolves on that loop.
 // Ownership: must outlive the promises it returned. Queries are assumed
 // valid (validate() passed); the units check them again.
-class ScatterGather {
+class ScatterGather final : private kj::TaskSet::ErrorHandler {
  public:
   // `units` in shard order (shard i = units[i]); `timeoutMs` is the deadline
   // of each query, counted from when it is scattered. Throws zmq::error_t on
@@ -50,7 +50,10 @@ class ScatterGather {
   ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
                 const std::vector<std::string>& units, int64_t timeoutMs);
 
-  // Global k nearest: every unit's top k merged (mergeNearest).
+  // Global k nearest: every unit's top k merged (mergeNearest). The nearest
+  // queries that arrive in one event-loop turn are sent to each unit as one
+  // message (UnitRequest.queries) at the end of that turn; their deadlines
+  // count from then.
   kj::Promise<GatheredResult> nearest(const NearestQuery& query);
   // Area matches: the union of every unit's (unionArea), or with countOnly
   // the sum of their counts.
@@ -67,6 +70,10 @@ class ScatterGather {
   int64_t timeoutMs() const { return timeoutMs_; }
   // Calls to units still waiting for replies, over all units.
   size_t pending() const;
+  // Nearest queries scattered so far, and the requests (per unit) that
+  // carried them: their ratio is how well coalescing works.
+  uint64_t nearestQueries() const { return nearestQueries_; }
+  uint64_t nearestRequests() const { return nearestRequests_; }
 
  private:
   using Replies = kj::Array<kj::Maybe<kj::Own<UnitReplyFrame>>>;
@@ -75,11 +82,27 @@ class ScatterGather {
   // resolves, by the deadline, to each unit's reply or nothing (shard order).
   kj::Promise<Replies> scatter(capnp::MessageBuilder& message);
   // The query results among `replies`; the other replies count as missing.
-  static std::vector<QueryResult> resultsOf(Replies& replies, const std::string& what);
+  // With `batch` > 0 the replies answer a UnitRequest.queries of that many
+  // entries and the results are those of entry `index`.
+  static std::vector<QueryResult> resultsOf(Replies& replies, const std::string& what,
+                                            size_t index = 0, size_t batch = 0);
+
+  struct PendingNearest {
+    NearestQuery query;
+    kj::Own<kj::PromiseFulfiller<GatheredResult>> answer;
+  };
+  // Scatters the queued nearest queries (in messages of at most
+  // kMaxQueriesPerRequest) and answers each by its own reduce.
+  void flushNearest();
+  void taskFailed(kj::Exception&& exception) override;
 
   kj::Timer& timer_;
   int64_t timeoutMs_;
   std::vector<std::unique_ptr<UnitChannel>> channels_;  // index = shard id
+  std::vector<PendingNearest> nearestQueue_;            // this turn's, not yet sent
+  uint64_t nearestQueries_ = 0;
+  uint64_t nearestRequests_ = 0;
+  kj::TaskSet tasks_;  // flushes and batches in flight; declared after channels_
 };
 
 }  // namespace locus::server

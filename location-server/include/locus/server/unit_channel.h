@@ -74,6 +74,12 @@ class UnitChannel {
   kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> call(capnp::MessageBuilder& message,
                                                        kj::TimePoint deadline);
 
+  // As call(), without a deadline of its own: resolves to the reply, or to
+  // nothing at once when the request could not be queued, and otherwise
+  // waits until the caller drops the promise (which forgets the request).
+  // For a caller that bounds many calls by one timer (ScatterGather).
+  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> callUnbounded(capnp::MessageBuilder& message);
+
   const std::string& endpoint() const { return endpoint_; }
   // Calls waiting for a reply now.
   size_t pending() const { return pending_.size(); }
