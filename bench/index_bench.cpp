@@ -8,11 +8,13 @@
 // LOCUS_BENCH_SLACK_E7 the index's slack (IndexOptions::slackE7).
 #include <benchmark/benchmark.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
 #include <boost/iterator/function_output_iterator.hpp>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <random>
@@ -202,13 +204,24 @@ size_t heapInUse() {
   return mi.uordblks + mi.hblkhd;
 }
 
+// Resident set size of this process in bytes (Linux), 0 when unknown.
+size_t rssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
 // Memory at one index size, built fresh: range(0) devices of the city, then
 // range(1) moves per device (random devices, as in BM_Move), which re-anchor
 // some devices and so split and merge R-tree nodes. A cluster of N units
 // holds 1/N of the devices in each index, so 250,000 is the SPEC's 1M over
 // 4 units. "overhead/device" is the index's accounting less the ids' own
 // bytes (the goal: at most 64); "heap overhead/device" is the same from
-// malloc's count, which includes what the accounting cannot see.
+// malloc's count of bytes in use, which includes what the accounting cannot
+// see; "rss delta/device" is the growth of the process's resident set while
+// building, which also holds memory malloc has freed but not returned (run
+// one size per process for it to mean anything).
 void BM_MemoryAt(benchmark::State& state) {
   const auto n = static_cast<size_t>(state.range(0));
   const auto moves = static_cast<size_t>(state.range(1)) * n;
@@ -226,10 +239,11 @@ void BM_MemoryAt(benchmark::State& state) {
     positions.emplace_back(lat(rng), lon(rng));
   }
   std::optional<LocationIndex> index;
-  size_t heapBytes = 0;
+  size_t heapBytes = 0, rssDelta = 0;
   for (auto _ : state) {
     index.reset();
     const size_t heapBefore = heapInUse();
+    const size_t rssBefore = rssBytes();
     index.emplace();
     int64_t tsMs = kStartMs;
     for (size_t i = 0; i < n; ++i) {
@@ -243,12 +257,14 @@ void BM_MemoryAt(benchmark::State& state) {
       index->apply(Report{ids[i], la, lo, ++tsMs});
     }
     heapBytes = heapInUse() - heapBefore;
+    rssDelta = rssBytes() - rssBefore;
   }
   const auto m = index->memoryUsage();
   const double d = double(n);
   state.counters["devices"] = d;
   state.counters["overhead/device"] = (double(m.total()) - double(idBytes)) / d;
   state.counters["heap overhead/device"] = (double(heapBytes) - double(idBytes)) / d;
+  state.counters["rss delta/device"] = double(rssDelta) / d;
   state.counters["id bytes/device"] = double(idBytes) / d;
   state.counters["columns/device"] = double(m.positions) / d;
   state.counters["ids/device"] = double(m.ids) / d;
