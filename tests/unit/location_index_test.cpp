@@ -447,5 +447,23 @@ TEST_CASE("memory accounting covers every part", "[index]") {
   REQUIRE(m.total() < 50'000 * 200);
 }
 
+// Issue 4's budget, at the size where fixed costs weigh most among those
+// BENCHMARKS.md reports (BM_MemoryAt measures 100k-1M): at most 64 bytes per
+// device beyond the id's own bytes, by the index's own accounting.
+TEST_CASE("memory stays within 64 bytes per device beyond the ids", "[index]") {
+  std::mt19937_64 rng(5);
+  LocationIndex index;
+  constexpr size_t kDevices = 100'000;
+  size_t idBytes = 0;
+  for (size_t i = 0; i < kDevices; ++i) {
+    const std::string id = "device-" + std::to_string(i);
+    idBytes += id.size();
+    index.apply({id, uniform(rng, 31, 31.5), uniform(rng, 121.2, 121.8), kNowMs});
+  }
+  const double overhead = double(index.memoryUsage().total() - idBytes) / double(kDevices);
+  INFO("bytes per device beyond the ids: " << overhead);
+  REQUIRE(overhead <= 64);
+}
+
 }  // namespace
 }  // namespace locus::unit
