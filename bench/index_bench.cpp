@@ -7,12 +7,16 @@
 // LOCUS_BENCH_DEVICES overrides the device count (default 1,000,000) and
 // LOCUS_BENCH_SLACK_E7 the index's slack (IndexOptions::slackE7).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
+#include <unistd.h>
 
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
 #include <boost/iterator/function_output_iterator.hpp>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -192,6 +196,88 @@ void BM_Memory(benchmark::State& state) {
   state.counters["table/device"] = double(m.idTable) / n;
 }
 BENCHMARK(BM_Memory)->Iterations(1);
+
+// Heap bytes in use according to malloc (chunk headers and rounding
+// included), to hold the index's own accounting against.
+size_t heapInUse() {
+  const struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// Resident set size of this process in bytes (Linux), 0 when unknown.
+size_t rssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Memory at one index size, built fresh: range(0) devices of the city, then
+// range(1) moves per device (random devices, as in BM_Move), which re-anchor
+// some devices and so split and merge R-tree nodes. A cluster of N units
+// holds 1/N of the devices in each index, so 250,000 is the SPEC's 1M over
+// 4 units. "overhead/device" is the index's accounting less the ids' own
+// bytes (the goal: at most 64); "heap overhead/device" is the same from
+// malloc's count of bytes in use, which includes what the accounting cannot
+// see; "rss delta/device" is the growth of the process's resident set while
+// building, which also holds memory malloc has freed but not returned (run
+// one size per process for it to mean anything).
+void BM_MemoryAt(benchmark::State& state) {
+  const auto n = static_cast<size_t>(state.range(0));
+  const auto moves = static_cast<size_t>(state.range(1)) * n;
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  std::uniform_real_distribution<double> step(-kStepDeg, kStepDeg);
+  std::vector<std::string> ids;
+  std::vector<std::pair<double, double>> positions;
+  size_t idBytes = 0;
+  ids.reserve(n);
+  positions.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    ids.push_back("device-" + std::to_string(i));
+    idBytes += ids.back().size();
+    positions.emplace_back(lat(rng), lon(rng));
+  }
+  std::optional<LocationIndex> index;
+  size_t heapBytes = 0, rssDelta = 0;
+  for (auto _ : state) {
+    index.reset();
+    const size_t heapBefore = heapInUse();
+    const size_t rssBefore = rssBytes();
+    index.emplace();
+    int64_t tsMs = kStartMs;
+    for (size_t i = 0; i < n; ++i) {
+      index->apply(Report{ids[i], positions[i].first, positions[i].second, tsMs});
+    }
+    for (size_t m = 0; m < moves; ++m) {
+      const size_t i = rng() % n;
+      auto& [la, lo] = positions[i];
+      la = std::clamp(la + step(rng), kSouth, kNorth);
+      lo = std::clamp(lo + step(rng), kWest, kEast);
+      index->apply(Report{ids[i], la, lo, ++tsMs});
+    }
+    heapBytes = heapInUse() - heapBefore;
+    rssDelta = rssBytes() - rssBefore;
+  }
+  const auto m = index->memoryUsage();
+  const double d = double(n);
+  state.counters["devices"] = d;
+  state.counters["overhead/device"] = (double(m.total()) - double(idBytes)) / d;
+  state.counters["heap overhead/device"] = (double(heapBytes) - double(idBytes)) / d;
+  state.counters["rss delta/device"] = double(rssDelta) / d;
+  state.counters["id bytes/device"] = double(idBytes) / d;
+  state.counters["columns/device"] = double(m.positions) / d;
+  state.counters["ids/device"] = double(m.ids) / d;
+  state.counters["table/device"] = double(m.idTable) / d;
+  state.counters["tree/device"] = double(m.tree) / d;
+}
+BENCHMARK(BM_MemoryAt)
+    ->ArgNames({"devices", "moves/device"})
+    ->ArgsProduct({{100'000, 250'000, 300'000, 400'000, 500'000, 700'000, 1'000'000}, {0}})
+    ->Args({250'000, 2})
+    ->Args({1'000'000, 2})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

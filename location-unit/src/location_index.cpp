@@ -9,6 +9,9 @@
 #include <cassert>
 #include <cmath>
 #include <limits>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <queue>
 #include <unordered_map>
 
@@ -39,6 +42,13 @@
 // find every device within r; if at least k are found the k best are exact
 // (everything outside is farther than r), else grow r — up to half the
 // Earth's circumference, where the cover is the whole world.
+//
+// Memory, per device beyond its id's bytes (SPEC city, 100k-1M devices,
+// see BENCHMARKS.md): columns 24 B (position and ts 16, id ref and anchor
+// offsets 8), the id's length byte, the id table 4.6-6.7 B (compact_storage.h)
+// and the R-tree ~28 B (12-byte entries in nodes ~70% full, plus malloc's
+// headers), ~59-61 B in all. memoryUsage() counts capacity, and the tree's
+// blocks as malloc sizes them, so it agrees with malloc's own count.
 
 namespace locus::unit {
 namespace {
@@ -50,7 +60,11 @@ using TreePoint = bg::model::point<float, 2, bg::cs::cartesian>;  // (lon, lat) 
 using TreeBox = bg::model::box<TreePoint>;
 using TreeValue = std::pair<TreePoint, uint32_t>;  // anchor, slot
 
-// Counts the bytes the tree allocates, for MemoryUsage.
+// Counts the bytes the tree takes from the heap, for MemoryUsage. The tree
+// makes two small allocations per node (the node, its element array), so
+// malloc's chunk header and rounding are ~10% of it: each block counts as
+// what malloc really set aside for it (glibc: its usable size plus the 8-byte
+// header; elsewhere the bytes asked for).
 template <typename T>
 struct CountingAllocator {
   using value_type = T;
@@ -59,12 +73,20 @@ struct CountingAllocator {
   template <typename U>
   CountingAllocator(const CountingAllocator<U>& other) : bytes(other.bytes) {}
   T* allocate(size_t n) {
-    *bytes += n * sizeof(T);
-    return std::allocator<T>().allocate(n);
+    T* p = std::allocator<T>().allocate(n);
+    *bytes += heapBytes(p, n);
+    return p;
   }
   void deallocate(T* p, size_t n) {
-    *bytes -= n * sizeof(T);
+    *bytes -= heapBytes(p, n);
     std::allocator<T>().deallocate(p, n);
+  }
+  static size_t heapBytes([[maybe_unused]] T* p, size_t n) {
+#ifdef __GLIBC__
+    return malloc_usable_size(p) + sizeof(size_t);
+#else
+    return n * sizeof(T);
+#endif
   }
   template <typename U>
   bool operator==(const CountingAllocator<U>& o) const {
