@@ -81,7 +81,7 @@ struct CountingAllocator {
     *bytes -= heapBytes(p, n);
     std::allocator<T>().deallocate(p, n);
   }
-  static size_t heapBytes([[maybe_unused]] T* p, size_t n) {
+  static size_t heapBytes([[maybe_unused]] T* p, [[maybe_unused]] size_t n) {
 #ifdef __GLIBC__
     return malloc_usable_size(p) + sizeof(size_t);
 #else
