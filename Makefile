@@ -31,9 +31,10 @@ run: build
 bench: build
 	$(BUILD_DIR)/bin/locus-index-bench --benchmark_counters_tabular=true
 
-# The SPEC's city workload, Locus (4 units) and Redis GEO in one run, with ratios.
+# The SPEC's city workload, Locus (4 units) and Redis GEO in one run, with
+# ratios; then both at half of Locus's query rate while updates stream.
 bench-redis: build
-	bench/compare-redis.sh
+	bench/compare-redis.sh --open-loop-rate half
 
 # The workload against 1, 2, 4 and 8 units: a table and bench/results/sweep.png.
 bench-sweep: build

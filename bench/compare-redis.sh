@@ -23,6 +23,11 @@ units="${LOCUS_UNITS:-4}"
 declare -A size=([--devices]=1000000 [--updates]=2000000 [--queries]=100000 [--concurrency]=4)
 extra=()
 while (($# > 0)); do
+  if [[ $1 == -h || $1 == --help ]]; then
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    echo "Other flags pass to locus-bench; see: $bin/locus-bench --help"
+    exit 0
+  fi
   flag="${1%%=*}"
   if [[ -n "${size[$flag]+set}" ]]; then
     if [[ "$1" == *=* ]]; then
