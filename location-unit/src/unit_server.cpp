@@ -19,6 +19,9 @@ constexpr size_t kExpireScanPerTick = 20'000;
 constexpr auto kTickInterval = std::chrono::milliseconds(50);
 // Requests served between checks of the stop fd and the tick clock.
 constexpr int kMaxBurst = 256;
+// After a stop: how long the unit keeps answering requests it had already
+// received, and how long their replies may take to leave.
+constexpr auto kDrainLimit = std::chrono::milliseconds(1000);
 // First segment of a reply: a nearest-10 answer is ~150 words, an apply
 // outcome a few. Larger answers grow more segments. (The default, 1,024
 // words, was an 8 KiB calloc per request.)
@@ -268,43 +271,62 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
   }
 }
 
+size_t UnitServer::serveQueued(size_t max) {
+  std::vector<zmq::message_t> frames;
+  size_t served = 0;
+  for (; served < max; ++served) {
+    if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      break;
+    }
+    // [identity][payload] from DEALER peers, [identity][""][payload] from REQ.
+    // A REQ peer drops any reply that lacks the empty delimiter, so it is
+    // echoed whenever the request had one, malformed envelopes included.
+    const bool withDelimiter = frames.size() >= 3 && frames[1].size() == 0;
+    zmq::message_t reply;
+    if (frames.size() == 2 || (withDelimiter && frames.size() == 3)) {
+      const zmq::message_t& payload = frames.back();
+      reply = service_.handle(payload.data(), payload.size(), wallClockMs());
+    } else {
+      reply = service_.refuseEnvelope(frames.size() - 1);
+    }
+    socket_.send(frames[0], zmq::send_flags::sndmore);
+    if (withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    socket_.send(reply, zmq::send_flags::dontwait);
+    frames.clear();
+  }
+  return served;
+}
+
 void UnitServer::run(int stopFd) {
   std::array<zmq::pollitem_t, 2> items{{
       {socket_.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, stopFd, ZMQ_POLLIN, 0},
   }};
   auto nextTick = std::chrono::steady_clock::now();
-  std::vector<zmq::message_t> frames;
   serving_ = true;
   for (;;) {
     zmq::poll(items.data(), items.size(), kTickInterval);
     if (items[1].revents & ZMQ_POLLIN) break;
-    for (int burst = 0; burst < kMaxBurst; ++burst) {
-      frames.clear();
-      if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-        break;
-      }
-      // [identity][payload] from DEALER peers, [identity][""][payload] from REQ.
-      // A REQ peer drops any reply that lacks the empty delimiter, so it is
-      // echoed whenever the request had one, malformed envelopes included.
-      const bool withDelimiter = frames.size() >= 3 && frames[1].size() == 0;
-      zmq::message_t reply;
-      if (frames.size() == 2 || (withDelimiter && frames.size() == 3)) {
-        const zmq::message_t& payload = frames.back();
-        reply = service_.handle(payload.data(), payload.size(), wallClockMs());
-      } else {
-        reply = service_.refuseEnvelope(frames.size() - 1);
-      }
-      socket_.send(frames[0], zmq::send_flags::sndmore);
-      if (withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
-      socket_.send(reply, zmq::send_flags::dontwait);
-    }
+    serveQueued(kMaxBurst);
     if (const auto now = std::chrono::steady_clock::now(); now >= nextTick) {
       service_.tick(wallClockMs());
       nextTick = now + kTickInterval;
     }
   }
   serving_ = false;  // not ready: stopping
+
+  // Finish what was already received (bounded in time), and give the
+  // replies a moment to leave before the socket closes.
+  const auto giveUp = std::chrono::steady_clock::now() + kDrainLimit;
+  size_t drained = 0;
+  while (std::chrono::steady_clock::now() < giveUp) {
+    const size_t n = serveQueued(kMaxBurst);
+    drained += n;
+    if (n < static_cast<size_t>(kMaxBurst)) break;
+  }
+  if (drained > 0)
+    spdlog::info("{}: answered {} requests received before the stop", service_.name(), drained);
+  socket_.set(zmq::sockopt::linger, static_cast<int>(kDrainLimit.count()));
 }
 
 }  // namespace locus::unit

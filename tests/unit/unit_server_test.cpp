@@ -17,7 +17,9 @@
 #include <new>
 #include <random>
 #include <regex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -1058,6 +1060,36 @@ TEST_CASE("locus-unit exits non-zero with one line when the address is in use", 
   zmq::context_t context;
   Client client(context, first.endpoint);
   CHECK(statsOf(*client.call(statsFrame(1))).devices == 0);
+}
+
+TEST_CASE("locus-unit answers the requests it already received before it stops", "[server]") {
+  RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});
+  zmq::context_t context;
+  Client client(context, unit.endpoint);
+  // A batch big enough to keep the unit busy while the rest queue behind
+  // it and the stop signal arrives.
+  std::vector<TestReport> big;
+  for (int i = 0; i < 150'000; ++i) {
+    big.push_back({"big-" + std::to_string(i), 31 + i * 1e-6, 121, kNowMs});
+  }
+  client.send(applyFrame(1, big));
+  constexpr int kQueued = 1000;  // more than one burst (256) of the serving loop
+  for (int i = 0; i < kQueued; ++i) {
+    client.send(applyFrame(2 + i, {{"q-" + std::to_string(i), 1, 2, kNowMs}}));
+  }
+  std::this_thread::sleep_for(100ms);  // the requests reach the unit's queue
+  unit.process.signal(SIGTERM);
+
+  std::set<uint64_t> answered;
+  while (auto reply = client.receive(kWait)) {
+    REQUIRE(reply->root().isApplied());
+    answered.insert(reply->root().getRequestId());
+    if (answered.size() == kQueued + 1) break;
+  }
+  CHECK(answered.size() == kQueued + 1);
+  const auto status = unit.process.waitExit(kWait);
+  REQUIRE(status);
+  CHECK((status->exited && status->code == 0));
 }
 
 TEST_CASE("locus-unit exits 0 on SIGTERM and SIGINT", "[server]") {

@@ -97,10 +97,15 @@ class UnitServer {
   // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
   std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
 
-  // Serves requests until `stopFd` becomes readable (an eventfd or signalfd).
+  // Serves requests until `stopFd` becomes readable (an eventfd or signalfd),
+  // then answers the requests already received (for up to a second) and
+  // lets their replies leave before returning.
   void run(int stopFd);
 
  private:
+  // Answers up to `max` requests waiting on the socket; how many it did.
+  size_t serveQueued(size_t max);
+
   zmq::socket_t socket_;
   std::string endpoint_;
   UnitService service_;
