@@ -104,18 +104,15 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
   connections_->rpcListener = bind(io_, options.listen, rpcAddress_);
   connections_->textListener = bind(io_, options.listenText, textAddress_);
   if (!options.httpListen.empty()) {
-    health_ = std::make_unique<server::UnitHealth>(context, io.unixEventPort,
-                                                   io.provider->getTimer(), options.units);
     ingest_.expose(registry_);
     router_.counters().expose(registry_);
-    health_->expose(registry_);
-    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
-      Readiness r = health_->readiness();
-      if (stopping_) r.ready = false;
-      r.detail["stopping"] = stopping_.load();
-      return r;
-    });
+    http_ = std::make_unique<server::FrontEndHttp>(context, io, options.units, options.httpListen,
+                                                   registry_);
   }
+}
+
+std::string Gateway::httpAddress() const {
+  return http_ ? http_->address() : std::string();
 }
 
 void IngestCounters::expose(metrics::Registry& r) const {
@@ -173,7 +170,7 @@ void Gateway::run(int stopFd) {
     auto textAccepting = acceptText().eagerlyEvaluate(stopped);
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
-  stopping_ = true;
+  if (http_) http_->stopping();
   connections_->rpcListener = nullptr;  // refuse new connections
   connections_->textListener = nullptr;
 

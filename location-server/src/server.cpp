@@ -63,16 +63,9 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
   listener_ = address->listen();
   address_ = fmt::format("{}:{}", splitHostPort(options.listen)->first, listener_->getPort());
   if (!options.httpListen.empty()) {
-    health_ = std::make_unique<UnitHealth>(context, io.unixEventPort, io.provider->getTimer(),
-                                           options.units);
     counters_.expose(registry_);
-    health_->expose(registry_);
-    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
-      Readiness r = health_->readiness();
-      if (stopping_) r.ready = false;
-      r.detail["stopping"] = stopping_.load();
-      return r;
-    });
+    http_ =
+        std::make_unique<FrontEndHttp>(context, io, options.units, options.httpListen, registry_);
   }
 }
 
@@ -105,7 +98,7 @@ void Server::run(int stopFd) {
     });
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
-  stopping_ = true;
+  if (http_) http_->stopping();
   listener_ = nullptr;  // refuse new connections
 
   // Let the queries in flight finish: each ends by its deadline.

@@ -100,4 +100,17 @@ void UnitHealth::expose(metrics::Registry& registry) const {
   }
 }
 
+FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
+                           const std::vector<std::string>& units, const std::string& listen,
+                           metrics::Registry& registry)
+    : health_(context, io.unixEventPort, io.provider->getTimer(), units) {
+  health_.expose(registry);
+  http_ = std::make_unique<HttpEndpoint>(listen, registry, [this] {
+    Readiness r = health_.readiness();
+    if (stopping_) r.ready = false;
+    r.detail["stopping"] = stopping_.load();
+    return r;
+  });
+}
+
 }  // namespace locus::server

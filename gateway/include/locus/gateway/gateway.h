@@ -6,7 +6,6 @@
 
 #include <kj/async-io.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -14,12 +13,11 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "locus/common/http_endpoint.h"
 #include "locus/common/metrics.h"
 #include "locus/gateway/router.h"
 
 namespace locus::server {
-class UnitHealth;
+class FrontEndHttp;
 }
 
 namespace locus::gateway {
@@ -68,7 +66,7 @@ class Gateway final {
   const std::string& rpcAddress() const { return rpcAddress_; }
   const std::string& textAddress() const { return textAddress_; }
   // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
-  std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
+  std::string httpAddress() const;
 
   // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
   // stops accepting and reading, sends every buffered report to its unit
@@ -91,10 +89,8 @@ class Gateway final {
   std::string rpcAddress_;
   std::string textAddress_;
   std::unique_ptr<Connections> connections_;  // declared after router_: destroyed first
-  std::atomic<bool> stopping_{false};         // not ready once a stop was asked for
   metrics::Registry registry_;
-  std::unique_ptr<server::UnitHealth> health_;  // with the HTTP endpoint only
-  std::unique_ptr<HttpEndpoint> http_;          // declared last: stops before what it reads
+  std::unique_ptr<server::FrontEndHttp> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::gateway

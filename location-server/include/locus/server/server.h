@@ -6,7 +6,6 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -14,7 +13,6 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "locus/common/http_endpoint.h"
 #include "locus/common/metrics.h"
 #include "locus/server/location_service.h"
 #include "locus/server/scatter_gather.h"
@@ -65,11 +63,9 @@ class Server final : private kj::TaskSet::ErrorHandler {
   capnp::Capability::Client bootstrap_;
   kj::Own<kj::ConnectionReceiver> listener_;
   std::string address_;
-  kj::TaskSet tasks_;                  // one per open connection
-  std::atomic<bool> stopping_{false};  // not ready once a stop was asked for
+  kj::TaskSet tasks_;  // one per open connection
   metrics::Registry registry_;
-  std::unique_ptr<UnitHealth> health_;  // with the HTTP endpoint only
-  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
+  std::unique_ptr<FrontEndHttp> http_;  // declared last: stops before what it reads
 
   // A connection that failed: logged, the others carry on.
   void taskFailed(kj::Exception&& exception) override;

@@ -4,6 +4,7 @@
 // data path), and is up while its latest probe was answered in time.
 #pragma once
 
+#include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/async.h>
 #include <kj/timer.h>
@@ -49,6 +50,30 @@ class UnitHealth {
   kj::Duration interval_;
   std::vector<std::unique_ptr<Unit>> units_;
   kj::Promise<void> probing_;  // every unit's probe loop; declared last
+};
+
+// The HTTP endpoint of a daemon in front of the units (the gateway, the
+// server): /readyz is ready while every unit answers (UnitHealth) and the
+// daemon is not stopping; /metrics renders `registry`, to which the units'
+// up/devices gauges are added.
+//
+// Thread-affinity: construct and destroy on the event-loop thread of `io`.
+class FrontEndHttp {
+ public:
+  // Throws std::runtime_error when `listen` cannot be bound, zmq::error_t
+  // on a malformed unit endpoint. `registry` must outlive this object.
+  FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
+               const std::vector<std::string>& units, const std::string& listen,
+               metrics::Registry& registry);
+
+  // Not ready from now on (a stop was asked for).
+  void stopping() { stopping_ = true; }
+  const std::string& address() const { return http_->address(); }
+
+ private:
+  UnitHealth health_;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::server
