@@ -100,28 +100,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --server / --gateway may follow the command too
 
-  NearestQuery nearest;
-  auto* nearestCmd = app.add_subcommand("nearest", "the k devices nearest a point, nearest first");
-  cli::addNearestFlags(nearestCmd, nearest);
-
-  AreaQuery radiusQuery, boxQuery, polygonQuery;
-  Circle circle;
-  geo::Box box;
-  auto* radiusCmd = app.add_subcommand("radius", "devices within a radius, nearest first");
-  cli::addCircleFlags(radiusCmd, circle);
-  cli::addAreaFlags(radiusCmd, radiusQuery);
-  auto* boxCmd = app.add_subcommand("box", "devices inside a box (west > east crosses 180°)");
-  cli::addBoxFlags(boxCmd, box);
-  cli::addAreaFlags(boxCmd, boxQuery);
+  cli::QueryCommands q;
+  cli::addQueryCommands(app, q, "per unit: name, devices, reports, queries");
+  AreaQuery polygonQuery;
   std::string geojsonPath;
   auto* polygonCmd = app.add_subcommand("polygon", "devices inside a GeoJSON Polygon");
   polygonCmd->add_option("--geojson", geojsonPath, "FILE, or - for stdin")->required();
   cli::addAreaFlags(polygonCmd, polygonQuery);
 
-  std::string id;
-  auto* getCmd = app.add_subcommand("get", "the stored position of one device");
-  getCmd->add_option("id", id, "device id")->required();
-  auto* statsCmd = app.add_subcommand("stats", "per unit: name, devices, reports, queries");
   cli::LocalOptions local;
   auto* localCmd = app.add_subcommand("local", "run a whole cluster in this process");
   localCmd->add_option("--units", local.units, "location units")->capture_default_str();
@@ -156,12 +142,10 @@ int main(int argc, char** argv) {
   }
 
   // Check arguments here too, so a bad one never needs the network.
-  if (*nearestCmd) {
-    if (auto e = validate(nearest)) return fail(*e);
+  if (*q.nearestCmd) {
+    if (auto e = validate(q.nearest)) return fail(*e);
   }
-  AreaQuery* area = nullptr;
-  if (*radiusCmd) (area = &radiusQuery)->area = circle;
-  if (*boxCmd) (area = &boxQuery)->area = box;
+  AreaQuery* area = q.area();
   if (*polygonCmd) {
     auto text = readAll(geojsonPath);
     if (!text) return fail(text.error().message);
@@ -172,8 +156,8 @@ int main(int argc, char** argv) {
   if (area) {
     if (auto e = validate(*area)) return fail(*e);
   }
-  if (*getCmd) {
-    if (auto e = validateId(id)) return fail(*e);
+  if (*q.getCmd) {
+    if (auto e = validateId(q.id)) return fail(*e);
   }
 
   if (*healthCmd) {
@@ -208,9 +192,9 @@ int main(int argc, char** argv) {
     const auto wait = [&](auto promise) {
       return timer.timeoutAfter(kCallTimeout, kj::mv(promise)).wait(waitScope);
     };
-    if (*nearestCmd) {
+    if (*q.nearestCmd) {
       auto request = service.nearestRequest();
-      writeNearestQuery(nearest, request.initQuery());
+      writeNearestQuery(q.nearest, request.initQuery());
       return printResult(wait(request.send()));
     }
     if (area) {
@@ -218,12 +202,12 @@ int main(int argc, char** argv) {
       writeAreaQuery(*area, request.initQuery());
       return printResult(wait(request.send()));
     }
-    if (*getCmd) {
+    if (*q.getCmd) {
       auto request = service.getRequest();
-      request.setId(id);
+      request.setId(q.id);
       return printResult(wait(request.send()));
     }
-    if (*statsCmd) return printStats(wait(service.statsRequest().send()));
+    if (*q.statsCmd) return printStats(wait(service.statsRequest().send()));
   } catch (const kj::Exception& e) {
     return fail("cannot get an answer from the server at " + server + ": " +
                 e.getDescription().cStr());

@@ -79,24 +79,8 @@ int main(int argc, char** argv) {
   load->add_option("--devices", devices, "how many")->capture_default_str();
   load->add_option("--seed", seed, "random seed")->capture_default_str();
 
-  NearestQuery nearest;
-  auto* nearestCmd = app.add_subcommand("nearest", "the k devices nearest a point");
-  cli::addNearestFlags(nearestCmd, nearest);
-
-  AreaQuery radiusQuery, boxQuery;
-  Circle circle;
-  geo::Box box;
-  auto* radiusCmd = app.add_subcommand("radius", "devices within a radius, nearest first");
-  cli::addCircleFlags(radiusCmd, circle);
-  cli::addAreaFlags(radiusCmd, radiusQuery);
-  auto* boxCmd = app.add_subcommand("box", "devices inside a lon/lat box");
-  cli::addBoxFlags(boxCmd, box);
-  cli::addAreaFlags(boxCmd, boxQuery);
-
-  std::string id;
-  auto* getCmd = app.add_subcommand("get", "the stored position of one device");
-  getCmd->add_option("id", id, "device id")->required();
-  auto* statsCmd = app.add_subcommand("stats", "the unit's counters");
+  cli::QueryCommands q;
+  cli::addQueryCommands(app, q, "the unit's counters");
 
   try {
     app.parse(argc, argv);
@@ -110,23 +94,18 @@ int main(int argc, char** argv) {
   const auto asQuery = [&](const QueryResult& r) { return queryJson(r, started); };
 
   if (*load) return printOr<json>(loadCity(client, devices, seed), [](const json& j) { return j; });
-  if (*nearestCmd) {
-    if (auto e = validate(nearest)) return fail(*e);
-    return printOr<QueryResult>(client.nearest(nearest), asQuery);
+  if (*q.nearestCmd) {
+    if (auto e = validate(q.nearest)) return fail(*e);
+    return printOr<QueryResult>(client.nearest(q.nearest), asQuery);
   }
-  if (*radiusCmd || *boxCmd) {
-    AreaQuery& q = *radiusCmd ? radiusQuery : boxQuery;
-    if (*radiusCmd)
-      q.area = circle;
-    else
-      q.area = box;
-    if (auto e = validate(q)) return fail(*e);
-    return printOr<QueryResult>(client.within(q), asQuery);
+  if (AreaQuery* area = q.area()) {
+    if (auto e = validate(*area)) return fail(*e);
+    return printOr<QueryResult>(client.within(*area), asQuery);
   }
-  if (*getCmd) {
-    return printOr<Hit>(client.get(id), [](const Hit& h) { return toJson(h); });
+  if (*q.getCmd) {
+    return printOr<Hit>(client.get(q.id), [](const Hit& h) { return toJson(h); });
   }
-  if (*statsCmd) {
+  if (*q.statsCmd) {
     return printOr<UnitStats>(client.stats(), [](const UnitStats& s) { return toJson(s); });
   }
   return fail("unknown command");
