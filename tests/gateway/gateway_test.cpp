@@ -40,6 +40,7 @@
 #include "locus/unit/unit_client.h"
 #include "support/cluster.h"
 #include "support/process.h"
+#include "support/refusal.h"
 
 namespace locus::gateway {
 namespace {
@@ -492,25 +493,28 @@ TEST_CASE("locus-gateway flushes what it acknowledged and exits 0 on SIGTERM", "
 
 TEST_CASE("locus-gateway refuses bad flags and a busy address with a reason", "[cluster]") {
   RunningUnit unit;
-  const auto exitOf = [](const std::vector<std::string>& args) {
-    test::ChildProcess process(binary("locus-gateway"), args);
-    auto status = process.waitExit(kWait);
-    INFO("stderr:\n" << process.stderrText());
-    REQUIRE(status);
-    REQUIRE(status->exited);
-    return status->code;
-  };
-  CHECK(exitOf({}) != 0);  // --units is required
-  CHECK(exitOf({"--units", unit.endpoint, "--listen", "nonsense"}) != 0);
-  CHECK(exitOf({"--units", unit.endpoint, "--listen-text", "127.0.0.1:99999"}) != 0);
-  CHECK(exitOf({"--units", "not-an-endpoint", "--listen", "127.0.0.1:0", "--listen-text",
-                "127.0.0.1:0"}) != 0);
+  const std::string gateway = binary("locus-gateway");
+  test::checkRefusesToStart(gateway, {}, "--units");
+  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--listen", "nonsense"},
+                            "nonsense");
+  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--listen-text", "127.0.0.1:99999"},
+                            "99999");
+  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--http-listen", "nowhere"},
+                            "--http-listen nowhere");
+  test::checkRefusesToStart(
+      gateway,
+      {"--units", "not-an-endpoint", "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
+      "not-an-endpoint");
 
   RunningGateway busy({unit.endpoint});
-  CHECK(exitOf({"--units", unit.endpoint, "--listen", busy.rpcAddress, "--listen-text",
-                "127.0.0.1:0"}) != 0);
-  CHECK(exitOf({"--units", unit.endpoint, "--listen", "127.0.0.1:0", "--listen-text",
-                busy.textAddress}) != 0);
+  test::checkRefusesToStart(
+      gateway,
+      {"--units", unit.endpoint, "--listen", busy.rpcAddress, "--listen-text", "127.0.0.1:0"},
+      busy.rpcAddress);
+  test::checkRefusesToStart(
+      gateway,
+      {"--units", unit.endpoint, "--listen", "127.0.0.1:0", "--listen-text", busy.textAddress},
+      busy.textAddress);
 }
 
 TEST_CASE("locus-gateway serves many text connections at once", "[cluster]") {

@@ -31,6 +31,7 @@
 #include "support/cluster.h"
 #include "support/compare.h"
 #include "support/process.h"
+#include "support/refusal.h"
 
 namespace locus::server {
 namespace {
@@ -452,17 +453,10 @@ TEST_CASE("locus-server exits non-zero with a reason on bad flags", "[cluster]")
       {Args{"--units", "tcp://127.0.0.1:9", "--listen", "127.0.0.1:0", "--timeout-ms", "0"},
        "--timeout-ms"},
       {Args{"--units", "not-an-endpoint", "--listen", "127.0.0.1:0"}, "units"},
+      {Args{"--units", "tcp://127.0.0.1:9", "--listen", "127.0.0.1:0", "--http-listen", "x"},
+       "--http-listen x"},
   }));
-  INFO("args: " << Catch::Detail::stringify(args));
-  test::ChildProcess process(binary("locus-server"), args);
-  const auto status = process.waitExit(kWait);
-  REQUIRE(status);
-  CHECK((status->exited && status->code != 0));
-  process.waitForStderrClosed(kWait);
-  const std::string err = process.stderrText();
-  INFO("stderr:\n" << err);
-  CHECK_THAT(err, Catch::Contains(mention));
-  CHECK_THAT(err, !Catch::Contains("listening on"));
+  test::checkRefusesToStart(binary("locus-server"), args, mention);
 }
 
 TEST_CASE("locus-server exits non-zero with one line when the address is in use", "[cluster]") {

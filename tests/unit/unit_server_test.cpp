@@ -27,6 +27,7 @@
 #include "locus/common/geo.h"
 #include "locus/common/wire.h"
 #include "support/process.h"
+#include "support/refusal.h"
 
 namespace locus::unit {
 namespace {
@@ -1029,17 +1030,7 @@ TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[server]") {
       {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "nowhere"}, "--http-listen nowhere"},
       {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:99999"}, "99999"},
   }));
-  INFO("args: " << Catch::Detail::stringify(args));
-  test::ChildProcess process(unitBinary(), args);
-  const auto status = process.waitExit(kWait);
-  REQUIRE(status);
-  INFO(status->describe());
-  CHECK((status->exited && status->code != 0));
-  process.waitForStderrClosed(kWait);
-  const std::string err = process.stderrText();
-  INFO("stderr:\n" << err);
-  CHECK_THAT(err, Catch::Contains(mention));
-  CHECK_THAT(err, !Catch::Contains("listening on"));
+  test::checkRefusesToStart(unitBinary(), args, mention);
 }
 
 TEST_CASE("locus-unit exits non-zero with one line when the address is in use", "[server]") {
