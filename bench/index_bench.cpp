@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "locus/common/city.h"
 #include "locus/common/geo.h"
 #include "locus/unit/location_index.h"
 
@@ -34,7 +35,6 @@ using locus::unit::LocationIndex;
 
 constexpr double kSouth = locus::geo::kCityBox.south, kNorth = locus::geo::kCityBox.north,
                  kWest = locus::geo::kCityBox.west, kEast = locus::geo::kCityBox.east;
-constexpr double kStepDeg = 0.00045;  // ~50 m of latitude
 constexpr int64_t kStartMs = 1'763'000'000'000;
 
 size_t envOr(const char* name, size_t fallback) {
@@ -42,26 +42,33 @@ size_t envOr(const char* name, size_t fallback) {
   return env ? std::strtoull(env, nullptr, 10) : fallback;
 }
 
-// The loaded city, built once and shared by every benchmark.
-struct City {
+// N devices ("device-<i>") at random points of the city box.
+struct Fleet {
   std::vector<std::string> ids;
-  std::vector<std::pair<double, double>> positions;  // lat, lon
-  LocationIndex index{locus::unit::IndexOptions{
-      .slackE7 = static_cast<int32_t>(envOr("LOCUS_BENCH_SLACK_E7", 10'000))}};
-  int64_t tsMs = kStartMs;
+  std::vector<locus::geo::LatLon> positions;
   size_t idBytes = 0;
 
-  City() {
-    std::mt19937_64 rng(42);
-    std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
-    const size_t n = envOr("LOCUS_BENCH_DEVICES", 1'000'000);
+  Fleet(size_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
     ids.reserve(n);
     positions.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       ids.push_back("device-" + std::to_string(i));
       idBytes += ids.back().size();
-      positions.emplace_back(lat(rng), lon(rng));
-      index.apply(Report{ids.back(), positions.back().first, positions.back().second, tsMs});
+      positions.push_back(locus::city::randomPoint(rng));
+    }
+  }
+};
+
+// The loaded city, built once and shared by every benchmark.
+struct City : Fleet {
+  LocationIndex index{locus::unit::IndexOptions{
+      .slackE7 = static_cast<int32_t>(envOr("LOCUS_BENCH_SLACK_E7", 10'000))}};
+  int64_t tsMs = kStartMs;
+
+  City() : Fleet(envOr("LOCUS_BENCH_DEVICES", 1'000'000), 42) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      index.apply(Report{ids[i], positions[i].lat, positions[i].lon, tsMs});
     }
   }
 };
@@ -74,13 +81,11 @@ City& city() {
 void BM_Move(benchmark::State& state) {
   City& c = city();
   std::mt19937_64 rng(1);
-  std::uniform_real_distribution<double> step(-kStepDeg, kStepDeg);
   for (auto _ : state) {
     const size_t i = rng() % c.ids.size();
-    auto& [lat, lon] = c.positions[i];
-    lat = std::clamp(lat + step(rng), kSouth, kNorth);
-    lon = std::clamp(lon + step(rng), kWest, kEast);
-    benchmark::DoNotOptimize(c.index.apply(Report{c.ids[i], lat, lon, ++c.tsMs}));
+    auto& p = c.positions[i];
+    p = locus::city::step(p, rng);
+    benchmark::DoNotOptimize(c.index.apply(Report{c.ids[i], p.lat, p.lon, ++c.tsMs}));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -225,19 +230,9 @@ size_t rssBytes() {
 void BM_MemoryAt(benchmark::State& state) {
   const auto n = static_cast<size_t>(state.range(0));
   const auto moves = static_cast<size_t>(state.range(1)) * n;
-  std::mt19937_64 rng(42);
-  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
-  std::uniform_real_distribution<double> step(-kStepDeg, kStepDeg);
-  std::vector<std::string> ids;
-  std::vector<std::pair<double, double>> positions;
-  size_t idBytes = 0;
-  ids.reserve(n);
-  positions.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    ids.push_back("device-" + std::to_string(i));
-    idBytes += ids.back().size();
-    positions.emplace_back(lat(rng), lon(rng));
-  }
+  Fleet fleet(n, 42);
+  std::mt19937_64 rng(43);
+  auto& [ids, positions, idBytes] = fleet;
   std::optional<LocationIndex> index;
   size_t heapBytes = 0, rssDelta = 0;
   for (auto _ : state) {
@@ -247,14 +242,13 @@ void BM_MemoryAt(benchmark::State& state) {
     index.emplace();
     int64_t tsMs = kStartMs;
     for (size_t i = 0; i < n; ++i) {
-      index->apply(Report{ids[i], positions[i].first, positions[i].second, tsMs});
+      index->apply(Report{ids[i], positions[i].lat, positions[i].lon, tsMs});
     }
     for (size_t m = 0; m < moves; ++m) {
       const size_t i = rng() % n;
-      auto& [la, lo] = positions[i];
-      la = std::clamp(la + step(rng), kSouth, kNorth);
-      lo = std::clamp(lo + step(rng), kWest, kEast);
-      index->apply(Report{ids[i], la, lo, ++tsMs});
+      auto& p = positions[i];
+      p = locus::city::step(p, rng);
+      index->apply(Report{ids[i], p.lat, p.lon, ++tsMs});
     }
     heapBytes = heapInUse() - heapBefore;
     rssDelta = rssBytes() - rssBefore;

@@ -57,6 +57,7 @@
 #include "backend.h"
 #include "histogram.h"
 #include "locus.capnp.h"
+#include "locus/common/city.h"
 #include "locus/common/clock.h"
 #include "locus/common/flags.h"
 #include "locus/common/geo.h"
@@ -79,8 +80,6 @@ using bench::Session;
 using bench::Totals;
 using json = nlohmann::ordered_json;
 
-constexpr double kSouth = geo::kCityBox.south, kNorth = geo::kCityBox.north,
-                 kWest = geo::kCityBox.west, kEast = geo::kCityBox.east;
 constexpr double kMaxMoveM = 50;
 constexpr double kMetresPerDegree = geo::kEarthRadiusM * geo::kPi / 180;
 constexpr uint32_t kBatchReports = 1000;
@@ -297,8 +296,8 @@ std::string deviceId(uint64_t i) {
 }
 
 geo::LatLon randomPoint(std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
-  return {geo::quantize(lat(rng)), geo::quantize(lon(rng))};
+  const geo::LatLon p = city::randomPoint(rng);
+  return {geo::quantize(p.lat), geo::quantize(p.lon)};
 }
 
 // `p` moved 1..kMaxMoveM metres in a random direction, quantized.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "locus.capnp.h"
+#include "locus/common/city.h"
 #include "locus/common/json.h"
 #include "locus/common/shutdown.h"
 #include "locus/common/wire.h"
@@ -26,10 +27,6 @@
 namespace locus::cli {
 namespace {
 
-// The SPEC's city box, where simulated devices move.
-constexpr double kSouth = geo::kCityBox.south, kNorth = geo::kCityBox.north,
-                 kWest = geo::kCityBox.west, kEast = geo::kCityBox.east;
-constexpr double kStepDeg = 0.00045;  // up to ~50 m per move
 constexpr size_t kBatch = 1000;
 constexpr size_t kCallsInFlight = 8;
 
@@ -63,14 +60,12 @@ class Simulator {
     auto& waitScope = client.getWaitScope();
     auto& timer = client.getIoProvider().getTimer();
     std::mt19937_64 rng(7);
-    std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast),
-        step(-kStepDeg, kStepDeg);
 
     ids_.reserve(options_.simulate);
     positions_.reserve(options_.simulate);
     for (uint64_t i = 0; i < options_.simulate; ++i) {
       ids_.push_back("sim-" + std::to_string(i));
-      positions_.push_back({lat(rng), lon(rng)});
+      positions_.push_back(city::randomPoint(rng));
     }
 
     std::deque<kj::Promise<capnp::Response<wire::Ingest::ReportResults>>> inFlight;
@@ -107,8 +102,7 @@ class Simulator {
         const size_t count = std::min(kBatch, perTick - sentNow);
         for (size_t i = 0; i < count; ++i) {
           auto& p = positions_[(next + i) % ids_.size()];
-          p.lat = std::clamp(p.lat + step(rng), kSouth, kNorth);
-          p.lon = std::clamp(p.lon + step(rng), kWest, kEast);
+          p = city::step(p, rng);
         }
         send(next, count);
         next = (next + count) % ids_.size();
