@@ -58,10 +58,17 @@ HttpEndpoint::HttpEndpoint(const std::string& listen, const metrics::Registry& r
   // Called for every status >= 400, ours included: those keep their body.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const std::string what =
-        res.status == 404
-            ? fmt::format("no such path {}: try /healthz, /readyz or /metrics", req.path)
-            : fmt::format("cannot serve {} {}", req.method, req.path);
+    const bool ours = req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
+    std::string what;
+    if (ours && req.method != "GET") {
+      res.status = 405;
+      res.set_header("Allow", "GET");
+      what = fmt::format("{} takes GET only, not {}", req.path, req.method);
+    } else if (res.status == 404) {
+      what = fmt::format("no such path {}: try /healthz, /readyz or /metrics", req.path);
+    } else {
+      what = fmt::format("cannot serve {} {} (status {})", req.method, req.path, res.status);
+    }
     replyJson(res, res.status, {{"error", what}});
   });
 

@@ -117,6 +117,16 @@ TEST_CASE("the HTTP endpoint serves health, readiness and metrics on loopback", 
   CHECK(metrics.contentType.rfind("text/plain; version=0.0.4", 0) == 0);
   CHECK(test::metricValue(metrics.body, "locus_served_total") == 3.0);
 
+  httplib::Client client("http://" + address);
+  const auto post = client.Post("/metrics", "x", "text/plain");
+  REQUIRE(post);
+  CHECK(post->status == 405);
+  CHECK(post->get_header_value("Allow") == "GET");
+  CHECK(nlohmann::json::parse(post->body)["error"] == "/metrics takes GET only, not POST");
+  const auto del = client.Delete("/healthz");
+  REQUIRE(del);
+  CHECK(del->status == 405);
+
   const auto missing = test::httpGet(address, "/nope");
   CHECK(missing.status == 404);
   CHECK(nlohmann::json::parse(missing.body)["error"].get<std::string>().find("/nope") !=
