@@ -95,7 +95,13 @@ void RouterCounters::expose(metrics::Registry& r) const {
             "Reports a unit refused after the gateway accepted them (should stay 0)", {},
             reportsRejected);
   r.gauge("locus_gateway_buffered_reports", "Reports waiting to be sent to their units", {},
-          buffered);
+          [this] {
+            // Every sent report was routed first; the counters are read
+            // one after the other, so clamp a momentary skew.
+            const uint64_t sent = reportsSent.value();
+            const uint64_t routed = reportsRouted.value();
+            return routed > sent ? double(routed - sent) : 0.0;
+          });
 }
 
 void Router::add(const Report& report) {
@@ -106,7 +112,6 @@ void Router::add(const Report& report) {
   owned.fields = report;
   owned.fields.id = {};
   ++counters_.reportsRouted;
-  counters_.buffered.add(1);
   if (shard.buffer.size() >= options_.batchReports || closing_) {
     pump(index);
   } else if (!shard.timerArmed && !shard.due) {
@@ -145,7 +150,7 @@ void Router::send(uint32_t index, size_t count) {
   }
   ++shard.inFlight;
   ++counters_.batchesSent;
-  counters_.buffered.add(-static_cast<double>(count));
+  counters_.reportsSent += count;
   const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
   tasks_->add(shard.channel->call(message, deadline)
                   .then([this, index, count](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {

@@ -41,13 +41,14 @@ struct RouterOptions {
 struct RouterCounters {
   metrics::Counter reportsRouted;    // reports added to a buffer
   metrics::Counter batchesSent;      // apply batches handed to a unit's socket
+  metrics::Counter reportsSent;      // the reports in those batches
   metrics::Counter batchesApplied;   // ... answered by the unit with `applied`
   metrics::Counter batchesLost;      // ... unanswered by their deadline, unsendable or refused
   metrics::Counter reportsLost;      // reports in the lost batches
   metrics::Counter reportsRejected;  // reports the units refused (should stay 0: we validate)
-  metrics::Gauge buffered;           // reports waiting in the buffers, over all units
 
-  // Names every metric above in `registry`.
+  // Names every metric above in `registry`, and the reports waiting in the
+  // buffers (routed, not yet sent).
   void expose(metrics::Registry& registry) const;
 };
 
