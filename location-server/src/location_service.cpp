@@ -55,18 +55,19 @@ void tally(Context& context, Method method, Clock::time_point started, ServiceCo
   counters.seconds[m].observe(std::chrono::duration<double>(Clock::now() - started).count());
 }
 
-// The one place where a call's failures become its typed `error`: `read`
-// runs now and turns the parameters into a promise of the answer (a
-// kj::Exception from it means the parameters were malformed: badRequest);
-// a failure of that promise is a bug of ours (internal). The call itself
-// always succeeds. Every call is counted once it has its results.
+// The one place where a call's failures become its typed `error`:
+// `read(started)`, given when the call arrived, runs now and turns the
+// parameters into a promise of the answer (a kj::Exception from it means
+// the parameters were malformed: badRequest); a failure of that promise is
+// a bug of ours (internal). The call itself always succeeds. Every call is
+// counted once it has its results.
 template <typename Context, typename Read>
 kj::Promise<void> answer(Context context, Method method, ServiceCounters& counters, Read&& read) {
   const auto started = Clock::now();
   const char* name = kMethodNames[static_cast<size_t>(method)];
   kj::Promise<void> work = nullptr;
   try {
-    work = read();
+    work = read(started);
   } catch (const kj::Exception& e) {
     writeError(badRequest(fmt::format("malformed {} request: {}", name, e.getDescription().cStr())),
                context.initResults().initError());
@@ -103,51 +104,51 @@ void ServiceCounters::expose(metrics::Registry& r) const {
 }
 
 kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
-  const auto started = Clock::now();
-  return answer(context, Method::kNearest, counters_, [&]() -> kj::Promise<void> {
-    auto query = readNearestQuery(context.getParams().getQuery());
-    if (!query) {
-      writeError(query.error(), context.getResults().initError());
-      return kj::READY_NOW;
-    }
-    return cluster_.nearest(*query).then([context, started](GatheredResult&& g) mutable {
-      writeAnswer(g, started, context.getResults().initResult());
-    });
-  });
+  return answer(
+      context, Method::kNearest, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+        auto query = readNearestQuery(context.getParams().getQuery());
+        if (!query) {
+          writeError(query.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        return cluster_.nearest(*query).then([context, started](GatheredResult&& g) mutable {
+          writeAnswer(g, started, context.getResults().initResult());
+        });
+      });
 }
 
 kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
-  const auto started = Clock::now();
-  return answer(context, Method::kWithin, counters_, [&]() -> kj::Promise<void> {
-    auto query = readAreaQuery(context.getParams().getQuery());
-    if (!query) {
-      writeError(query.error(), context.getResults().initError());
-      return kj::READY_NOW;
-    }
-    return cluster_.within(*query).then([context, started](GatheredResult&& g) mutable {
-      writeAnswer(g, started, context.getResults().initResult());
-    });
-  });
+  return answer(
+      context, Method::kWithin, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+        auto query = readAreaQuery(context.getParams().getQuery());
+        if (!query) {
+          writeError(query.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        return cluster_.within(*query).then([context, started](GatheredResult&& g) mutable {
+          writeAnswer(g, started, context.getResults().initResult());
+        });
+      });
 }
 
 kj::Promise<void> LocationServiceImpl::get(GetContext context) {
-  const auto started = Clock::now();
-  return answer(context, Method::kGet, counters_, [&]() -> kj::Promise<void> {
-    const auto text = context.getParams().getId();
-    std::string id(text.begin(), text.size());
-    if (auto problem = validateId(id)) {
-      writeError(badRequest(*problem), context.getResults().initError());
-      return kj::READY_NOW;
-    }
-    return cluster_.get(id).then([context, started](Result<GatheredResult>&& r) mutable {
-      if (!r) return writeError(r.error(), context.getResults().initError());
-      writeAnswer(*r, started, context.getResults().initResult());
-    });
-  });
+  return answer(
+      context, Method::kGet, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+        const auto text = context.getParams().getId();
+        std::string id(text.begin(), text.size());
+        if (auto problem = validateId(id)) {
+          writeError(badRequest(*problem), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        return cluster_.get(id).then([context, started](Result<GatheredResult>&& r) mutable {
+          if (!r) return writeError(r.error(), context.getResults().initError());
+          writeAnswer(*r, started, context.getResults().initResult());
+        });
+      });
 }
 
 kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
-  return answer(context, Method::kStats, counters_, [&]() -> kj::Promise<void> {
+  return answer(context, Method::kStats, counters_, [&](Clock::time_point) -> kj::Promise<void> {
     return cluster_.stats().then([context](GatheredStats&& g) mutable {
       auto out = context.getResults().initStats();
       auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
