@@ -59,6 +59,24 @@ kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder
       .then([replies = kj::mv(replies)]() mutable { return kj::mv(*replies); });
 }
 
+namespace {
+
+// Adds one shard's answer (a UnitReply, or one QueryAnswer of a batch) to
+// `parts` when it is a result; logs why when it is not.
+template <typename Answer>
+void collect(Answer answer, std::vector<QueryResult>& parts, const std::string& what,
+             size_t shard) {
+  if (answer.isResult()) {
+    parts.push_back(readQueryResult(answer.getResult()));
+  } else if (answer.isError()) {
+    spdlog::warn("{}: shard {} refused: {}", what, shard, answer.getError().getMessage().cStr());
+  } else {
+    spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
+  }
+}
+
+}  // namespace
+
 std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::string& what,
                                                   size_t index, size_t batch) {
   std::vector<QueryResult> parts;
@@ -71,23 +89,14 @@ std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::s
       }
       try {
         auto root = (*reply)->root();
-        if (batch == 0 && root.isResult()) {
-          parts.push_back(readQueryResult(root.getResult()));
-        } else if (batch > 0 && root.isAnswers() && root.getAnswers().size() == batch) {
-          auto answer = root.getAnswers()[static_cast<unsigned>(index)];
-          if (answer.isResult()) {
-            parts.push_back(readQueryResult(answer.getResult()));
-          } else if (answer.isError()) {
-            spdlog::warn("{}: shard {} refused: {}", what, shard,
-                         answer.getError().getMessage().cStr());
-          } else {
-            spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
-          }
-        } else if (root.isError()) {
-          spdlog::warn("{}: shard {} refused: {}", what, shard,
-                       root.getError().getMessage().cStr());
-        } else {
+        // A batch is answered with `answers`, one per query, or refused
+        // whole with `error`.
+        if (batch > 0 && root.isAnswers() && root.getAnswers().size() == batch) {
+          collect(root.getAnswers()[static_cast<unsigned>(index)], parts, what, shard);
+        } else if (batch > 0 && root.isResult()) {
           spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
+        } else {
+          collect(root, parts, what, shard);
         }
       } catch (const kj::Exception& e) {
         spdlog::warn("{}: shard {} sent a malformed reply: {}", what, shard,
