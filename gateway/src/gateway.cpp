@@ -12,6 +12,7 @@
 #include "ingest_service.h"
 #include "locus/common/net.h"
 #include "locus/common/wire.h"
+#include "locus/server/rpc_listener.h"
 #include "locus/server/unit_health.h"
 #include "text_connection.h"
 
@@ -23,40 +24,6 @@ constexpr int64_t kDrainSlackMs = 1000;
 // Bytes of calls a client may have in flight on one RPC connection before
 // the gateway stops reading from it (Cap'n Proto's flow limit).
 constexpr size_t kRpcFlowLimitBytes = 8 << 20;
-
-// Binds `address`; its "HOST:PORT" with the port actually bound in `bound`.
-kj::Own<kj::ConnectionReceiver> bind(kj::AsyncIoContext& io, const std::string& address,
-                                     std::string& bound) {
-  auto parsed = io.provider->getNetwork().parseAddress(address).wait(io.waitScope);
-  auto listener = parsed->listen();
-  bound = fmt::format("{}:{}", splitHostPort(address)->first, listener->getPort());
-  return listener;
-}
-
-// One accepted RPC connection: its stream, the two-party network over it
-// (reading messages with untrusted limits) and an RPC system whose bootstrap
-// capability is the shared Ingest. Lives until the peer hangs up.
-class RpcConnection {
- public:
-  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap,
-                metrics::Gauge& open)
-      : open_(open),
-        stream_(kj::mv(stream)),
-        network_(*stream_, capnp::rpc::twoparty::Side::SERVER, untrustedReaderOptions()),
-        rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
-    rpc_.setFlowLimit(kRpcFlowLimitBytes);
-    open_.add(1);
-  }
-  ~RpcConnection() { open_.add(-1); }
-
-  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
-
- private:
-  metrics::Gauge& open_;
-  kj::Own<kj::AsyncIoStream> stream_;
-  capnp::TwoPartyVatNetwork network_;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
-};
 
 }  // namespace
 
@@ -101,8 +68,8 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
       connections_(std::make_unique<Connections>(router_, ingest_.rpc)) {
-  connections_->rpcListener = bind(io_, options.listen, rpcAddress_);
-  connections_->textListener = bind(io_, options.listenText, textAddress_);
+  connections_->rpcListener = server::bindListener(io_, options.listen, rpcAddress_);
+  connections_->textListener = server::bindListener(io_, options.listenText, textAddress_);
   if (!options.httpListen.empty()) {
     ingest_.expose(registry_);
     router_.counters().expose(registry_);
@@ -131,34 +98,6 @@ Gateway::~Gateway() {
   connections_.reset();  // before the router they feed
 }
 
-kj::Promise<void> Gateway::acceptRpc() {
-  return connections_->rpcListener->accept()
-      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-        auto connection =
-            kj::heap<RpcConnection>(kj::mv(stream), connections_->ingest, ingest_.rpc.connections);
-        auto disconnected = connection->onDisconnect();
-        connections_->tasks.add(disconnected.attach(kj::mv(connection)));
-      })
-      .catch_([](kj::Exception&& e) {
-        // E.g. out of file descriptors: keep accepting the next ones.
-        spdlog::warn("rpc accept failed: {}", e.getDescription().cStr());
-      })
-      .then([this]() { return acceptRpc(); });
-}
-
-kj::Promise<void> Gateway::acceptText() {
-  return connections_->textListener->accept()
-      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-        auto connection = kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text);
-        auto served = connection->run();
-        connections_->tasks.add(served.attach(kj::mv(connection)));
-      })
-      .catch_([](kj::Exception&& e) {
-        spdlog::warn("text accept failed: {}", e.getDescription().cStr());
-      })
-      .then([this]() { return acceptText(); });
-}
-
 void Gateway::run(int stopFd) {
   kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
@@ -166,8 +105,27 @@ void Gateway::run(int stopFd) {
     const auto stopped = [](kj::Exception&& e) {
       spdlog::error("stopped accepting: {}", e.getDescription().cStr());
     };
-    auto rpcAccepting = acceptRpc().eagerlyEvaluate(stopped);
-    auto textAccepting = acceptText().eagerlyEvaluate(stopped);
+    auto rpcAccepting = server::acceptEach(
+                            *connections_->rpcListener,
+                            [this](kj::Own<kj::AsyncIoStream>&& stream) {
+                              auto connection = kj::heap<server::RpcConnection>(
+                                  kj::mv(stream), connections_->ingest, &ingest_.rpc.connections,
+                                  kRpcFlowLimitBytes);
+                              auto disconnected = connection->onDisconnect();
+                              connections_->tasks.add(disconnected.attach(kj::mv(connection)));
+                            },
+                            "rpc")
+                            .eagerlyEvaluate(stopped);
+    auto textAccepting = server::acceptEach(
+                             *connections_->textListener,
+                             [this](kj::Own<kj::AsyncIoStream>&& stream) {
+                               auto connection =
+                                   kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text);
+                               auto served = connection->run();
+                               connections_->tasks.add(served.attach(kj::mv(connection)));
+                             },
+                             "text")
+                             .eagerlyEvaluate(stopped);
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
   if (http_) http_->stopping();

@@ -9,6 +9,7 @@
 #include "locus/common/net.h"
 #include "locus/common/wire.h"
 #include "locus/server/location_service.h"
+#include "locus/server/rpc_listener.h"
 
 namespace locus::server {
 namespace {
@@ -35,33 +36,13 @@ std::optional<std::string> ServerOptions::validate() const {
   return std::nullopt;
 }
 
-// One accepted RPC connection: its stream, the two-party network over it
-// (reading messages with untrusted limits) and an RPC system whose bootstrap
-// capability is the shared LocationService. Lives until the peer hangs up.
-class Server::Connection {
- public:
-  Connection(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap)
-      : stream_(kj::mv(stream)),
-        network_(*stream_, capnp::rpc::twoparty::Side::SERVER, untrustedReaderOptions()),
-        rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {}
-
-  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
-
- private:
-  kj::Own<kj::AsyncIoStream> stream_;
-  capnp::TwoPartyVatNetwork network_;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
-};
-
 Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
     : io_(io),
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
                options.timeoutMs),
       bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
       tasks_(*this) {
-  auto address = io_.provider->getNetwork().parseAddress(options.listen).wait(io_.waitScope);
-  listener_ = address->listen();
-  address_ = fmt::format("{}:{}", splitHostPort(options.listen)->first, listener_->getPort());
+  listener_ = bindListener(io_, options.listen, address_);
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
     http_ =
@@ -75,27 +56,21 @@ void Server::taskFailed(kj::Exception&& exception) {
   spdlog::warn("connection failed: {}", exception.getDescription().cStr());
 }
 
-kj::Promise<void> Server::acceptLoop() {
-  return listener_->accept()
-      .then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-        auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_);
-        auto disconnected = connection->onDisconnect();
-        tasks_.add(disconnected.attach(kj::mv(connection)));
-      })
-      .catch_([](kj::Exception&& e) {
-        // E.g. out of file descriptors: keep accepting the next ones.
-        spdlog::warn("accept failed: {}", e.getDescription().cStr());
-      })
-      .then([this]() { return acceptLoop(); });
-}
-
 void Server::run(int stopFd) {
   kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
   {
-    auto accepting = acceptLoop().eagerlyEvaluate([](kj::Exception&& e) {
-      spdlog::error("stopped accepting: {}", e.getDescription().cStr());
-    });
+    auto accepting = acceptEach(
+                         *listener_,
+                         [this](kj::Own<kj::AsyncIoStream>&& stream) {
+                           auto connection = kj::heap<RpcConnection>(kj::mv(stream), bootstrap_);
+                           auto disconnected = connection->onDisconnect();
+                           tasks_.add(disconnected.attach(kj::mv(connection)));
+                         },
+                         "rpc")
+                         .eagerlyEvaluate([](kj::Exception&& e) {
+                           spdlog::error("stopped accepting: {}", e.getDescription().cStr());
+                         });
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
   if (http_) http_->stopping();

@@ -79,8 +79,6 @@ class Gateway final {
 
  private:
   class Connections;
-  kj::Promise<void> acceptRpc();
-  kj::Promise<void> acceptText();
 
   kj::AsyncIoContext& io_;
   RouterOptions routing_;

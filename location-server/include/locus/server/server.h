@@ -54,9 +54,6 @@ class Server final : private kj::TaskSet::ErrorHandler {
   void run(int stopFd);
 
  private:
-  class Connection;
-  kj::Promise<void> acceptLoop();
-
   kj::AsyncIoContext& io_;
   ScatterGather cluster_;
   ServiceCounters counters_;
