@@ -27,6 +27,7 @@
 // Prints an aligned table (or one JSON object with --json, whose "system" is
 // "locus" or "redis") on stdout and progress lines on stderr.
 #include <capnp/ez-rpc.h>
+#include <fmt/ranges.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
 #include <sys/prctl.h>
@@ -179,12 +180,6 @@ std::string binDir() {
   return exe.substr(0, exe.rfind('/'));
 }
 
-std::string joinComma(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
-  return out;
-}
-
 // Resident set size of a process in bytes (VmRSS), 0 when unknown.
 uint64_t rssBytes(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -211,12 +206,13 @@ class SpawnedCluster {
     }
     gateway_ = std::make_unique<test::ChildProcess>(
         dir + "/locus-gateway",
-        std::vector<std::string>{"--units", joinComma(endpoints), "--listen", "127.0.0.1:0",
-                                 "--listen-text", "127.0.0.1:0"});
+        std::vector<std::string>{"--units", fmt::format("{}", fmt::join(endpoints, ",")),
+                                 "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"});
     gatewayAddress_ = waitBound(*gateway_, kGatewayRpcListening, "locus-gateway");
     server_ = std::make_unique<test::ChildProcess>(
         dir + "/locus-server",
-        std::vector<std::string>{"--units", joinComma(endpoints), "--listen", "127.0.0.1:0"});
+        std::vector<std::string>{"--units", fmt::format("{}", fmt::join(endpoints, ",")),
+                                 "--listen", "127.0.0.1:0"});
     serverAddress_ = waitBound(*server_, kServerListening, "locus-server");
   }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <capnp/ez-rpc.h>
+#include <fmt/ranges.h>
 #include <kj/async-io.h>
 #include <kj/exception.h>
 
@@ -59,12 +60,6 @@ inline std::string httpAddressOf(ChildProcess& process, Http http) {
   return *bound;
 }
 
-inline std::string joinComma(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
-  return out;
-}
-
 struct RunningUnit {
   explicit RunningUnit(Http http = Http::kOff)
       : process(binary("locus-unit"), withHttp({"--listen", "tcp://127.0.0.1:0"}, http)) {
@@ -82,9 +77,10 @@ struct RunningUnit {
 struct RunningServer {
   RunningServer(const std::vector<std::string>& units, int64_t timeoutMs,
                 const std::string& listen = "127.0.0.1:0", Http http = Http::kOff)
-      : process(binary("locus-server"), withHttp({"--units", joinComma(units), "--listen", listen,
-                                                  "--timeout-ms", std::to_string(timeoutMs)},
-                                                 http)) {
+      : process(binary("locus-server"),
+                withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen", listen,
+                          "--timeout-ms", std::to_string(timeoutMs)},
+                         http)) {
     auto bound = process.waitForStderr(kServerListening, kWait);
     INFO("locus-server stderr:\n" << process.stderrText());
     REQUIRE(bound);
@@ -101,8 +97,8 @@ struct RunningGateway {
   explicit RunningGateway(const std::vector<std::string>& units,
                           const std::vector<std::string>& env = {}, Http http = Http::kOff)
       : process(binary("locus-gateway"),
-                withHttp({"--units", joinComma(units), "--listen", "127.0.0.1:0", "--listen-text",
-                          "127.0.0.1:0"},
+                withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen",
+                          "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
                          http),
                 env) {
     auto rpc = process.waitForStderr(kGatewayRpcListening, kWait);
