@@ -22,6 +22,8 @@ constexpr int kMaxBurst = 256;
 // After a stop: how long the unit keeps answering requests it had already
 // received, and how long their replies may take to leave.
 constexpr auto kDrainLimit = std::chrono::milliseconds(1000);
+// ... and for how long an empty queue must stay empty to end the drain.
+constexpr auto kDrainQuiet = std::chrono::milliseconds(20);
 // First segment of a reply: a nearest-10 answer is ~150 words, an apply
 // outcome a few. Larger answers grow more segments. (The default, 1,024
 // words, was an 8 KiB calloc per request.)
@@ -320,9 +322,15 @@ void UnitServer::run(int stopFd) {
   const auto giveUp = std::chrono::steady_clock::now() + kDrainLimit;
   size_t drained = 0;
   while (std::chrono::steady_clock::now() < giveUp) {
-    const size_t n = serveQueued(kMaxBurst);
-    drained += n;
-    if (n < static_cast<size_t>(kMaxBurst)) break;
+    if (const size_t n = serveQueued(kMaxBurst); n > 0) {
+      drained += n;
+      continue;
+    }
+    // An empty queue is not the end: past the receive high-water mark
+    // ZeroMQ's io thread stops reading the connection and resumes only as
+    // the queue drains, so more may be on its way. Done once it stays quiet.
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, kDrainQuiet) == 0) break;
   }
   if (drained > 0)
     spdlog::info("{}: answered {} requests received before the stop", service_.name(), drained);

@@ -1057,18 +1057,22 @@ TEST_CASE("locus-unit answers the requests it already received before it stops",
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});
   zmq::context_t context;
   Client client(context, unit.endpoint);
-  // A batch big enough to keep the unit busy while the rest queue behind
-  // it and the stop signal arrives.
+  // A batch big enough to keep the unit busy (~0.5 s or more) while the
+  // rest queue behind it and the stop signal arrives.
   std::vector<TestReport> big;
-  for (int i = 0; i < 150'000; ++i) {
+  for (int i = 0; i < 200'000; ++i) {
     big.push_back({"big-" + std::to_string(i), 31 + i * 1e-6, 121, kNowMs});
   }
-  client.send(applyFrame(1, big));
+  zmq::message_t bigFrame = applyFrame(1, big);
+  REQUIRE(bigFrame.size() < kMaxMessageBytes);
+  client.send(std::move(bigFrame));
   constexpr int kQueued = 1000;  // more than one burst (256) of the serving loop
   for (int i = 0; i < kQueued; ++i) {
     client.send(applyFrame(2 + i, {{"q-" + std::to_string(i), 1, 2, kNowMs}}));
   }
-  std::this_thread::sleep_for(100ms);  // the requests reach the unit's queue
+  // Time for every request to reach the unit's queue (a loaded CI machine
+  // needed more than 100 ms), well before the big batch is applied.
+  std::this_thread::sleep_for(300ms);
   unit.process.signal(SIGTERM);
 
   std::set<uint64_t> answered;
@@ -1077,7 +1081,13 @@ TEST_CASE("locus-unit answers the requests it already received before it stops",
     answered.insert(reply->root().getRequestId());
     if (answered.size() == kQueued + 1) break;
   }
-  CHECK(answered.size() == kQueued + 1);
+  unit.process.waitForStderrClosed(kWait);
+  INFO("unit stderr:\n" << unit.process.stderrText());
+  std::vector<uint64_t> missing;
+  for (uint64_t id = 1; id <= kQueued + 1; ++id) {
+    if (!answered.count(id)) missing.push_back(id);
+  }
+  CHECK(missing == std::vector<uint64_t>{});
   const auto status = unit.process.waitExit(kWait);
   REQUIRE(status);
   CHECK((status->exited && status->code == 0));
