@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
                  "HOST:PORT for NDJSON report lines (port 0 picks one)");
   locus::addFlag(app, "--batch-timeout-ms", options.routing.batchTimeoutMs,
                  "deadline for a unit to answer a batch, ms (then it is counted lost)");
+  locus::addDurationFlag(app, "--max-future-skew", options.maxFutureSkewMs,
+                         "a report's ts may be at most this far ahead of the gateway's clock");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);

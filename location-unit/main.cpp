@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--name", options.name, "name in stats and logs (default: the endpoint)");
   locus::addFlag(app, "--ttl-s", options.ttlS,
                  "seconds a position lives after its ts (0 = forever)");
+  locus::addDurationFlag(app, "--max-future-skew", options.maxFutureSkewMs,
+                         "a report's ts may be at most this far ahead of the unit's clock");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);

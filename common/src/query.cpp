@@ -58,6 +58,7 @@ struct AreaValidator {
 std::optional<std::string> validate(const NearestQuery& q) {
   if (auto e = validateCenter(q.center)) return e;
   if (q.k == 0) return "k must be at least 1";
+  if (q.k > kMaxResults) return fmt::format("k {} is more than the {} allowed", q.k, kMaxResults);
   if (!std::isfinite(q.maxDistanceM) || q.maxDistanceM < 0) {
     return fmt::format("max distance {} m must be a finite number >= 0", q.maxDistanceM);
   }
@@ -66,7 +67,18 @@ std::optional<std::string> validate(const NearestQuery& q) {
 
 std::optional<std::string> validate(const AreaQuery& q) {
   if (auto e = std::visit(AreaValidator{}, q.area)) return e;
+  if (q.limit > kMaxResults) {
+    return fmt::format("limit {} is more than the {} allowed (0 = all, up to {})", q.limit,
+                       kMaxResults, kMaxResults);
+  }
   return validateMaxAge(q.maxAgeS);
+}
+
+std::string tooManyMatches(uint64_t count) {
+  return fmt::format(
+      "{} devices match, more than the {} one answer carries: set a limit, narrow the area, "
+      "or ask for the count only",
+      count, kMaxResults);
 }
 
 int64_t minTsForAge(double maxAgeS, int64_t nowMs) {

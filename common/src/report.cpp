@@ -75,4 +75,17 @@ std::optional<std::string> validateReport(const Report& r) {
   return std::nullopt;
 }
 
+std::optional<std::string> admitReport(Report& r, const Admission& a) {
+  if (r.tsMs == 0) r.tsMs = a.nowMs;
+  if (auto error = validateReport(r)) return error;
+  // Subtraction first: ts may be near INT64_MAX.
+  if (r.tsMs > a.nowMs && r.tsMs - a.nowMs > a.maxFutureSkewMs) {
+    return fmt::format(
+        "ts {} is {} s ahead of the {}'s clock; at most {} s ahead is accepted "
+        "(--max-future-skew): check the device's clock and that ts is in milliseconds",
+        r.tsMs, (r.tsMs - a.nowMs) / 1000, a.receiver, a.maxFutureSkewMs / 1000);
+  }
+  return std::nullopt;
+}
+
 }  // namespace locus

@@ -37,6 +37,9 @@ std::optional<std::string> GatewayOptions::validate() const {
   if (!httpListen.empty()) {
     if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
   }
+  if (maxFutureSkewMs < 0) {
+    return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
+  }
   return routing.validate();
 }
 
@@ -44,8 +47,8 @@ std::optional<std::string> GatewayOptions::validate() const {
 // clients, dropped as one when the gateway stops.
 class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
  public:
-  Connections(Router& router, ProtocolCounters& rpc)
-      : ingest(kj::heap<IngestImpl>(router, rpc)), tasks(*this) {}
+  Connections(Router& router, ProtocolCounters& rpc, int64_t maxFutureSkewMs)
+      : ingest(kj::heap<IngestImpl>(router, rpc, maxFutureSkewMs)), tasks(*this) {}
 
   capnp::Capability::Client ingest;
   kj::Own<kj::ConnectionReceiver> rpcListener;
@@ -67,14 +70,15 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
     : io_(io),
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
-      connections_(std::make_unique<Connections>(router_, ingest_.rpc)) {
+      maxFutureSkewMs_(options.maxFutureSkewMs),
+      connections_(std::make_unique<Connections>(router_, ingest_.rpc, options.maxFutureSkewMs)) {
   connections_->rpcListener = server::bindListener(io_, options.listen, rpcAddress_);
   connections_->textListener = server::bindListener(io_, options.listenText, textAddress_);
   if (!options.httpListen.empty()) {
     ingest_.expose(registry_);
     router_.counters().expose(registry_);
-    http_ = std::make_unique<server::FrontEndHttp>(context, io, options.units, options.httpListen,
-                                                   registry_);
+    http_ = std::make_unique<server::FrontEndHttp>(context, io, options.units, router_.channels(),
+                                                   options.httpListen, registry_);
   }
 }
 
@@ -119,8 +123,8 @@ void Gateway::run(int stopFd) {
     auto textAccepting = server::acceptEach(
                              *connections_->textListener,
                              [this](kj::Own<kj::AsyncIoStream>&& stream) {
-                               auto connection =
-                                   kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text);
+                               auto connection = kj::heap<TextConnection>(
+                                   kj::mv(stream), router_, ingest_.text, maxFutureSkewMs_);
                                auto served = connection->run();
                                connections_->tasks.add(served.attach(kj::mv(connection)));
                              },

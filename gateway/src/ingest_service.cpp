@@ -18,7 +18,7 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
   BatchOutcome outcome;
   {
     auto reports = context.getParams().getBatch().getReports();
-    const int64_t nowMs = wallClockMs();
+    const Admission admission{wallClockMs(), maxFutureSkewMs_, "gateway"};
     for (uint32_t i = 0; i < reports.size(); ++i) {
       Report r;
       try {
@@ -28,8 +28,7 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
             i, std::string("malformed report: ") + e.getDescription().cStr());
         continue;
       }
-      if (r.tsMs == 0) r.tsMs = nowMs;
-      if (auto why = validateReport(r)) {
+      if (auto why = admitReport(r, admission)) {
         outcome.rejected.emplace_back(i, std::move(*why));
         continue;
       }

@@ -7,13 +7,15 @@
 
 namespace locus::gateway {
 
-// Validates each report of a batch (stamping ts 0 with the receive time),
-// rejects the invalid ones by index with a reason, and routes the rest. A
+// Admits each report of a batch (admitReport: ts 0 stamped with the receive
+// time, validation, the future-skew bound), rejects the others by index with
+// a reason, and routes the rest. A
 // call resolves once its reports are in the router's buffers and the router
 // admits more (backpressure). Thread-affinity: the router's thread.
 class IngestImpl final : public wire::Ingest::Server {
  public:
-  IngestImpl(Router& router, ProtocolCounters& counters) : router_(router), counters_(counters) {}
+  IngestImpl(Router& router, ProtocolCounters& counters, int64_t maxFutureSkewMs)
+      : router_(router), counters_(counters), maxFutureSkewMs_(maxFutureSkewMs) {}
 
  protected:
   kj::Promise<void> report(ReportContext context) override;
@@ -21,6 +23,7 @@ class IngestImpl final : public wire::Ingest::Server {
  private:
   Router& router_;
   ProtocolCounters& counters_;
+  int64_t maxFutureSkewMs_;
 };
 
 }  // namespace locus::gateway

@@ -76,6 +76,12 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
   }
 }
 
+std::vector<const server::UnitChannel*> Router::channels() const {
+  std::vector<const server::UnitChannel*> out;
+  for (const auto& shard : shards_) out.push_back(shard->channel.get());
+  return out;
+}
+
 Router::~Router() {
   // Batches and timers first: their continuations point into the shards.
   tasks_ = nullptr;

@@ -25,8 +25,11 @@ void appendError(std::string& out, std::string_view message) {
 }  // namespace
 
 TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router,
-                               ProtocolCounters& counters)
-    : stream_(kj::mv(stream)), router_(router), counters_(counters) {
+                               ProtocolCounters& counters, int64_t maxFutureSkewMs)
+    : stream_(kj::mv(stream)),
+      router_(router),
+      counters_(counters),
+      maxFutureSkewMs_(maxFutureSkewMs) {
   counters_.connections.add(1);
 }
 
@@ -114,7 +117,10 @@ void TextConnection::handleLine(std::string_view line) {
     return;
   }
   Report report = parsed->view();
-  if (report.tsMs == 0) report.tsMs = wallClockMs();
+  if (auto why = admitReport(report, Admission{wallClockMs(), maxFutureSkewMs_, "gateway"})) {
+    reject(*why);
+    return;
+  }
   router_.add(report);
   ++counters_.accepted;
   replies_ += kOk;

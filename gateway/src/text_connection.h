@@ -23,7 +23,9 @@ namespace locus::gateway {
 class TextConnection {
  public:
   // Counts what it accepts and rejects, and itself as open, in `counters`.
-  TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router, ProtocolCounters& counters);
+  // Reports are admitted with admitReport() at the gateway's clock.
+  TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router, ProtocolCounters& counters,
+                 int64_t maxFutureSkewMs);
   ~TextConnection();
 
   // Serves until the peer closes (resolves) or the stream fails (rejects).
@@ -41,6 +43,7 @@ class TextConnection {
   kj::Own<kj::AsyncIoStream> stream_;
   Router& router_;
   ProtocolCounters& counters_;
+  int64_t maxFutureSkewMs_;
   std::string partial_;    // the line so far, when a read ended mid-line
   bool overlong_ = false;  // skipping the rest of a line over the limit
   std::string replies_;    // replies not yet handed to write()

@@ -125,8 +125,9 @@ kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
           writeError(query.error(), context.getResults().initError());
           return kj::READY_NOW;
         }
-        return cluster_.within(*query).then([context, started](GatheredResult&& g) mutable {
-          writeAnswer(g, started, context.getResults().initResult());
+        return cluster_.within(*query).then([context, started](Result<GatheredResult>&& r) mutable {
+          if (!r) return writeError(r.error(), context.getResults().initError());
+          writeAnswer(*r, started, context.getResults().initResult());
         });
       });
 }

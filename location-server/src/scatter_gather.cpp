@@ -30,6 +30,12 @@ ScatterGather::ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPo
   }
 }
 
+std::vector<const UnitChannel*> ScatterGather::channels() const {
+  std::vector<const UnitChannel*> out;
+  for (const auto& c : channels_) out.push_back(c.get());
+  return out;
+}
+
 size_t ScatterGather::pending() const {
   size_t n = 0;
   for (const auto& c : channels_) n += c->pending();
@@ -62,14 +68,19 @@ kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder
 namespace {
 
 // Adds one shard's answer (a UnitReply, or one QueryAnswer of a batch) to
-// `parts` when it is a result; logs why when it is not.
-template <typename Answer>
-void collect(Answer answer, std::vector<QueryResult>& parts, const std::string& what,
-             size_t shard) {
+// `parts` when it is a result, or as the refusal when the shard found the
+// query itself at fault; logs why when it is neither.
+template <typename Answer, typename Parts>
+void collect(Answer answer, Parts& parts, const std::string& what, size_t shard) {
   if (answer.isResult()) {
-    parts.push_back(readQueryResult(answer.getResult()));
+    parts.results.push_back(readQueryResult(answer.getResult()));
   } else if (answer.isError()) {
-    spdlog::warn("{}: shard {} refused: {}", what, shard, answer.getError().getMessage().cStr());
+    Error error = readError(answer.getError());
+    if (error.code == ErrorCode::kBadRequest) {
+      if (!parts.refused) parts.refused = std::move(error);
+    } else {
+      spdlog::warn("{}: shard {} refused: {}", what, shard, error.message);
+    }
   } else {
     spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
   }
@@ -77,10 +88,10 @@ void collect(Answer answer, std::vector<QueryResult>& parts, const std::string& 
 
 }  // namespace
 
-std::vector<QueryResult> ScatterGather::resultsOf(Replies& replies, const std::string& what,
-                                                  size_t index, size_t batch) {
-  std::vector<QueryResult> parts;
-  parts.reserve(replies.size());
+ScatterGather::Parts ScatterGather::resultsOf(Replies& replies, const std::string& what,
+                                              size_t index, size_t batch) {
+  Parts parts;
+  parts.results.reserve(replies.size());
   for (size_t shard = 0; shard < replies.size(); ++shard) {
     KJ_IF_MAYBE (reply, replies[shard]) {
       if ((*reply)->error()) {
@@ -123,8 +134,14 @@ void ScatterGather::flushNearest() {
   std::vector<PendingNearest> queue = std::move(nearestQueue_);
   nearestQueue_.clear();
   const uint32_t total = shardCount();
-  for (size_t start = 0; start < queue.size(); start += kMaxQueriesPerRequest) {
-    const size_t n = std::min(kMaxQueriesPerRequest, queue.size() - start);
+  for (size_t start = 0, n = 0; start < queue.size(); start += n) {
+    // At most kMaxQueriesPerRequest queries and kMaxResults hits a message,
+    // so that every unit's reply fits one (validate() bounds each k).
+    uint64_t hits = 0;
+    for (n = 0; start + n < queue.size() && n < kMaxQueriesPerRequest; ++n) {
+      hits += queue[start + n].query.k;
+      if (n > 0 && hits > kMaxResults) break;
+    }
     nearestQueries_ += n;
     ++nearestRequests_;
     auto batch = kj::heapArrayBuilder<PendingNearest>(n);
@@ -143,34 +160,39 @@ void ScatterGather::flushNearest() {
     tasks_.add(scatter(message).then([total, batch = batch.finish()](Replies&& replies) mutable {
       const size_t n = batch.size();
       for (size_t i = 0; i < n; ++i) {
-        std::vector<QueryResult> parts =
-            n == 1 ? resultsOf(replies, "nearest") : resultsOf(replies, "nearest", i, n);
-        const auto answered = static_cast<uint32_t>(parts.size());
-        batch[i].answer->fulfill(GatheredResult{mergeNearest(std::move(parts), batch[i].query.k),
-                                                Coverage{total, answered}});
+        Parts parts = n == 1 ? resultsOf(replies, "nearest") : resultsOf(replies, "nearest", i, n);
+        const auto answered = static_cast<uint32_t>(parts.results.size());
+        batch[i].answer->fulfill(GatheredResult{
+            mergeNearest(std::move(parts.results), batch[i].query.k), Coverage{total, answered}});
       }
     }));
   }
 }
 
-kj::Promise<GatheredResult> ScatterGather::within(const AreaQuery& query) {
+kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query) {
   capnp::MallocMessageBuilder message;
   writeAreaQuery(query, message.initRoot<wire::UnitRequest>().initQuery().initWithin());
   const uint32_t total = shardCount();
   const uint32_t limit = query.limit;
   const bool countOnly = query.countOnly;
   const bool byDistance = hasCenter(query.area);
-  return scatter(message).then([total, limit, countOnly, byDistance](Replies&& replies) {
-    std::vector<QueryResult> parts = resultsOf(replies, "within");
-    const auto answered = static_cast<uint32_t>(parts.size());
-    QueryResult result;
-    if (countOnly) {
-      result.count = sumCounts(parts);
-    } else {
-      result = unionArea(std::move(parts), limit, byDistance);
-    }
-    return GatheredResult{std::move(result), Coverage{total, answered}};
-  });
+  return scatter(message).then(
+      [total, limit, countOnly, byDistance](Replies&& replies) -> Result<GatheredResult> {
+        Parts parts = resultsOf(replies, "within");
+        if (parts.refused) return *parts.refused;
+        const auto answered = static_cast<uint32_t>(parts.results.size());
+        QueryResult result;
+        if (countOnly) {
+          result.count = sumCounts(parts.results);
+        } else {
+          result = unionArea(std::move(parts.results), limit, byDistance);
+          // Each unit held its part within the bound; together they may not.
+          if (limit == 0 && result.count > kMaxResults) {
+            return badRequest(tooManyMatches(result.count));
+          }
+        }
+        return GatheredResult{std::move(result), Coverage{total, answered}};
+      });
 }
 
 kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {

@@ -45,8 +45,8 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
   listener_ = bindListener(io_, options.listen, address_);
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
-    http_ =
-        std::make_unique<FrontEndHttp>(context, io, options.units, options.httpListen, registry_);
+    http_ = std::make_unique<FrontEndHttp>(context, io, options.units, cluster_.channels(),
+                                           options.httpListen, registry_);
   }
 }
 

@@ -1,30 +1,32 @@
 #include "locus/server/unit_channel.h"
 
+#include <fmt/format.h>
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
 #include <utility>
 
 namespace locus::server {
+namespace {
+
+// Resets are logged at most this often per channel, with a running count.
+constexpr kj::Duration kResetLogInterval = 30 * kj::SECONDS;
+
+}  // namespace
 
 UnitReplyFrame::UnitReplyFrame(zmq::message_t frame)
     : frame_(std::move(frame)), message_(frame_.data(), frame_.size()) {}
 
 UnitChannel::UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
                          std::string endpoint, int maxQueued)
-    : socket_(context, zmq::socket_type::dealer),
+    : context_(context),
+      eventPort_(eventPort),
       endpoint_(std::move(endpoint)),
       timer_(timer),
-      observer_(eventPort, socket_.get(zmq::sockopt::fd),
-                kj::UnixEventPort::FdObserver::OBSERVE_READ),
+      maxQueued_(maxQueued),
+      lastReply_(timer.now()),
       reading_(nullptr) {
-  socket_.set(zmq::sockopt::linger, 0);
-  socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
-  socket_.set(zmq::sockopt::sndhwm, maxQueued);
-  socket_.connect(endpoint_);
-  reading_ = readLoop().eagerlyEvaluate([this](kj::Exception&& e) {
-    spdlog::error("unit {}: reply reader stopped: {}", endpoint_, e.getDescription().cStr());
-  });
+  open();
 }
 
 UnitChannel::~UnitChannel() {
@@ -34,10 +36,74 @@ UnitChannel::~UnitChannel() {
   pending_.clear();
 }
 
+void UnitChannel::open() {
+  reading_ = nullptr;
+  observer_ = nullptr;
+  socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  socket_->set(zmq::sockopt::linger, 0);
+  socket_->set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+  socket_->set(zmq::sockopt::sndhwm, maxQueued_);
+  socket_->connect(endpoint_);
+  observer_ = kj::heap<kj::UnixEventPort::FdObserver>(eventPort_, socket_->get(zmq::sockopt::fd),
+                                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  outstanding_ = 0;
+  lastReply_ = timer_.now();
+  reading_ = readLoop().eagerlyEvaluate([this](kj::Exception&& e) {
+    spdlog::error("unit {}: reply reader stopped: {}", endpoint_, e.getDescription().cStr());
+  });
+}
+
+void UnitChannel::reset(const std::string& why) {
+  ++health_.resets;
+  health_.answering = false;
+  const kj::TimePoint now = timer_.now();
+  if (resetsLogged_ == 0 || now - lastResetLog_ >= kResetLogInterval) {
+    spdlog::warn("unit {}: {}; opened a new connection (resets so far: {})", endpoint_, why,
+                 health_.resets.value());
+    lastResetLog_ = now;
+  }
+  ++resetsLogged_;
+  auto waiting = std::move(pending_);
+  pending_.clear();
+  open();
+  for (auto& [id, fulfiller] : waiting) fulfiller->fulfill(nullptr);
+}
+
+bool UnitChannel::trySend(zmq::message_t& frame) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    zmq::send_result_t sent;
+    try {
+      sent = socket_->send(frame, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("unit {}: send failed: {}", endpoint_, e.what());
+      return false;
+    }
+    if (sent) {
+      ++outstanding_;
+      return true;
+    }
+    // Fewer outstanding than the queue holds, yet no room: ZeroMQ dropped
+    // the connection for good. Or the queue is full and nothing came back
+    // for long: the connection is as good as broken.
+    if (attempt > 0) return false;
+    if (outstanding_ < static_cast<uint64_t>(maxQueued_)) {
+      reset(
+          fmt::format("could not queue a request with {} outstanding (the connection was "
+                      "dropped, e.g. for a message over {} bytes)",
+                      outstanding_, kMaxMessageBytes));
+    } else if (timer_.now() - lastReply_ >= kStuckResetAfter) {
+      reset(fmt::format("no reply for {} s with {} requests queued",
+                        (timer_.now() - lastReply_) / kj::SECONDS, outstanding_));
+    } else {
+      return false;
+    }
+  }
+  return false;
+}
+
 kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::call(capnp::MessageBuilder& message,
                                                                   kj::TimePoint deadline) {
-  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> expiry =
-      timer_.atTime(deadline).then([]() -> kj::Maybe<kj::Own<UnitReplyFrame>> { return nullptr; });
+  kj::Promise<Reply> expiry = timer_.atTime(deadline).then([]() -> Reply { return nullptr; });
   return callUnbounded(message).exclusiveJoin(kj::mv(expiry));
 }
 
@@ -47,48 +113,42 @@ kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::callUnbounded(
   message.getRoot<wire::UnitRequest>().setRequestId(id);
   zmq::message_t frame = toFrame(message);
 
-  auto paf = kj::newPromiseAndFulfiller<kj::Own<UnitReplyFrame>>();
-  pending_.emplace(id, kj::mv(paf.fulfiller));
-  zmq::send_result_t sent;
-  try {
-    sent = socket_.send(frame, zmq::send_flags::dontwait);
-  } catch (const zmq::error_t& e) {
-    spdlog::warn("unit {}: send failed: {}", endpoint_, e.what());
-  }
+  const bool sent = trySend(frame);
+  if (!sent) health_.answering = false;
+  // Pending before the drain, which may already find the reply. (Not before
+  // the send: a reset there resolves every pending call.)
+  auto paf = kj::newPromiseAndFulfiller<Reply>();
+  if (sent) pending_.emplace(id, kj::mv(paf.fulfiller));
   // Sending may have consumed the fd's edge for replies already queued.
   drain();
-  if (!sent) {
-    pending_.erase(id);
-    return kj::Maybe<kj::Own<UnitReplyFrame>>(nullptr);
-  }
-
-  // However it ends (reply, or the caller dropping the promise at its
+  if (!sent) return Reply(nullptr);
+  // However it ends (reply, reset, or the caller dropping the promise at its
   // deadline), the id stops being pending: a reply after that is dropped as
-  // late.
-  return paf.promise
-      .then([](kj::Own<UnitReplyFrame>&& r) -> kj::Maybe<kj::Own<UnitReplyFrame>> {
-        return kj::mv(r);
-      })
-      .attach(kj::defer([this, id]() { pending_.erase(id); }));
+  // late. Still pending when dropped means unanswered.
+  return paf.promise.attach(kj::defer([this, id]() {
+    if (pending_.erase(id) > 0) health_.answering = false;
+  }));
 }
 
 kj::Promise<void> UnitChannel::readLoop() {
-  return observer_.whenBecomesReadable().then([this]() {
+  return observer_->whenBecomesReadable().then([this]() {
     drain();
     return readLoop();
   });
 }
 
 void UnitChannel::drain() {
-  while (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) {
+  while (socket_->get(zmq::sockopt::events) & ZMQ_POLLIN) {
     zmq::message_t frame;
-    if (!socket_.recv(frame, zmq::recv_flags::dontwait)) break;
+    if (!socket_->recv(frame, zmq::recv_flags::dontwait)) break;
+    if (outstanding_ > 0) --outstanding_;
+    lastReply_ = timer_.now();
     if (frame.more()) {
       // Units answer with one frame; skip the rest of anything else.
       ++dropped_;
-      while (socket_.get(zmq::sockopt::rcvmore)) {
+      while (socket_->get(zmq::sockopt::rcvmore)) {
         zmq::message_t rest;
-        if (!socket_.recv(rest, zmq::recv_flags::dontwait)) break;
+        if (!socket_->recv(rest, zmq::recv_flags::dontwait)) break;
       }
       continue;
     }
@@ -108,6 +168,7 @@ void UnitChannel::drain() {
     }
     Fulfiller fulfiller = kj::mv(it->second);
     pending_.erase(it);
+    health_.answering = true;
     fulfiller->fulfill(kj::mv(reply));
   }
 }

@@ -1,9 +1,11 @@
 #include "locus/server/unit_health.h"
 
 #include <capnp/message.h>
+#include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
 #include <string>
+#include <utility>
 
 #include "locus.capnp.h"
 #include "locus/server/unit_channel.h"
@@ -13,9 +15,10 @@ namespace locus::server {
 struct UnitHealth::Unit {
   uint32_t shard;
   UnitChannel channel;
-  metrics::Gauge up;       // 1 while the latest probe was answered
-  metrics::Gauge devices;  // as the unit reported in that answer
-  bool logged = false;     // the current state has been logged
+  const UnitChannel* data = nullptr;  // the daemon's own channel, if watched
+  metrics::Gauge up;                  // 1 while the latest probe was answered
+  metrics::Gauge devices;             // as the unit reported in that answer
+  bool logged = false;                // the current state has been logged
 
   Unit(uint32_t shard, zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
        const std::string& endpoint)
@@ -23,11 +26,15 @@ struct UnitHealth::Unit {
 };
 
 UnitHealth::UnitHealth(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
-                       const std::vector<std::string>& units, kj::Duration interval)
+                       const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
+                       kj::Duration interval)
     : timer_(timer), interval_(interval), probing_(nullptr) {
+  KJ_REQUIRE(data.empty() || data.size() == units.size(), "one data channel per unit", data.size(),
+             units.size());
   auto loops = kj::heapArrayBuilder<kj::Promise<void>>(units.size());
   for (uint32_t shard = 0; shard < units.size(); ++shard) {
     units_.push_back(std::make_unique<Unit>(shard, context, eventPort, timer, units[shard]));
+    if (!data.empty()) units_.back()->data = data[shard];
     loops.add(probe(*units_.back()));
   }
   probing_ = kj::joinPromises(loops.finish()).eagerlyEvaluate([](kj::Exception&& e) {
@@ -78,12 +85,18 @@ Readiness UnitHealth::readiness() const {
   Readiness r{true, {}};
   auto units = nlohmann::ordered_json::array();
   for (const auto& unit : units_) {
-    const bool up = unit->up.value() > 0;
+    const bool answering = !unit->data || unit->data->health().answering.load();
+    const bool up = unit->up.value() > 0 && answering;
     r.ready = r.ready && up;
-    units.push_back({{"shard", unit->shard},
-                     {"endpoint", unit->channel.endpoint()},
-                     {"up", up},
-                     {"devices", static_cast<uint64_t>(unit->devices.value())}});
+    nlohmann::ordered_json entry = {{"shard", unit->shard},
+                                    {"endpoint", unit->channel.endpoint()},
+                                    {"up", up},
+                                    {"devices", static_cast<uint64_t>(unit->devices.value())}};
+    if (unit->data) {
+      entry["channel"] = {{"answering", answering},
+                          {"resets", unit->data->health().resets.value()}};
+    }
+    units.push_back(std::move(entry));
   }
   r.detail["units"] = std::move(units);
   return r;
@@ -97,13 +110,22 @@ void UnitHealth::expose(metrics::Registry& registry) const {
                    unit->up);
     registry.gauge("locus_unit_reported_devices",
                    "Positions the unit held at its latest health probe", labels, unit->devices);
+    if (const UnitChannel* data = unit->data) {
+      registry.gauge("locus_unit_channel_answering",
+                     "1 while the last request on the data channel to the unit was answered",
+                     labels, [data] { return data->health().answering.load() ? 1.0 : 0.0; });
+      registry.counter("locus_unit_channel_resets_total",
+                       "Connections to the unit reopened because the old one broke", labels,
+                       data->health().resets);
+    }
   }
 }
 
 FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
-                           const std::vector<std::string>& units, const std::string& listen,
+                           const std::vector<std::string>& units,
+                           std::vector<const UnitChannel*> data, const std::string& listen,
                            metrics::Registry& registry)
-    : health_(context, io.unixEventPort, io.provider->getTimer(), units) {
+    : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)) {
   health_.expose(registry);
   http_ = std::make_unique<HttpEndpoint>(listen, registry, [this] {
     Readiness r = health_.readiness();

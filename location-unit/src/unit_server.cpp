@@ -43,6 +43,9 @@ std::optional<std::string> UnitOptions::validate() const {
   if (listen.empty()) return "--listen needs a ZeroMQ endpoint such as tcp://0.0.0.0:7900";
   if (ttlS < 0) return fmt::format("--ttl-s {} must be >= 0 (0 = never expire)", ttlS);
   if (ttlS > int64_t{1} << 40) return fmt::format("--ttl-s {} is too large", ttlS);
+  if (maxFutureSkewMs < 0) {
+    return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
+  }
   if (!httpListen.empty()) return checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
 }
@@ -82,13 +85,11 @@ class UnitService::Handler {
     auto in = batch.getReports();
     std::vector<Report> reports;
     reports.reserve(in.size());
-    for (auto r : in) {
-      reports.push_back(readReport(r));
-      if (reports.back().tsMs == 0) reports.back().tsMs = nowMs_;
-    }
+    for (auto r : in) reports.push_back(readReport(r));
+    const Admission admission{nowMs_, s_.maxFutureSkewMs_, "unit"};
     BatchOutcome outcome;
     for (uint32_t i = 0; i < reports.size(); ++i) {
-      if (auto error = validateReport(reports[i])) {
+      if (auto error = admitReport(reports[i], admission)) {
         outcome.rejected.emplace_back(i, std::move(*error));
         continue;
       }
@@ -119,7 +120,15 @@ class UnitService::Handler {
       case wire::Query::WITHIN: {
         auto q = readAreaQuery(query.getWithin());
         if (!q) return writeError(q.error(), reply.initError());
-        return answer(QueryKind::kWithin, s_.index_.within(*q, nowMs_), started, reply);
+        // "All" is at most kMaxResults: beyond it the answer would not fit
+        // one message, and the count says by how much.
+        const bool all = q->limit == 0 && !q->countOnly;
+        if (all) q->limit = kMaxResults;
+        QueryResult result = s_.index_.within(*q, nowMs_);
+        if (all && result.count > kMaxResults) {
+          return writeError(badRequest(tooManyMatches(result.count)), reply.initError());
+        }
+        return answer(QueryKind::kWithin, result, started, reply);
       }
       case wire::Query::GET: {
         const auto text = query.getGet();
@@ -173,8 +182,8 @@ class UnitService::Handler {
   int64_t nowMs_;
 };
 
-UnitService::UnitService(std::string name, IndexOptions options)
-    : name_(std::move(name)), index_(options) {}
+UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutureSkewMs)
+    : name_(std::move(name)), maxFutureSkewMs_(maxFutureSkewMs), index_(options) {}
 
 zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs) {
   uint64_t requestId = 0;
@@ -220,7 +229,14 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
     } catch (const kj::Exception& e) {
       problem = fmt::format("malformed request: {}", e.getDescription().cStr());
     }
-    if (problem.empty()) return toFrame(replyMessage);
+    if (problem.empty()) {
+      const size_t bytes = capnp::computeSerializedSizeInWords(replyMessage) * sizeof(capnp::word);
+      if (bytes <= static_cast<size_t>(kMaxMessageBytes)) return toFrame(replyMessage);
+      // Never sent: a frame over the peer's limit makes ZeroMQ drop the
+      // connection, and the answers of every other request with it.
+      problem = fmt::format("the answer is {} bytes, more than the {} a message may carry", bytes,
+                            kMaxMessageBytes);
+    }
   }
   return refuse(requestId, problem);
 }
@@ -256,7 +272,7 @@ void UnitService::tick(int64_t nowMs) {
 
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
     : socket_(context, zmq::socket_type::router),
-      service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}) {
+      service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}, options.maxFutureSkewMs) {
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   socket_.set(zmq::sockopt::linger, 0);
   socket_.bind(options.listen);

@@ -389,3 +389,53 @@ TEST_CASE("minTsForAge keeps exactly the positions young enough (ms ages)", "[qu
     REQUIRE(locus::minTsForAge(maxAgeS, kNow) == kNow - ms);
   }
 }
+
+TEST_CASE("admitReport stamps an unset ts and refuses one beyond the future skew", "[report]") {
+  using locus::Admission;
+  using locus::admitReport;
+  constexpr int64_t kNow = 1'763'000'000'000;
+  const Admission gateway{kNow, 300'000, "gateway"};
+
+  Report r = goodReport();
+  r.tsMs = 0;
+  CHECK_FALSE(admitReport(r, gateway).has_value());
+  CHECK(r.tsMs == kNow);
+
+  r.tsMs = kNow + 300'000;  // exactly at the bound: accepted
+  CHECK_FALSE(admitReport(r, gateway).has_value());
+  r.tsMs = kNow - 10LL * 365 * 86'400'000;  // the past is fine: it loses to newer reports
+  CHECK_FALSE(admitReport(r, gateway).has_value());
+
+  r.tsMs = kNow + 300'001;
+  auto e = admitReport(r, gateway);
+  REQUIRE(e);
+  CHECK_THAT(*e, Catch::Contains("ahead of the gateway's clock"));
+  CHECK_THAT(*e, Catch::Contains("--max-future-skew"));
+  for (int64_t far : {int64_t{32'503'680'000'000}, std::numeric_limits<int64_t>::max()}) {
+    r.tsMs = far;
+    INFO(far);
+    CHECK(admitReport(r, gateway).has_value());
+  }
+  // A skew of 0: nothing from the future at all.
+  r.tsMs = kNow + 1;
+  CHECK(admitReport(r, Admission{kNow, 0, "unit"}).has_value());
+  // The ordinary checks come first.
+  r = goodReport();
+  r.lat = 95;
+  CHECK_THAT(admitReport(r, gateway).value_or(""), Catch::Contains("lat 95"));
+}
+
+TEST_CASE("validate bounds k and limit by kMaxResults", "[query]") {
+  using locus::kMaxResults;
+  NearestQuery n{LatLon{31, 121}, kMaxResults};
+  CHECK_FALSE(locus::validate(n).has_value());
+  n.k = kMaxResults + 1;
+  CHECK_THAT(locus::validate(n).value_or(""), Catch::Contains("more than the 50000 allowed"));
+
+  AreaQuery a{.area = Box{30, 120, 32, 122}, .limit = kMaxResults};
+  CHECK_FALSE(locus::validate(a).has_value());
+  a.limit = kMaxResults + 1;
+  CHECK_THAT(locus::validate(a).value_or(""), Catch::Contains("limit 50001"));
+  a.limit = 0;  // all: bounded when answered, not here
+  CHECK_FALSE(locus::validate(a).has_value());
+}

@@ -329,6 +329,7 @@ TEST_CASE("locus-gateway answers every bad line with an error, in order, and kee
       {R"({"id":"bad-13","lat":31.2,"lon":121.4,"ts":"now"})", false},
       {R"({"id":"bad-14","lat":31.2,"lon":121.4,"speed_mps":"fast"})", false},
       {R"({"id":"bad-15","lat":31.2,"lon":121.4,"heading_deg":400})", false},
+      {R"({"id":"bad-16","lat":10,"lon":10,"ts":32503680000000})", false},  // year 3000
       {longLine, false},
       {"", false},
       {"\r", false},
@@ -383,7 +384,7 @@ TEST_CASE("locus-gateway answers every bad line with an error, in order, and kee
                           Report{.id = "good-2", .lat = -33.9, .lon = 151.2, .tsMs = kTsMs + 1},
                           Report{.id = "good-exact", .lat = 1.5, .lon = 2.5, .tsMs = kTsMs},
                           Report{.id = "good-3", .lat = 0, .lon = 180, .tsMs = kTsMs + 2}});
-  for (int i = 1; i <= 15; ++i) CHECK(!cluster.get("bad-" + std::to_string(i)));
+  for (int i = 1; i <= 16; ++i) CHECK(!cluster.get("bad-" + std::to_string(i)));
   CHECK(!cluster.get("bad-long"));
   CHECK(cluster.devicesStored() == 4);
 }
@@ -440,6 +441,7 @@ TEST_CASE("locus-gateway rejects invalid RPC reports by index and stamps absent 
       {.id = longId, .lat = 10, .lon = 20, .tsMs = kTsMs},
       {.id = "rpc-bad-ts", .lat = 10, .lon = 20, .tsMs = -1},
       {.id = "rpc-ok-3", .lat = 90, .lon = -180, .tsMs = kTsMs},
+      {.id = "rpc-bad-future", .lat = 10, .lon = 10, .tsMs = 32'503'680'000'000},  // year 3000
   };
   const int64_t before = wallClockMs();
   const auto outcomes = rpc.send({batch});
@@ -453,7 +455,8 @@ TEST_CASE("locus-gateway rejects invalid RPC reports by index and stamps absent 
     rejectedAt.push_back(index);
     CHECK(!reason.empty());
   }
-  CHECK(rejectedAt == std::vector<uint32_t>{1, 3, 4, 5, 6});
+  CHECK(rejectedAt == std::vector<uint32_t>{1, 3, 4, 5, 6, 8});
+  CHECK_THAT(outcome.rejected.back().second, Catch::Contains("ahead of the gateway's clock"));
 
   requireStored(cluster, {batch[0], batch[7]});
   const auto giveUp = std::chrono::steady_clock::now() + kVisible;
@@ -468,6 +471,7 @@ TEST_CASE("locus-gateway rejects invalid RPC reports by index and stamps absent 
   CHECK(!cluster.get("rpc-bad-lat"));
   CHECK(!cluster.get("rpc-bad-nan"));
   CHECK(!cluster.get("rpc-bad-ts"));
+  CHECK(!cluster.get("rpc-bad-future"));
   CHECK(cluster.devicesStored() == 3);
 }
 
@@ -501,6 +505,10 @@ TEST_CASE("locus-gateway refuses bad flags and a busy address with a reason", "[
                             "99999");
   test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--http-listen", "nowhere"},
                             "--http-listen nowhere");
+  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "soon"},
+                            "--max-future-skew");
+  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "-5s"},
+                            "--max-future-skew");
   test::checkRefusesToStart(
       gateway,
       {"--units", "not-an-endpoint", "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},

@@ -1029,6 +1029,7 @@ TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[server]") {
       {Args{"--listen", "not-an-endpoint"}, "not-an-endpoint"},
       {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "nowhere"}, "--http-listen nowhere"},
       {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:99999"}, "99999"},
+      {Args{"--listen", "tcp://127.0.0.1:0", "--max-future-skew", "later"}, "--max-future-skew"},
   }));
   test::checkRefusesToStart(unitBinary(), args, mention);
 }
@@ -1109,6 +1110,64 @@ TEST_CASE("locus-unit exits 0 on SIGTERM and SIGINT", "[server]") {
   CHECK(status->code == 0);
   unit.process.waitForStderrClosed(kWait);
   CHECK_THAT(unit.process.stderrText(), Catch::Contains("stopping: 1 devices"));
+}
+
+TEST_CASE("UnitService: a report from beyond the future skew is rejected and pins nothing",
+          "[unit][admission]") {
+  Service s;
+  constexpr int64_t kSkewMs = kDefaultMaxFutureSkewMs;
+  auto reply = s.apply({
+      {"x", 10, 10, 32'503'680'000'000},                   // year 3000
+      {"y", 10, 10, std::numeric_limits<int64_t>::max()},  // the end of time
+      {"z", 10, 10, kNowMs + kSkewMs},                     // at the bound: fine
+  });
+  auto applied = appliedOf(*reply);
+  CHECK(applied.accepted == 1);
+  REQUIRE(applied.rejected.size() == 2);
+  CHECK(applied.rejected[0].first == 0);
+  CHECK_THAT(applied.rejected[0].second, Catch::Contains("ahead of the unit's clock"));
+  CHECK(applied.rejected[1].first == 1);
+  CHECK(errorOf(*s.get("x")).code == ErrorCode::kNotFound);
+
+  // The device is not pinned: a real report for it is stored and wins.
+  REQUIRE(appliedOf(*s.apply({{"x", 31.2, 121.4, kNowMs}})).accepted == 1);
+  auto x = resultOf(*s.get("x")).hits;
+  REQUIRE(x.size() == 1);
+  CHECK(x[0].tsMs == kNowMs);
+  CHECK(x[0].lat == geo::quantize(31.2));
+}
+
+TEST_CASE("UnitService: an area query with no limit over kMaxResults matches is refused",
+          "[unit][limits]") {
+  Service s;
+  std::mt19937_64 rng(3);
+  const auto reports = cityReports(rng, kMaxResults + 1, "d", kNowMs);
+  for (size_t start = 0; start < reports.size(); start += 5000) {
+    const auto end = std::min(reports.size(), start + 5000);
+    const std::vector<TestReport> batch(reports.begin() + static_cast<std::ptrdiff_t>(start),
+                                        reports.begin() + static_cast<std::ptrdiff_t>(end));
+    REQUIRE(appliedOf(*s.apply(batch)).accepted == batch.size());
+  }
+  const geo::Box city{30.9, 121.1, 31.6, 121.9};
+
+  // All of them: more than one answer carries; refused with the count.
+  auto refused = errorOf(*s.send(withinFrame(1, AreaQuery{.area = city})));
+  CHECK(refused.code == ErrorCode::kBadRequest);
+  CHECK_THAT(refused.message, Catch::Contains("50001 devices match"));
+  auto circle = errorOf(*s.send(withinFrame(2, AreaQuery{.area = Circle{{31.25, 121.5}, 1e6}})));
+  CHECK_THAT(circle.message, Catch::Contains("50001 devices match"));
+
+  // With a limit or as a count the same area is answered, the count exact.
+  auto limited = resultOf(*s.send(withinFrame(3, AreaQuery{.area = city, .limit = 10})));
+  CHECK(limited.hits.size() == 10);
+  CHECK(limited.count == kMaxResults + 1);
+  auto counted = resultOf(*s.send(withinFrame(4, AreaQuery{.area = city, .countOnly = true})));
+  CHECK(counted.hits.empty());
+  CHECK(counted.count == kMaxResults + 1);
+  auto most = resultOf(*s.send(withinFrame(5, AreaQuery{.area = city, .limit = kMaxResults})));
+  CHECK(most.hits.size() == kMaxResults);
+  auto nearest = resultOf(*s.send(nearestFrame(6, NearestQuery{{31.25, 121.5}, kMaxResults})));
+  CHECK(nearest.hits.size() == kMaxResults);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <map>
 #include <string>
 
 namespace locus {
@@ -18,6 +20,16 @@ CLI::Option* addFlag(CLI::App& app, const std::string& flag, T& value,
   return app.add_option(flag, value, description)
       ->envname(envNameForFlag(flag))
       ->capture_default_str();
+}
+
+// Adds `--name` for a duration held in milliseconds: a bare number is
+// milliseconds, or it carries a unit ("250ms", "30s", "5m", "1h").
+inline CLI::Option* addDurationFlag(CLI::App& app, const std::string& flag, int64_t& valueMs,
+                                    const std::string& description) {
+  return addFlag(app, flag, valueMs, description + " (ms, or with a unit: 30s, 5m, 1h)")
+      ->transform(CLI::AsNumberWithUnit(
+          std::map<std::string, int64_t>{{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}},
+          CLI::AsNumberWithUnit::CASE_SENSITIVE));
 }
 
 }  // namespace locus

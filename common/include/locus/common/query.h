@@ -24,16 +24,23 @@ struct Circle {
 // and are ordered nearest first); boxes and polygons are ordered by id.
 using Area = std::variant<Circle, geo::Box, geo::Polygon>;
 
+// The most hits one answer carries: the largest k, the largest limit, and
+// the most matches an area query without a limit may have (beyond it the
+// query is refused: ask with a limit, or for the count only). It keeps every
+// message between a unit and the server, whose ids are up to 128 bytes,
+// below kMaxMessageBytes (common/wire.h), ~190 bytes a hit at the most.
+inline constexpr uint32_t kMaxResults = 50'000;
+
 struct NearestQuery {
   geo::LatLon center;
-  uint32_t k = 10;          // >= 1
+  uint32_t k = 10;          // 1..kMaxResults
   double maxDistanceM = 0;  // 0 = unlimited
   double maxAgeS = 0;       // 0 = any age
 };
 
 struct AreaQuery {
   Area area;
-  uint32_t limit = 0;      // 0 = all matches
+  uint32_t limit = 0;      // 0 = all matches (refused beyond kMaxResults), else <= kMaxResults
   bool countOnly = false;  // count the matches, return none
   double maxAgeS = 0;      // 0 = any age
 };
@@ -85,6 +92,10 @@ std::optional<std::string> validate(const AreaQuery& query);
 inline bool hasCenter(const Area& area) {
   return std::holds_alternative<Circle>(area);
 }
+
+// The error for an area query without a limit that matches `count` devices,
+// more than kMaxResults.
+std::string tooManyMatches(uint64_t count);
 
 // The earliest tsMs still young enough for a maxAgeS filter at nowMs
 // (INT64_MIN when maxAgeS is 0).

@@ -40,4 +40,22 @@ std::optional<std::string> validateId(std::string_view id);
 // one line a person can act on ("lat 95 is out of range [-90, 90]").
 std::optional<std::string> validateReport(const Report& report);
 
+// How far a report's ts may run ahead of its receiver's clock by default
+// (SPEC: `--max-future-skew`, 5 minutes). A report from further ahead would
+// win over every real report of its device until that time came.
+inline constexpr int64_t kDefaultMaxFutureSkewMs = 5 * 60 * 1000;
+
+// What a receiver (a gateway protocol, a unit) checks a report against.
+struct Admission {
+  int64_t nowMs = 0;                                  // the receiver's wall clock
+  int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // >= 0
+  const char* receiver = "receiver";                  // named in reasons: "gateway", "unit"
+};
+
+// The one admission path of every entry point: stamps an unset ts (0) with
+// admission.nowMs, then validates the report (validateReport) and refuses a
+// ts more than maxFutureSkewMs ahead of nowMs. Why it must be rejected, or
+// nothing when `report` may be applied.
+std::optional<std::string> admitReport(Report& report, const Admission& admission);
+
 }  // namespace locus

@@ -14,6 +14,7 @@
 #include <zmq.hpp>
 
 #include "locus/common/metrics.h"
+#include "locus/common/report.h"
 #include "locus/gateway/router.h"
 
 namespace locus::server {
@@ -27,6 +28,7 @@ struct GatewayOptions {
   std::string listen = "0.0.0.0:7700";      // HOST:PORT for Cap'n Proto RPC; port 0 picks one
   std::string listenText = "0.0.0.0:7701";  // HOST:PORT for NDJSON lines; port 0 picks one
   RouterOptions routing;                    // batching, windows and deadlines toward the units
+  int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
   std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
@@ -83,6 +85,7 @@ class Gateway final {
   kj::AsyncIoContext& io_;
   RouterOptions routing_;
   Router router_;
+  int64_t maxFutureSkewMs_;
   IngestCounters ingest_;
   std::string rpcAddress_;
   std::string textAddress_;

@@ -67,6 +67,8 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   uint32_t shardCount() const { return static_cast<uint32_t>(shards_.size()); }
+  // The channel to each unit, in shard order (for their health).
+  std::vector<const server::UnitChannel*> channels() const;
 
   // Buffers a copy of `report` for the shard that owns its id. Precondition:
   // validateReport(report) passed and tsMs is stamped (not 0).

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -56,8 +57,9 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // count from then.
   kj::Promise<GatheredResult> nearest(const NearestQuery& query);
   // Area matches: the union of every unit's (unionArea), or with countOnly
-  // the sum of their counts.
-  kj::Promise<GatheredResult> within(const AreaQuery& query);
+  // the sum of their counts. Errors: badRequest when a unit refused the
+  // query, or when it has no limit and more than kMaxResults devices match.
+  kj::Promise<Result<GatheredResult>> within(const AreaQuery& query);
   // One device, asked of its owning shard only (shardOf); the answer covers
   // that one shard (shards {1, 1}). Errors: notFound for an unknown id,
   // timeout when the owner does not answer in time.
@@ -67,6 +69,8 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   kj::Promise<GatheredStats> stats();
 
   uint32_t shardCount() const { return static_cast<uint32_t>(channels_.size()); }
+  // The channel to each unit, in shard order (for their health).
+  std::vector<const UnitChannel*> channels() const;
   int64_t timeoutMs() const { return timeoutMs_; }
   // Calls to units still waiting for replies, over all units.
   size_t pending() const;
@@ -81,11 +85,16 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // The map step: sends the UnitRequest in `message` to every unit and
   // resolves, by the deadline, to each unit's reply or nothing (shard order).
   kj::Promise<Replies> scatter(capnp::MessageBuilder& message);
-  // The query results among `replies`; the other replies count as missing.
-  // With `batch` > 0 the replies answer a UnitRequest.queries of that many
+  // The query results among `replies`, and the first refusal of the query
+  // itself (a badRequest answer); the other replies count as missing. With
+  // `batch` > 0 the replies answer a UnitRequest.queries of that many
   // entries and the results are those of entry `index`.
-  static std::vector<QueryResult> resultsOf(Replies& replies, const std::string& what,
-                                            size_t index = 0, size_t batch = 0);
+  struct Parts {
+    std::vector<QueryResult> results;
+    std::optional<Error> refused;
+  };
+  static Parts resultsOf(Replies& replies, const std::string& what, size_t index = 0,
+                         size_t batch = 0);
 
   struct PendingNearest {
     NearestQuery query;

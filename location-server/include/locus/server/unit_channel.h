@@ -11,6 +11,7 @@
 #include <kj/time.h>
 #include <kj/timer.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 #include <zmq.hpp>
 
 #include "locus.capnp.h"
+#include "locus/common/metrics.h"
 #include "locus/common/wire.h"
 
 namespace locus::server {
@@ -52,6 +54,14 @@ class UnitReplyFrame {
 // Request ids are the channel's own (1, 2, ...): call() overwrites the
 // request's requestId. A reply whose id matches no pending call (it came
 // after its deadline, or is unreadable) is dropped and counted.
+//
+// A broken channel mends itself. ZeroMQ gives up on a connection for good
+// when the peer breaks the protocol (a frame over ZMQ_MAXMSGSIZE, say):
+// every later send fails at once. A send that fails while fewer requests
+// are outstanding than the queue holds can only mean that, so the channel
+// then opens a new socket, logs it and counts it (resets()); so it does when
+// the queue stays full with no reply for kStuckResetAfter. Requests waiting
+// on the old socket resolve to nothing.
 class UnitChannel {
  public:
   // Connects (ZeroMQ connects lazily and reconnects by itself, so a unit
@@ -86,23 +96,53 @@ class UnitChannel {
   // Replies dropped so far: late (after their deadline) or unreadable.
   uint64_t droppedReplies() const { return dropped_; }
 
- private:
-  using Fulfiller = kj::Own<kj::PromiseFulfiller<kj::Own<UnitReplyFrame>>>;
+  // What became of the channel, for /readyz and /metrics: any thread may
+  // read it.
+  struct Health {
+    // False from a request that went unanswered (unsendable, or dropped at
+    // its deadline) until the next reply.
+    std::atomic<bool> answering{true};
+    metrics::Counter resets;  // new sockets opened for a broken connection
+  };
+  const Health& health() const { return health_; }
 
+  // A full queue with no reply for this long is treated as broken too.
+  static constexpr kj::Duration kStuckResetAfter = 5 * kj::SECONDS;
+
+ private:
+  using Reply = kj::Maybe<kj::Own<UnitReplyFrame>>;
+  using Fulfiller = kj::Own<kj::PromiseFulfiller<Reply>>;
+
+  // A new socket connected to the endpoint, and its reader.
+  void open();
+  // Drops the socket and every pending call (resolved to nothing), then
+  // opens a new one.
+  void reset(const std::string& why);
+  // Sends `frame`, mending a broken connection once; false when it could
+  // not be queued.
+  bool trySend(zmq::message_t& frame);
   // Waits for the ZeroMQ fd to signal, drains, and repeats; runs for the
-  // channel's life.
+  // socket's life.
   kj::Promise<void> readLoop();
   // Receives every queued reply. ZMQ_FD is edge-triggered and is reset by
   // any operation on the socket, so this runs after every wake and every
   // send, until ZMQ_EVENTS shows no more input.
   void drain();
 
-  zmq::socket_t socket_;
+  zmq::context_t& context_;
+  kj::UnixEventPort& eventPort_;
   std::string endpoint_;
   kj::Timer& timer_;
-  kj::UnixEventPort::FdObserver observer_;
+  int maxQueued_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  kj::Own<kj::UnixEventPort::FdObserver> observer_;  // of socket_'s fd
   uint64_t nextRequestId_ = 1;
   uint64_t dropped_ = 0;
+  uint64_t outstanding_ = 0;  // sent on this socket and not answered (late replies count)
+  kj::TimePoint lastReply_;   // or when the socket was opened
+  uint64_t resetsLogged_ = 0;
+  kj::TimePoint lastResetLog_ = kj::origin<kj::TimePoint>();
+  Health health_;
   std::unordered_map<uint64_t, Fulfiller> pending_;  // request id → its caller
   kj::Promise<void> reading_;                        // readLoop(); declared last
 };

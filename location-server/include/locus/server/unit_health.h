@@ -28,10 +28,14 @@ class UnitChannel;
 class UnitHealth {
  public:
   // Starts probing `units` (in shard order) at once and every `interval`;
-  // a probe unanswered within the interval marks its unit down. Throws
-  // zmq::error_t on a malformed endpoint.
+  // a probe unanswered within the interval marks its unit down. `data`, when
+  // not empty, holds the daemon's own channel to each unit (same order): a
+  // unit is up only while that channel answers too, and its resets are
+  // exposed. The channels must outlive this object. Throws zmq::error_t on
+  // a malformed endpoint.
   UnitHealth(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
-             const std::vector<std::string>& units, kj::Duration interval = 1 * kj::SECONDS);
+             const std::vector<std::string>& units, std::vector<const UnitChannel*> data = {},
+             kj::Duration interval = 1 * kj::SECONDS);
   ~UnitHealth();
   UnitHealth(const UnitHealth&) = delete;
   UnitHealth& operator=(const UnitHealth&) = delete;
@@ -39,7 +43,8 @@ class UnitHealth {
   // Ready when every unit is up; the detail lists each unit.
   Readiness readiness() const;
   // locus_unit_up and locus_unit_reported_devices, labelled by shard and
-  // endpoint.
+  // endpoint; with data channels, locus_unit_channel_answering and
+  // locus_unit_channel_resets_total.
   void expose(metrics::Registry& registry) const;
 
  private:
@@ -61,10 +66,11 @@ class UnitHealth {
 class FrontEndHttp {
  public:
   // Throws std::runtime_error when `listen` cannot be bound, zmq::error_t
-  // on a malformed unit endpoint. `registry` must outlive this object.
+  // on a malformed unit endpoint. `registry` and the `data` channels (see
+  // UnitHealth) must outlive this object.
   FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
-               const std::vector<std::string>& units, const std::string& listen,
-               metrics::Registry& registry);
+               const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
+               const std::string& listen, metrics::Registry& registry);
 
   // Not ready from now on (a stop was asked for).
   void stopping() { stopping_ = true; }

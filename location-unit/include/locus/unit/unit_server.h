@@ -14,14 +14,16 @@
 
 #include "locus/common/http_endpoint.h"
 #include "locus/common/metrics.h"
+#include "locus/common/report.h"
 #include "locus/unit/location_index.h"
 
 namespace locus::unit {
 
 struct UnitOptions {
-  std::string listen = "tcp://0.0.0.0:7900";  // ZeroMQ endpoint; port 0 or * picks one
-  std::string name;                           // empty = the bound endpoint
-  int64_t ttlS = 0;                           // 0 = positions never expire
+  std::string listen = "tcp://0.0.0.0:7900";          // ZeroMQ endpoint; port 0 or * picks one
+  std::string name;                                   // empty = the bound endpoint
+  int64_t ttlS = 0;                                   // 0 = positions never expire
+  int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
   std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
@@ -53,11 +55,17 @@ struct UnitCounters {
 
 class UnitService {
  public:
-  UnitService(std::string name, IndexOptions options);
+  // Reports are admitted (admitReport) at the unit's clock with
+  // `maxFutureSkewMs`.
+  UnitService(std::string name, IndexOptions options,
+              int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs);
 
   // Executes one request frame and returns the reply frame (a UnitReply).
   // Never throws: an unreadable request gets a typed error reply and changes
   // nothing; a batch is read whole before any report of it is applied.
+  // Replies stay within kMaxMessageBytes: an area query without a limit
+  // that matches more than kMaxResults devices is refused (badRequest), and
+  // a reply that would still be larger is refused whole.
   zmq::message_t handle(const void* data, size_t size, int64_t nowMs);
 
   // The error reply to a message that is not a request envelope at all
@@ -78,6 +86,7 @@ class UnitService {
   zmq::message_t refuse(uint64_t requestId, const std::string& problem);
 
   std::string name_;
+  int64_t maxFutureSkewMs_;
   LocationIndex index_;
   UnitCounters counters_;
   std::chrono::steady_clock::time_point lastWarning_{};
