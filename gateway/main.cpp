@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
                  "deadline for a unit to answer a batch, ms (then it is counted lost)");
   locus::addDurationFlag(app, "--max-future-skew", options.maxFutureSkewMs,
                          "a report's ts may be at most this far ahead of the gateway's clock");
+  locus::addFlag(app, "--max-connections", options.maxConnections,
+                 "client connections open at once, both protocols (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);

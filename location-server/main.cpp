@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--listen", options.listen,
                  "HOST:PORT for Cap'n Proto RPC (port 0 picks one)");
   locus::addFlag(app, "--timeout-ms", options.timeoutMs, "per-query deadline for the units, ms");
+  locus::addFlag(app, "--max-connections", options.maxConnections,
+                 "client connections open at once (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   CLI11_PARSE(app, argc, argv);

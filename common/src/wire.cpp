@@ -65,6 +65,15 @@ capnp::ReaderOptions untrustedReaderOptions() {
   return options;
 }
 
+capnp::ReaderOptions untrustedRpcReaderOptions() {
+  capnp::ReaderOptions options;
+  // The RPC layer checks a message's announced size against this before it
+  // allocates, and walks each message once.
+  options.traversalLimitInWords = kMaxRpcMessageBytes / kWordBytes;
+  options.nestingLimit = 16;
+  return options;
+}
+
 FlatMessage::FlatMessage(const void* data, size_t size) {
   if (size == 0 || size % kWordBytes != 0) {
     error_ =

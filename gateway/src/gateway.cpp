@@ -37,6 +37,9 @@ std::optional<std::string> GatewayOptions::validate() const {
   if (!httpListen.empty()) {
     if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
   }
+  if (maxConnections > 10'000'000) {
+    return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
+  }
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
@@ -51,8 +54,8 @@ class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
       : ingest(kj::heap<IngestImpl>(router, rpc, maxFutureSkewMs)), tasks(*this) {}
 
   capnp::Capability::Client ingest;
-  kj::Own<kj::ConnectionReceiver> rpcListener;
-  kj::Own<kj::ConnectionReceiver> textListener;
+  std::unique_ptr<server::Listener> rpcListener;
+  std::unique_ptr<server::Listener> textListener;
   kj::TaskSet tasks;  // one per open connection
 
  private:
@@ -71,14 +74,25 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
       maxFutureSkewMs_(options.maxFutureSkewMs),
+      limit_(options.maxConnections > 0 ? options.maxConnections : server::defaultMaxConnections()),
       connections_(std::make_unique<Connections>(router_, ingest_.rpc, options.maxFutureSkewMs)) {
-  connections_->rpcListener = server::bindListener(io_, options.listen, rpcAddress_);
-  connections_->textListener = server::bindListener(io_, options.listenText, textAddress_);
+  connections_->rpcListener =
+      std::make_unique<server::Listener>(io_, options.listen, "rpc", limit_);
+  connections_->textListener =
+      std::make_unique<server::Listener>(io_, options.listenText, "text", limit_);
+  rpcAddress_ = connections_->rpcListener->address();
+  textAddress_ = connections_->textListener->address();
   if (!options.httpListen.empty()) {
     ingest_.expose(registry_);
     router_.counters().expose(registry_);
-    http_ = std::make_unique<server::FrontEndHttp>(context, io, options.units, router_.channels(),
-                                                   options.httpListen, registry_);
+    limit_.expose(registry_);
+    connections_->rpcListener->expose(registry_);
+    connections_->textListener->expose(registry_);
+    http_ = std::make_unique<server::FrontEndHttp>(
+        context, io, options.units, router_.channels(),
+        std::vector<const server::Listener*>{connections_->rpcListener.get(),
+                                             connections_->textListener.get()},
+        options.httpListen, registry_);
   }
 }
 
@@ -109,32 +123,40 @@ void Gateway::run(int stopFd) {
     const auto stopped = [](kj::Exception&& e) {
       spdlog::error("stopped accepting: {}", e.getDescription().cStr());
     };
-    auto rpcAccepting = server::acceptEach(
-                            *connections_->rpcListener,
-                            [this](kj::Own<kj::AsyncIoStream>&& stream) {
-                              auto connection = kj::heap<server::RpcConnection>(
-                                  kj::mv(stream), connections_->ingest, &ingest_.rpc.connections,
-                                  kRpcFlowLimitBytes);
-                              auto disconnected = connection->onDisconnect();
-                              connections_->tasks.add(disconnected.attach(kj::mv(connection)));
-                            },
-                            "rpc")
-                            .eagerlyEvaluate(stopped);
-    auto textAccepting = server::acceptEach(
-                             *connections_->textListener,
-                             [this](kj::Own<kj::AsyncIoStream>&& stream) {
-                               auto connection = kj::heap<TextConnection>(
-                                   kj::mv(stream), router_, ingest_.text, maxFutureSkewMs_);
-                               auto served = connection->run();
-                               connections_->tasks.add(served.attach(kj::mv(connection)));
-                             },
-                             "text")
-                             .eagerlyEvaluate(stopped);
+    using Slot = kj::Own<server::ConnectionLimit::Slot>;
+    auto rpcAccepting =
+        connections_->rpcListener
+            ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
+              auto connection =
+                  kj::heap<server::RpcConnection>(kj::mv(stream), connections_->ingest,
+                                                  kRpcFlowLimitBytes, &ingest_.rpc.connections);
+              auto disconnected = connection->onDisconnect();
+              connections_->tasks.add(disconnected.attach(kj::mv(connection), kj::mv(slot)));
+            })
+            .eagerlyEvaluate(stopped);
+    // A device over the limit is told why, in the protocol it speaks.
+    refusal_ = fmt::format(
+        "{{\"ok\":false,\"error\":\"the gateway holds {} connections, its --max-connections; "
+        "try again later\"}}\n",
+        limit_.max());
+    auto textAccepting =
+        connections_->textListener
+            ->acceptEach(
+                [this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
+                  auto connection = kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text,
+                                                             maxFutureSkewMs_);
+                  auto served = connection->run();
+                  connections_->tasks.add(served.attach(kj::mv(connection), kj::mv(slot)));
+                },
+                [this](kj::AsyncIoStream& stream) {
+                  return stream.write(refusal_.data(), refusal_.size());
+                })
+            .eagerlyEvaluate(stopped);
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
   if (http_) http_->stopping();
-  connections_->rpcListener = nullptr;  // refuse new connections
-  connections_->textListener = nullptr;
+  connections_->rpcListener->close();  // refuse new connections
+  connections_->textListener->close();
 
   // Stop reading from clients: nothing further is acknowledged; what is
   // buffered goes to the units now.

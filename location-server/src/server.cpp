@@ -18,6 +18,9 @@ namespace {
 constexpr int64_t kMaxTimeoutMs = 600'000;
 // After a stop request, in-flight queries get their deadline plus this.
 constexpr int64_t kDrainSlackMs = 1000;
+// Bytes of queries a client may have in flight on one connection before the
+// server stops reading from it (Cap'n Proto's flow limit).
+constexpr size_t kRpcFlowLimitBytes = 8 << 20;
 
 }  // namespace
 
@@ -30,6 +33,9 @@ std::optional<std::string> ServerOptions::validate() const {
   if (!httpListen.empty()) {
     if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
   }
+  if (maxConnections > 10'000'000) {
+    return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
+  }
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
   }
@@ -41,11 +47,16 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
                options.timeoutMs),
       bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
+      limit_(options.maxConnections > 0 ? options.maxConnections : defaultMaxConnections()),
       tasks_(*this) {
-  listener_ = bindListener(io_, options.listen, address_);
+  listener_ = std::make_unique<Listener>(io_, options.listen, "rpc", limit_);
+  address_ = listener_->address();
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
+    limit_.expose(registry_);
+    listener_->expose(registry_);
     http_ = std::make_unique<FrontEndHttp>(context, io, options.units, cluster_.channels(),
+                                           std::vector<const Listener*>{listener_.get()},
                                            options.httpListen, registry_);
   }
 }
@@ -60,21 +71,21 @@ void Server::run(int stopFd) {
   kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
   {
-    auto accepting = acceptEach(
-                         *listener_,
-                         [this](kj::Own<kj::AsyncIoStream>&& stream) {
-                           auto connection = kj::heap<RpcConnection>(kj::mv(stream), bootstrap_);
+    auto accepting = listener_
+                         ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream,
+                                             kj::Own<ConnectionLimit::Slot>&& slot) {
+                           auto connection = kj::heap<RpcConnection>(kj::mv(stream), bootstrap_,
+                                                                     kRpcFlowLimitBytes);
                            auto disconnected = connection->onDisconnect();
-                           tasks_.add(disconnected.attach(kj::mv(connection)));
-                         },
-                         "rpc")
+                           tasks_.add(disconnected.attach(kj::mv(connection), kj::mv(slot)));
+                         })
                          .eagerlyEvaluate([](kj::Exception&& e) {
                            spdlog::error("stopped accepting: {}", e.getDescription().cStr());
                          });
     stop.whenBecomesReadable().wait(io_.waitScope);
   }
   if (http_) http_->stopping();
-  listener_ = nullptr;  // refuse new connections
+  listener_->close();  // refuse new connections
 
   // Let the queries in flight finish: each ends by its deadline.
   auto& timer = io_.provider->getTimer();

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "locus.capnp.h"
+#include "locus/server/rpc_listener.h"
 #include "locus/server/unit_channel.h"
 
 namespace locus::server {
@@ -123,12 +124,22 @@ void UnitHealth::expose(metrics::Registry& registry) const {
 
 FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                            const std::vector<std::string>& units,
-                           std::vector<const UnitChannel*> data, const std::string& listen,
+                           std::vector<const UnitChannel*> data,
+                           std::vector<const Listener*> listeners, const std::string& listen,
                            metrics::Registry& registry)
-    : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)) {
+    : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)),
+      listeners_(std::move(listeners)) {
   health_.expose(registry);
   http_ = std::make_unique<HttpEndpoint>(listen, registry, [this] {
     Readiness r = health_.readiness();
+    auto listening = nlohmann::ordered_json::array();
+    for (const Listener* l : listeners_) {
+      const bool accepting = l->health().accepting.load();
+      r.ready = r.ready && accepting;
+      listening.push_back(
+          {{"name", l->name()}, {"address", l->address()}, {"accepting", accepting}});
+    }
+    r.detail["listeners"] = std::move(listening);
     if (stopping_) r.ready = false;
     r.detail["stopping"] = stopping_.load();
     return r;

@@ -19,7 +19,9 @@
 #include "locus/common/wire.h"
 #include "locus/unit/unit_client.h"
 #include "support/cluster.h"
+#include "support/hostile.h"
 #include "support/http.h"
+#include "support/line_client.h"
 
 namespace locus::server {
 namespace {
@@ -172,6 +174,45 @@ TEST_CASE("locus-server refuses an unlimited area query over kMaxResults and kee
   REQUIRE(!after.error);
   CHECK_FALSE(after.partial);
   CHECK(after.answered == 2);
+}
+
+TEST_CASE("locus-server keeps listening when it runs out of file descriptors, and resumes",
+          "[cluster][limits]") {
+  RunningUnit unit;
+  ChildProcess server("/usr/bin/prlimit",
+                      {"--nofile=96:96", binary("locus-server"), "--units", unit.endpoint,
+                       "--listen", "127.0.0.1:0", "--max-connections", "100000"});
+  auto bound = server.waitForStderr(kServerListening, kWait);
+  INFO("stderr:\n" << server.stderrText());
+  REQUIRE(bound);
+  {
+    std::vector<std::unique_ptr<LineClient>> clients;
+    for (int i = 0; i < 150; ++i) clients.push_back(std::make_unique<LineClient>(*bound));
+    REQUIRE(server.waitForStderr(std::regex("rpc listener on .* cannot accept"), kWait));
+  }
+  // Every connection closed: a new client is served.
+  Rpc rpc(*bound);
+  const Answer a = rpc.nearest(NearestQuery{{31.2, 121.4}, 10});
+  REQUIRE(!a.error);
+  CHECK_FALSE(a.partial);
+  CHECK(server.waitForStderr(std::regex("rpc listener on .* accepts again"), kWait));
+}
+
+TEST_CASE("locus-server drops a client that announces a message over the RPC limit",
+          "[cluster][limits]") {
+  RunningUnit unit;
+  RunningServer server({unit.endpoint}, 250);
+  const uint64_t before = residentBytes(server.process.pid()).value_or(0);
+  for (int i = 0; i < 20; ++i) {
+    LineClient attacker(server.address);
+    CHECK(sendHugeRpcMessage(attacker, 8 << 20) < (8u << 20));
+    CHECK(attacker.closedByPeer());
+  }
+  const uint64_t after = residentBytes(server.process.pid()).value_or(0);
+  INFO("resident before " << before << " B, after 20 attackers " << after << " B");
+  CHECK(after < before + (64u << 20));
+  Rpc rpc(server.address);
+  CHECK_FALSE(rpc.nearest(NearestQuery{{31.2, 121.4}, 10}).partial);
 }
 
 }  // namespace

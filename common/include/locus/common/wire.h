@@ -31,10 +31,19 @@ inline constexpr int64_t kMaxMessageBytes = 16 << 20;
 // reply size) of one unit message; a sender splits larger batches.
 inline constexpr size_t kMaxQueriesPerRequest = 64;
 
+// Largest message a client may send on a Cap'n Proto RPC port (the gateway's
+// Ingest, the server's LocationService). An Ingest batch of 20,000 reports
+// with 128-byte ids, or a polygon of 250,000 vertices, fits; the clients
+// here send batches of 1,000. A stream header announcing more is refused
+// before anything is buffered, and the connection is dropped.
+inline constexpr int64_t kMaxRpcMessageBytes = 4 << 20;
+
 // Limits for reading untrusted messages: a traversal budget of twice the
 // largest message (so a message cannot make a reader walk far more data than
 // it sent) and a nesting depth well above the schema's.
 capnp::ReaderOptions untrustedReaderOptions();
+// The same for RPC ports: at most kMaxRpcMessageBytes a message.
+capnp::ReaderOptions untrustedRpcReaderOptions();
 
 // A Cap'n Proto message viewed in place in a byte buffer: zero-copy when the
 // buffer is word-aligned, copied once otherwise. The buffer must outlive it.

@@ -16,6 +16,7 @@
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
 #include "locus/gateway/router.h"
+#include "locus/server/rpc_listener.h"
 
 namespace locus::server {
 class FrontEndHttp;
@@ -29,7 +30,8 @@ struct GatewayOptions {
   std::string listenText = "0.0.0.0:7701";  // HOST:PORT for NDJSON lines; port 0 picks one
   RouterOptions routing;                    // batching, windows and deadlines toward the units
   int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
-  std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
+  size_t maxConnections = 0;  // open at once over both protocols; 0 = the fd limit less a reserve
+  std::string httpListen;     // HOST:PORT for /healthz, /readyz, /metrics; empty = off
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -86,6 +88,8 @@ class Gateway final {
   RouterOptions routing_;
   Router router_;
   int64_t maxFutureSkewMs_;
+  server::ConnectionLimit limit_;
+  std::string refusal_;  // the line a text connection over the limit gets
   IngestCounters ingest_;
   std::string rpcAddress_;
   std::string textAddress_;

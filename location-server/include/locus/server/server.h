@@ -15,6 +15,7 @@
 
 #include "locus/common/metrics.h"
 #include "locus/server/location_service.h"
+#include "locus/server/rpc_listener.h"
 #include "locus/server/scatter_gather.h"
 #include "locus/server/unit_health.h"
 
@@ -25,6 +26,7 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:7800";  // HOST:PORT for Cap'n Proto RPC; port 0 picks one
   int64_t timeoutMs = 250;              // per-query deadline for the units' answers
   std::string httpListen;               // HOST:PORT for /healthz, /readyz, /metrics; empty = off
+  size_t maxConnections = 0;  // client connections open at once; 0 = fd limit less a reserve
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -58,7 +60,8 @@ class Server final : private kj::TaskSet::ErrorHandler {
   ScatterGather cluster_;
   ServiceCounters counters_;
   capnp::Capability::Client bootstrap_;
-  kj::Own<kj::ConnectionReceiver> listener_;
+  ConnectionLimit limit_;
+  std::unique_ptr<Listener> listener_;
   std::string address_;
   kj::TaskSet tasks_;  // one per open connection
   metrics::Registry registry_;

@@ -20,6 +20,7 @@
 
 namespace locus::server {
 
+class Listener;
 class UnitChannel;
 
 // Thread-affinity: construct and destroy on the thread running the event
@@ -58,19 +59,20 @@ class UnitHealth {
 };
 
 // The HTTP endpoint of a daemon in front of the units (the gateway, the
-// server): /readyz is ready while every unit answers (UnitHealth) and the
-// daemon is not stopping; /metrics renders `registry`, to which the units'
-// up/devices gauges are added.
+// server): /readyz is ready while every unit answers (UnitHealth), every
+// listener accepts, and the daemon is not stopping; /metrics renders
+// `registry`, to which the units' up/devices gauges are added.
 //
 // Thread-affinity: construct and destroy on the event-loop thread of `io`.
 class FrontEndHttp {
  public:
   // Throws std::runtime_error when `listen` cannot be bound, zmq::error_t
-  // on a malformed unit endpoint. `registry` and the `data` channels (see
-  // UnitHealth) must outlive this object.
+  // on a malformed unit endpoint. `registry`, the `data` channels (see
+  // UnitHealth) and the `listeners` must outlive this object.
   FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
-               const std::string& listen, metrics::Registry& registry);
+               std::vector<const Listener*> listeners, const std::string& listen,
+               metrics::Registry& registry);
 
   // Not ready from now on (a stop was asked for).
   void stopping() { stopping_ = true; }
@@ -78,6 +80,7 @@ class FrontEndHttp {
 
  private:
   UnitHealth health_;
+  std::vector<const Listener*> listeners_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
 };
