@@ -2,6 +2,7 @@
 // LocationService over Cap'n Proto RPC and prints exactly one JSON object on
 // stdout; on failure {"error":"..."} on stderr and a non-zero exit.
 #include <capnp/ez-rpc.h>
+#include <fmt/format.h>
 #include <httplib.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
@@ -28,10 +29,23 @@ using namespace locus;
 using json = nlohmann::ordered_json;
 
 constexpr auto kCallTimeout = 30 * kj::SECONDS;
+// The exit status of a partial answer under --require-complete (errors: 1).
+constexpr int kPartialExit = 2;
 
 int fail(const std::string& message) {
   std::cerr << errorJson(message).dump() << "\n";
   return 1;
+}
+
+// A partial answer is printed as it is, and said on stderr: some units did
+// not answer in time, so devices may be missing. Its exit status.
+int partialAnswer(uint32_t answered, uint32_t total, bool requireComplete) {
+  std::cerr << json{{"warning", fmt::format("partial answer: {} of {} units answered in time; "
+                                            "devices they hold are missing",
+                                            answered, total)}}
+                   .dump()
+            << "\n";
+  return requireComplete ? kPartialExit : 0;
 }
 
 // GETs `path` from a daemon's HTTP endpoint: prints the body, and succeeds
@@ -52,7 +66,7 @@ int checkHealth(const std::string& address, const std::string& path) {
 // The JSON of a QueryResult as the SPEC prints it, or the error the server
 // returned instead.
 template <typename Response>
-int printResult(Response response) {
+int printResult(Response response, bool requireComplete) {
   if (response.hasError()) return fail(readError(response.getError()).message);
   auto r = response.getResult();
   const auto shards = r.getShards();
@@ -60,11 +74,13 @@ int printResult(Response response) {
                       r.getTookUs())
                    .dump()
             << "\n";
+  if (r.getPartial())
+    return partialAnswer(shards.getAnswered(), shards.getTotal(), requireComplete);
   return 0;
 }
 
 template <typename Response>
-int printStats(Response response) {
+int printStats(Response response, bool requireComplete) {
   if (response.hasError()) return fail(readError(response.getError()).message);
   auto stats = response.getStats();
   json units = json::array();
@@ -75,6 +91,9 @@ int printStats(Response response) {
                     {"shards", {{"total", shards.getTotal()}, {"answered", shards.getAnswered()}}}}
                    .dump()
             << "\n";
+  if (shards.getAnswered() < shards.getTotal()) {
+    return partialAnswer(shards.getAnswered(), shards.getTotal(), requireComplete);
+  }
   return 0;
 }
 
@@ -97,6 +116,10 @@ int main(int argc, char** argv) {
   std::string gateway = "127.0.0.1:7700";
   addFlag(app, "--server", server, "the location server, HOST:PORT");
   addFlag(app, "--gateway", gateway, "the gateway's Cap'n Proto port, HOST:PORT (for send)");
+  bool requireComplete = false;
+  app.add_flag("--require-complete", requireComplete,
+               "exit 2 when an answer is partial (some unit did not answer in time)")
+      ->envname(envNameForFlag("--require-complete"));
   app.require_subcommand(1);
   app.fallthrough();  // --server / --gateway may follow the command too
 
@@ -195,19 +218,19 @@ int main(int argc, char** argv) {
     if (*q.nearestCmd) {
       auto request = service.nearestRequest();
       writeNearestQuery(q.nearest, request.initQuery());
-      return printResult(wait(request.send()));
+      return printResult(wait(request.send()), requireComplete);
     }
     if (area) {
       auto request = service.withinRequest();
       writeAreaQuery(*area, request.initQuery());
-      return printResult(wait(request.send()));
+      return printResult(wait(request.send()), requireComplete);
     }
     if (*q.getCmd) {
       auto request = service.getRequest();
       request.setId(q.id);
-      return printResult(wait(request.send()));
+      return printResult(wait(request.send()), requireComplete);
     }
-    if (*q.statsCmd) return printStats(wait(service.statsRequest().send()));
+    if (*q.statsCmd) return printStats(wait(service.statsRequest().send()), requireComplete);
   } catch (const kj::Exception& e) {
     return fail("cannot get an answer from the server at " + server + ": " +
                 e.getDescription().cStr());

@@ -156,6 +156,9 @@ struct UnitStats {
   reportsRejected @4 :UInt64; # reports that failed validation
   queriesServed @5 :UInt64;   # queries answered (any kind)
   memoryBytes @6 :UInt64;     # the index's own accounting of its memory
+  incarnation @7 :UInt64;
+  # Random, drawn when the unit's process starts (never 0): a change means
+  # the unit restarted, and a memory-only unit restarts empty.
 }
 
 struct ClusterStats {

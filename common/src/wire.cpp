@@ -275,6 +275,7 @@ UnitStats readUnitStats(wire::UnitStats::Reader r) {
   s.reportsRejected = r.getReportsRejected();
   s.queriesServed = r.getQueriesServed();
   s.memoryBytes = r.getMemoryBytes();
+  s.incarnation = r.getIncarnation();
   return s;
 }
 
@@ -286,6 +287,7 @@ void writeUnitStats(const UnitStats& s, wire::UnitStats::Builder b) {
   b.setReportsRejected(s.reportsRejected);
   b.setQueriesServed(s.queriesServed);
   b.setMemoryBytes(s.memoryBytes);
+  b.setIncarnation(s.incarnation);
 }
 
 Error readError(wire::Error::Reader r) {

@@ -172,9 +172,11 @@ void Gateway::run(int stopFd) {
   connections_.reset();
   const auto& c = router_.counters();
   if (!router_.idle()) spdlog::warn("stopped with batches still unanswered by their units");
-  spdlog::info("routed {} reports in {} batches; {} batches ({} reports) lost",
-               c.reportsRouted.value(), c.batchesSent.value(), c.batchesLost.value(),
-               c.reportsLost.value());
+  spdlog::info(
+      "routed {} reports in {} batches; {} reports lost (not queued or refused), {} unconfirmed "
+      "(no answer in time; {} of them applied late), {} refused for a stalled unit",
+      c.reportsRouted.value(), c.batchesSent.value(), c.reportsLost.value(),
+      c.reportsUnconfirmed.value(), c.reportsAppliedLate.value(), c.reportsRefusedStalled.value());
 }
 
 }  // namespace locus::gateway

@@ -32,7 +32,10 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
         outcome.rejected.emplace_back(i, std::move(*why));
         continue;
       }
-      router_.add(r);
+      if (auto refused = router_.add(r)) {
+        outcome.rejected.emplace_back(i, std::move(*refused));
+        continue;
+      }
       ++outcome.accepted;
     }
   }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <map>
 #include <utility>
 
 #include "locus.capnp.h"
@@ -20,6 +21,8 @@ namespace {
 
 // Lost batches are logged at most this often per unit, with a running count.
 constexpr int64_t kLossLogIntervalMs = 1000;
+// Unanswered batches remembered per unit, so that a late answer is counted.
+constexpr size_t kUnconfirmedRemembered = 4096;
 
 }  // namespace
 
@@ -42,12 +45,18 @@ std::optional<std::string> RouterOptions::validate() const {
 }
 
 struct Router::Shard {
+  uint32_t index = 0;
   std::unique_ptr<server::UnitChannel> channel;
   std::vector<OwnedReport> buffer;  // oldest first
   size_t inFlight = 0;              // batches sent and not yet answered
   bool due = false;                 // the flush delay of the buffer's first report passed
   bool timerArmed = false;
-  uint64_t lostSinceLog = 0;  // batches lost since the last log line
+  // When the first batch sent since the unit's last answer left: the unit
+  // is stalled once this is batchTimeoutMs old.
+  kj::Maybe<kj::TimePoint> unansweredSince;
+  bool stallLogged = false;
+  std::map<uint64_t, size_t> unconfirmed;  // request id → reports, for late answers
+  uint64_t lostSinceLog = 0;               // batches lost since the last log line
   kj::TimePoint lastLossLog = kj::origin<kj::TimePoint>();
 };
 
@@ -67,10 +76,22 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
   KJ_REQUIRE(!units.empty(), "a router needs at least one unit");
   for (const auto& endpoint : units) {
     auto shard = std::make_unique<Shard>();
+    shard->index = static_cast<uint32_t>(shards_.size());
     // A unit that is down holds at most its window plus a few batches in
     // ZeroMQ's queue; the rest are counted lost at once (memory stays bounded).
     shard->channel = std::make_unique<server::UnitChannel>(
         context, eventPort, timer, endpoint, static_cast<int>(options.maxInFlightBatches) * 4);
+    Shard* s = shard.get();
+    shard->channel->onLateReply([this, s](uint64_t id, wire::UnitReply::Reader reply) {
+      auto it = s->unconfirmed.find(id);
+      if (it == s->unconfirmed.end()) return;
+      if (reply.isApplied()) {
+        ++counters_.batchesLate;
+        counters_.reportsAppliedLate += it->second;
+      }
+      s->unconfirmed.erase(it);
+      s->unansweredSince = nullptr;  // it answers again
+    });
     shard->buffer.reserve(options_.batchReports);
     shards_.push_back(std::move(shard));
   }
@@ -93,13 +114,24 @@ void RouterCounters::expose(metrics::Registry& r) const {
   const char* batches = "Apply batches sent to units, by what became of them";
   r.counter("locus_gateway_batches_total", batches, {{"outcome", "sent"}}, batchesSent);
   r.counter("locus_gateway_batches_total", batches, {{"outcome", "applied"}}, batchesApplied);
-  r.counter("locus_gateway_batches_total", batches, {{"outcome", "lost"}}, batchesLost);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "refused"}}, batchesRefused);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "unsendable"}}, batchesUnsendable);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "unanswered"}}, batchesUnanswered);
+  r.counter("locus_gateway_batches_total", batches, {{"outcome", "applied_late"}}, batchesLate);
   r.counter("locus_gateway_reports_lost_total",
-            "Reports in batches no unit acknowledged (deadline, refused, unsendable)", {},
-            reportsLost);
+            "Acknowledged reports no unit applied: their batch could not be queued or was refused",
+            {}, reportsLost);
+  r.counter("locus_gateway_reports_unconfirmed_total",
+            "Acknowledged reports whose batch had no answer by --batch-timeout-ms (maybe applied)",
+            {}, reportsUnconfirmed);
+  r.counter("locus_gateway_reports_applied_late_total",
+            "Unconfirmed reports whose unit answered after all", {}, reportsAppliedLate);
   r.counter("locus_gateway_reports_refused_by_units_total",
             "Reports a unit refused after the gateway accepted them (should stay 0)", {},
             reportsRejected);
+  r.counter("locus_gateway_reports_refused_total",
+            "Reports refused with an error (not acknowledged) because their unit was stalled",
+            {{"reason", "unit_stalled"}}, reportsRefusedStalled);
   r.gauge("locus_gateway_buffered_reports", "Reports waiting to be sent to their units", {},
           [this] {
             // Every sent report was routed first; the counters are read
@@ -110,9 +142,31 @@ void RouterCounters::expose(metrics::Registry& r) const {
           });
 }
 
-void Router::add(const Report& report) {
+bool Router::stalled(const Shard& shard) const {
+  KJ_IF_MAYBE (since, shard.unansweredSince) {
+    return timer_.now() - *since >= options_.batchTimeoutMs * kj::MILLISECONDS;
+  }
+  return false;
+}
+
+std::optional<std::string> Router::add(const Report& report) {
   const uint32_t index = shardOf(report.id, shardCount());
   Shard& shard = *shards_[index];
+  if (stalled(shard) && !closing_) {
+    ++counters_.reportsRefusedStalled;
+    if (!shard.stallLogged) {
+      spdlog::warn(
+          "unit {} ({}) has left a batch unanswered for {} ms: refusing its reports "
+          "until it answers",
+          index, shard.channel->endpoint(), options_.batchTimeoutMs);
+      shard.stallLogged = true;
+    }
+    // An empty batch asks whether it is back.
+    if (shard.inFlight == 0) send(index, 0);
+    return fmt::format(
+        "unit {} ({}), which owns this id, has not answered for {} ms; not stored, retry later",
+        index, shard.channel->endpoint(), options_.batchTimeoutMs);
+  }
   OwnedReport& owned = shard.buffer.emplace_back();
   owned.id.assign(report.id);
   owned.fields = report;
@@ -129,6 +183,7 @@ void Router::add(const Report& report) {
       pump(index);
     }));
   }
+  return std::nullopt;
 }
 
 void Router::pump(uint32_t index) {
@@ -155,56 +210,88 @@ void Router::send(uint32_t index, size_t count) {
                        shard.buffer.begin() + static_cast<std::ptrdiff_t>(count));
   }
   ++shard.inFlight;
-  ++counters_.batchesSent;
-  counters_.reportsSent += count;
+  if (count > 0) {
+    ++counters_.batchesSent;
+    counters_.reportsSent += count;
+  }
+  if (shard.unansweredSince == nullptr) shard.unansweredSince = timer_.now();
   const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
-  tasks_->add(shard.channel->call(message, deadline)
-                  .then([this, index, count](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
-                    Shard& s = *shards_[index];
-                    --s.inFlight;
-                    std::string lost;
-                    KJ_IF_MAYBE (frame, reply) {
-                      if ((*frame)->error()) {
-                        lost = "unreadable reply: " + *(*frame)->error();
-                      } else {
-                        try {
-                          auto root = (*frame)->root();
-                          if (root.isApplied()) {
-                            ++counters_.batchesApplied;
-                            counters_.reportsRejected += root.getApplied().getRejected().size();
-                          } else if (root.isError()) {
-                            lost = std::string("refused: ") + root.getError().getMessage().cStr();
-                          } else {
-                            lost = "unexpected reply";
-                          }
-                        } catch (const kj::Exception& e) {
-                          lost = std::string("malformed reply: ") + e.getDescription().cStr();
-                        }
-                      }
-                    } else {
-                      lost = fmt::format("no reply within {} ms", options_.batchTimeoutMs);
-                    }
-                    if (!lost.empty()) {
-                      ++counters_.batchesLost;
-                      counters_.reportsLost += count;
-                      ++s.lostSinceLog;
-                      const kj::TimePoint now = timer_.now();
-                      if (now - s.lastLossLog >= kLossLogIntervalMs * kj::MILLISECONDS) {
-                        spdlog::warn("unit {}: {} batch(es) lost, last of {} reports: {}",
-                                     s.channel->endpoint(), s.lostSinceLog, count, lost);
-                        s.lostSinceLog = 0;
-                        s.lastLossLog = now;
-                      }
-                    }
-                    pump(index);
-                    notifyIfReady();
-                  }));
+  auto call = shard.channel->call(message, deadline);
+  const uint64_t requestId = message.getRoot<wire::UnitRequest>().getRequestId();
+  const bool queued = shard.channel->lastCallQueued();
+  tasks_->add(call.then(
+      [this, index, requestId, count, queued](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
+        answered(index, requestId, count, queued, kj::mv(reply));
+      }));
+}
+
+void Router::answered(uint32_t index, uint64_t requestId, size_t count, bool queued,
+                      kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
+  Shard& s = *shards_[index];
+  --s.inFlight;
+  std::string lost;  // why no unit applied the batch, if none did
+  bool unconfirmed = false;
+  KJ_IF_MAYBE (frame, reply) {
+    s.unansweredSince = nullptr;  // it answered
+    if (s.stallLogged) {
+      spdlog::info("unit {} ({}) answers again", index, s.channel->endpoint());
+      s.stallLogged = false;
+    }
+    if ((*frame)->error()) {
+      lost = "unreadable reply: " + *(*frame)->error();
+    } else {
+      try {
+        auto root = (*frame)->root();
+        if (root.isApplied()) {
+          if (count > 0) ++counters_.batchesApplied;
+          counters_.reportsRejected += root.getApplied().getRejected().size();
+        } else if (root.isError()) {
+          lost = std::string("refused: ") + root.getError().getMessage().cStr();
+        } else {
+          lost = "unexpected reply";
+        }
+      } catch (const kj::Exception& e) {
+        lost = std::string("malformed reply: ") + e.getDescription().cStr();
+      }
+    }
+  } else if (!queued) {
+    lost = "could not be queued (the unit's queue is full)";
+  } else {
+    unconfirmed = true;
+  }
+  if (count > 0 && unconfirmed) {
+    ++counters_.batchesUnanswered;
+    counters_.reportsUnconfirmed += count;
+    s.unconfirmed.emplace(requestId, count);
+    if (s.unconfirmed.size() > kUnconfirmedRemembered) s.unconfirmed.erase(s.unconfirmed.begin());
+  } else if (count > 0 && !lost.empty()) {
+    if (!queued) {
+      ++counters_.batchesUnsendable;
+    } else {
+      ++counters_.batchesRefused;
+    }
+    counters_.reportsLost += count;
+  }
+  if (count > 0 && (unconfirmed || !lost.empty())) {
+    ++s.lostSinceLog;
+    const kj::TimePoint now = timer_.now();
+    if (now - s.lastLossLog >= kLossLogIntervalMs * kj::MILLISECONDS) {
+      spdlog::warn(
+          "unit {}: {} batch(es) not confirmed, last of {} reports: {}", s.channel->endpoint(),
+          s.lostSinceLog, count,
+          unconfirmed ? fmt::format("no answer within {} ms", options_.batchTimeoutMs) : lost);
+      s.lostSinceLog = 0;
+      s.lastLossLog = now;
+    }
+  }
+  pump(index);
+  notifyIfReady();
 }
 
 bool Router::ready() const {
   if (closing_) return false;
   for (const auto& shard : shards_) {
-    if (shard->buffer.size() >= options_.maxBufferedReports) return false;
+    if (shard->buffer.size() >= options_.maxBufferedReports && !stalled(*shard)) return false;
   }
   return true;
 }
@@ -214,7 +301,28 @@ kj::Promise<void> Router::whenReady() {
   if (ready()) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   waiters_.push_back(kj::mv(paf.fulfiller));
+  armStallCheck();
   return kj::mv(paf.promise);
+}
+
+void Router::armStallCheck() {
+  if (stallCheckArmed_) return;
+  std::optional<kj::TimePoint> first;
+  for (const auto& shard : shards_) {
+    if (shard->buffer.size() < options_.maxBufferedReports) continue;
+    KJ_IF_MAYBE (since, shard->unansweredSince) {
+      const kj::TimePoint at = *since + options_.batchTimeoutMs * kj::MILLISECONDS;
+      if (!first || at < *first) first = at;
+    }
+  }
+  if (first) {
+    stallCheckArmed_ = true;
+    tasks_->add(timer_.atTime(*first).then([this]() {
+      stallCheckArmed_ = false;
+      notifyIfReady();
+      if (!waiters_.empty()) armStallCheck();
+    }));
+  }
 }
 
 void Router::notifyIfReady() {

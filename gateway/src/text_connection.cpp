@@ -121,7 +121,10 @@ void TextConnection::handleLine(std::string_view line) {
     reject(*why);
     return;
   }
-  router_.add(report);
+  if (auto refused = router_.add(report)) {
+    reject(*refused);
+    return;
+  }
   ++counters_.accepted;
   replies_ += kOk;
 }

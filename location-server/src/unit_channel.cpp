@@ -114,6 +114,7 @@ kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::callUnbounded(
   zmq::message_t frame = toFrame(message);
 
   const bool sent = trySend(frame);
+  lastCallQueued_ = sent;
   if (!sent) health_.answering = false;
   // Pending before the drain, which may already find the reply. (Not before
   // the send: a reset there resolves every pending call.)
@@ -164,6 +165,13 @@ void UnitChannel::drain() {
     auto it = pending_.find(id);
     if (id == 0 || it == pending_.end()) {
       ++dropped_;  // late, unreadable, or not ours
+      if (id != 0 && id < nextRequestId_ && onLateReply_) {
+        try {
+          onLateReply_(id, reply->root());
+        } catch (const kj::Exception& e) {
+          spdlog::warn("unit {}: malformed late reply: {}", endpoint_, e.getDescription().cStr());
+        }
+      }
       continue;
     }
     Fulfiller fulfiller = kj::mv(it->second);

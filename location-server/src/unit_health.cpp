@@ -19,6 +19,9 @@ struct UnitHealth::Unit {
   const UnitChannel* data = nullptr;  // the daemon's own channel, if watched
   metrics::Gauge up;                  // 1 while the latest probe was answered
   metrics::Gauge devices;             // as the unit reported in that answer
+  metrics::Counter restarts;          // incarnation changes seen
+  metrics::Counter positionsDropped;  // positions held before those restarts
+  uint64_t incarnation = 0;           // the latest seen; 0 = none yet
   bool logged = false;                // the current state has been logged
 
   Unit(uint32_t shard, zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
@@ -59,7 +62,17 @@ kj::Promise<void> UnitHealth::probe(Unit& unit) {
             try {
               auto root = (*r)->root();
               if (root.isStats()) {
-                unit.devices.set(static_cast<double>(root.getStats().getDevices()));
+                const auto stats = root.getStats();
+                const uint64_t held = static_cast<uint64_t>(unit.devices.value());
+                if (unit.incarnation != 0 && stats.getIncarnation() != unit.incarnation) {
+                  // A memory-only unit comes back empty: what it held is gone.
+                  ++unit.restarts;
+                  unit.positionsDropped += held;
+                  spdlog::warn("unit {} ({}) restarted: it held {} positions, now {}", unit.shard,
+                               unit.channel.endpoint(), held, stats.getDevices());
+                }
+                unit.incarnation = stats.getIncarnation();
+                unit.devices.set(static_cast<double>(stats.getDevices()));
                 answered = true;
               }
             } catch (const kj::Exception&) {
@@ -111,6 +124,13 @@ void UnitHealth::expose(metrics::Registry& registry) const {
                    unit->up);
     registry.gauge("locus_unit_reported_devices",
                    "Positions the unit held at its latest health probe", labels, unit->devices);
+    registry.counter("locus_unit_restarts_total",
+                     "Restarts of the unit seen by the health probe (a new incarnation)", labels,
+                     unit->restarts);
+    registry.counter("locus_unit_positions_dropped_total",
+                     "Positions a unit held at its last probe before a restart (memory-only "
+                     "units restart empty)",
+                     labels, unit->positionsDropped);
     if (const UnitChannel* data = unit->data) {
       registry.gauge("locus_unit_channel_answering",
                      "1 while the last request on the data channel to the unit was answered",

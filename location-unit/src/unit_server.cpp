@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <random>
 #include <vector>
 #include <zmq_addon.hpp>
 
@@ -172,10 +173,11 @@ class UnitService::Handler {
 
   void stats(wire::UnitStats::Builder out) {
     const auto& c = s_.counters_;
-    writeUnitStats(UnitStats{s_.name_, s_.index_.size(), c.reportsApplied.value(),
-                             c.reportsStale.value(), c.reportsRejected.value(),
-                             c.queriesServed.value(), s_.index_.memoryUsage().total()},
-                   out);
+    writeUnitStats(
+        UnitStats{s_.name_, s_.index_.size(), c.reportsApplied.value(), c.reportsStale.value(),
+                  c.reportsRejected.value(), c.queriesServed.value(),
+                  s_.index_.memoryUsage().total(), s_.incarnation_},
+        out);
   }
 
   UnitService& s_;
@@ -183,7 +185,10 @@ class UnitService::Handler {
 };
 
 UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutureSkewMs)
-    : name_(std::move(name)), maxFutureSkewMs_(maxFutureSkewMs), index_(options) {}
+    : name_(std::move(name)),
+      incarnation_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1),
+      maxFutureSkewMs_(maxFutureSkewMs),
+      index_(options) {}
 
 zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs) {
   uint64_t requestId = 0;

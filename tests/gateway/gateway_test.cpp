@@ -39,6 +39,7 @@
 #include "locus/common/wire.h"
 #include "locus/unit/unit_client.h"
 #include "support/cluster.h"
+#include "support/http.h"
 #include "support/line_client.h"
 #include "support/process.h"
 #include "support/refusal.h"
@@ -54,10 +55,25 @@ constexpr auto kVisible = 2000ms;
 
 // Four units and a gateway in front of them.
 struct Cluster {
-  explicit Cluster(size_t unitCount = 4, const std::vector<std::string>& gatewayEnv = {})
+  explicit Cluster(size_t unitCount = 4, const std::vector<std::string>& gatewayEnv = {},
+                   Http http = Http::kOff)
       : units(unitCount) {
     for (const auto& u : units) endpoints.push_back(u.endpoint);
-    gateway = std::make_unique<RunningGateway>(endpoints, gatewayEnv);
+    gateway = std::make_unique<RunningGateway>(endpoints, gatewayEnv, http);
+  }
+
+  // The gateway's metric `series` (as rendered), or -1. Needs Http::kOn.
+  double metric(const std::string& series) {
+    return metricValue(httpGet(gateway->httpAddress, "/metrics").body, series).value_or(-1);
+  }
+
+  // Waits (bounded) until the gateway's metric `series` reads `value`.
+  bool awaitMetric(const std::string& series, double value) {
+    const auto giveUp = std::chrono::steady_clock::now() + kWait;
+    while (metric(series) != value && std::chrono::steady_clock::now() < giveUp) {
+      std::this_thread::sleep_for(50ms);
+    }
+    return metric(series) == value;
   }
 
   // The stored position of `id`, asked of the unit that owns it.
@@ -522,6 +538,113 @@ TEST_CASE("locus-gateway stops reading when a unit does not answer, and resumes"
   for (const auto& reply : replies) REQUIRE(reply == kOk);
   for (const auto& reply : rest) REQUIRE(reply == kOk);
   requireStored(cluster, reports);
+}
+
+TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others flowing",
+          "[cluster][outcomes]") {
+  Cluster cluster(2, {"LOCUS_BATCH_TIMEOUT_MS=500"}, Http::kOn);
+  cluster.units[0].process.signal(SIGSTOP);
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(17);
+  const auto reports = cityReports(rng, "stall", 80'000, kTsMs, ids);
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+
+  LineClient client(cluster.gateway->textAddress);
+  bool sent = false;
+  std::thread writer([&] { sent = client.send(lines); });
+  const auto replies = client.readLines(reports.size());
+  writer.join();
+  REQUIRE(sent);
+  // Every line is answered while the unit is stopped: nothing waits on it.
+  REQUIRE(replies.size() == reports.size());
+  size_t refused = 0, heldOk = 0, okOther = 0;
+  std::vector<Report> other;
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const bool stalledShard = shardOf(reports[i].id, 2) == 0;
+    INFO("line " << i << ": " << replies[i]);
+    if (!stalledShard) {
+      REQUIRE(replies[i] == kOk);
+      ++okOther;
+      other.push_back(reports[i]);
+    } else if (replies[i] == kOk) {
+      ++heldOk;  // acknowledged before the stall was seen
+    } else {
+      REQUIRE(isError(replies[i]));
+      CHECK_THAT(replies[i], Catch::Contains("has not answered"));
+      ++refused;
+    }
+  }
+  CHECK(refused > 0);
+  CHECK(heldOk < 30'000);  // at most the window, the buffer bound and a read chunk
+  CHECK(cluster.metric(R"(locus_gateway_reports_refused_total{reason="unit_stalled"})") ==
+        static_cast<double>(refused));
+  requireStored(cluster, other);
+
+  // Back: after the probe is answered, its reports are acknowledged again.
+  cluster.units[0].process.signal(SIGCONT);
+  const auto giveUp = std::chrono::steady_clock::now() + kWait;
+  std::string reply;
+  for (int i = 0; std::chrono::steady_clock::now() < giveUp; ++i) {
+    std::string id;
+    do {
+      id = "back-" + std::to_string(i++);
+    } while (shardOf(id, 2) != 0);
+    REQUIRE(client.send(
+        reportToJsonLine(Report{.id = id, .lat = 31.2, .lon = 121.4, .tsMs = kTsMs}) + "\n"));
+    reply = client.readLines(1).at(0);
+    if (reply == kOk) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(reply == kOk);
+}
+
+TEST_CASE("locus-gateway counts an unanswered batch as unconfirmed, and applied when it lands",
+          "[cluster][outcomes]") {
+  Cluster cluster(1, {"LOCUS_BATCH_TIMEOUT_MS=300"}, Http::kOn);
+  cluster.units[0].process.signal(SIGSTOP);
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(19);
+  const auto reports = cityReports(rng, "late", 500, kTsMs, ids);
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  LineClient client(cluster.gateway->textAddress);
+  REQUIRE(client.send(lines));
+  for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
+  // The batch times out while the unit is stopped: unconfirmed, not lost.
+  CHECK(cluster.awaitMetric("locus_gateway_reports_unconfirmed_total", 500));
+  CHECK(cluster.metric("locus_gateway_reports_lost_total") == 0);
+
+  // ZeroMQ still held it: once the unit runs it is applied, and said so.
+  cluster.units[0].process.signal(SIGCONT);
+  requireStored(cluster, reports);
+  CHECK(cluster.awaitMetric("locus_gateway_reports_applied_late_total", 500));
+  CHECK(cluster.metric("locus_gateway_reports_lost_total") == 0);
+}
+
+TEST_CASE("locus-gateway counts the positions a memory-only unit dropped when it restarted",
+          "[cluster][outcomes]") {
+  Cluster cluster(1, {}, Http::kOn);
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(23);
+  const auto reports = cityReports(rng, "held", 300, kTsMs, ids);
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  LineClient client(cluster.gateway->textAddress);
+  REQUIRE(client.send(lines));
+  for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
+  const std::string labels = fmt::format(R"({{shard="0",endpoint="{}"}})", cluster.endpoints[0]);
+  REQUIRE(cluster.awaitMetric("locus_unit_reported_devices" + labels, 300));
+
+  // kill -9 and a new unit on the same endpoint: it starts empty.
+  cluster.units[0].process.signal(SIGKILL);
+  REQUIRE(cluster.units[0].process.waitExit(kWait));
+  ChildProcess again(binary("locus-unit"), {"--listen", cluster.endpoints[0]});
+  REQUIRE(again.waitForStderr(kUnitListening, kWait));
+  CHECK(cluster.awaitMetric("locus_unit_restarts_total" + labels, 1));
+  CHECK(cluster.metric("locus_unit_positions_dropped_total" + labels) == 300);
+  CHECK(cluster.gateway->process.waitForStderr(std::regex("restarted: it held 300 positions"),
+                                               kWait));
 }
 
 }  // namespace

@@ -2,6 +2,12 @@
 // as one `apply` batch when it holds `batchReports` reports or `flushDelayUs`
 // after its first report, with a bounded window of batches in flight per
 // unit and a bound on what waits in the buffers (backpressure).
+//
+// A stalled unit holds back only its own share: once a unit has left a
+// batch unanswered for `batchTimeoutMs`, reports for it are refused (the
+// device gets an error, not an ok) and no longer count against readiness,
+// so the other units' reports flow on; the first answer, to a batch or to
+// the probe the router sends meanwhile, ends the stall.
 #pragma once
 
 #include <kj/async-unix.h>
@@ -21,7 +27,8 @@
 
 namespace locus::server {
 class UnitChannel;
-}
+class UnitReplyFrame;
+}  // namespace locus::server
 
 namespace locus::gateway {
 
@@ -30,7 +37,8 @@ struct RouterOptions {
   int64_t flushDelayUs = 1000;         // ... or this long after its first report
   size_t maxInFlightBatches = 8;       // per unit: batches sent and not yet answered
   size_t maxBufferedReports = 20'000;  // per unit: waiting to be sent; above it, readers wait
-  int64_t batchTimeoutMs = 2000;       // a batch unanswered by then is counted lost, not retried
+  int64_t batchTimeoutMs = 2000;       // a batch unanswered by then is unconfirmed, not retried;
+                                       // a unit silent that long is stalled
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -38,14 +46,26 @@ struct RouterOptions {
 
 // What the router did so far. Written by the router's thread; any thread
 // may read it.
+//
+// What the counters say is what is known: a report is *lost* only when no
+// unit can have applied it (its batch could not be queued, or the unit
+// refused the batch); a batch unanswered by its deadline is *unconfirmed*
+// (it may still be applied: ZeroMQ delivers what it queued once the unit
+// is back) and moves to *applied late* when its answer comes after all.
 struct RouterCounters {
-  metrics::Counter reportsRouted;    // reports added to a buffer
-  metrics::Counter batchesSent;      // apply batches handed to a unit's socket
-  metrics::Counter reportsSent;      // the reports in those batches
-  metrics::Counter batchesApplied;   // ... answered by the unit with `applied`
-  metrics::Counter batchesLost;      // ... unanswered by their deadline, unsendable or refused
-  metrics::Counter reportsLost;      // reports in the lost batches
-  metrics::Counter reportsRejected;  // reports the units refused (should stay 0: we validate)
+  metrics::Counter reportsRouted;          // reports added to a buffer
+  metrics::Counter batchesSent;            // apply batches handed to a unit's socket
+  metrics::Counter reportsSent;            // the reports in those batches
+  metrics::Counter batchesApplied;         // ... answered by the unit with `applied`
+  metrics::Counter batchesRefused;         // ... answered with an error: not applied
+  metrics::Counter batchesUnsendable;      // ... that could not be queued: not applied
+  metrics::Counter batchesUnanswered;      // ... with no answer by their deadline
+  metrics::Counter batchesLate;            // ... of those, answered `applied` after it
+  metrics::Counter reportsLost;            // reports of refused and unsendable batches
+  metrics::Counter reportsUnconfirmed;     // reports of unanswered batches
+  metrics::Counter reportsAppliedLate;     // reports of late-answered batches
+  metrics::Counter reportsRejected;        // reports the units refused (should stay 0: we validate)
+  metrics::Counter reportsRefusedStalled;  // not acknowledged: their unit was stalled
 
   // Names every metric above in `registry`, and the reports waiting in the
   // buffers (routed, not yet sent).
@@ -70,13 +90,14 @@ class Router {
   // The channel to each unit, in shard order (for their health).
   std::vector<const server::UnitChannel*> channels() const;
 
-  // Buffers a copy of `report` for the shard that owns its id. Precondition:
-  // validateReport(report) passed and tsMs is stamped (not 0).
-  void add(const Report& report);
+  // Buffers a copy of `report` for the shard that owns its id, or refuses
+  // it when that unit is stalled: the reason, for the device. Precondition:
+  // admitReport(report) passed.
+  std::optional<std::string> add(const Report& report);
 
-  // Resolves when every shard's buffer is below maxBufferedReports: a
-  // connection waits on it before it reads (and acknowledges) more. Never
-  // resolves once close() ran.
+  // Resolves when every shard's buffer is below maxBufferedReports or its
+  // unit is stalled: a connection waits on it before it reads (and
+  // acknowledges) more. Never resolves once close() ran.
   kj::Promise<void> whenReady();
   bool ready() const;
 
@@ -97,7 +118,14 @@ class Router {
   // Sends as many batches of `shard` as its window and flush rule allow.
   void pump(uint32_t shard);
   void send(uint32_t shard, size_t count);
+  // What became of one batch (`count` reports; 0 for a probe) that was
+  // `queued` on the unit's socket, or not.
+  void answered(uint32_t shard, uint64_t requestId, size_t count, bool queued,
+                kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply);
+  bool stalled(const Shard& shard) const;
   void notifyIfReady();
+  // Wakes the waiters when the first shard holding them up turns stalled.
+  void armStallCheck();
 
   RouterOptions options_;
   kj::Timer& timer_;
@@ -105,6 +133,7 @@ class Router {
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> waiters_;  // whenReady() callers
   RouterCounters counters_;
   bool closing_ = false;
+  bool stallCheckArmed_ = false;
   class ErrorHandler;
   std::unique_ptr<ErrorHandler> errorHandler_;
   std::unique_ptr<kj::TaskSet> tasks_;  // flush timers and batches in flight; destroyed first

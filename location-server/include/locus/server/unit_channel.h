@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,6 +92,14 @@ class UnitChannel {
   kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> callUnbounded(capnp::MessageBuilder& message);
 
   const std::string& endpoint() const { return endpoint_; }
+  // Called with each readable reply to a request of this channel that is no
+  // longer pending (its caller gave up at the deadline), with that
+  // request's id (as call() wrote it into the message).
+  using LateReplyHandler = std::function<void(uint64_t requestId, wire::UnitReply::Reader)>;
+  void onLateReply(LateReplyHandler handler) { onLateReply_ = std::move(handler); }
+  // Whether the latest call() or callUnbounded() could queue its request
+  // (when not, its promise resolves to nothing at once: nothing was sent).
+  bool lastCallQueued() const { return lastCallQueued_; }
   // Calls waiting for a reply now.
   size_t pending() const { return pending_.size(); }
   // Replies dropped so far: late (after their deadline) or unreadable.
@@ -139,10 +148,12 @@ class UnitChannel {
   uint64_t nextRequestId_ = 1;
   uint64_t dropped_ = 0;
   uint64_t outstanding_ = 0;  // sent on this socket and not answered (late replies count)
-  kj::TimePoint lastReply_;   // or when the socket was opened
+  bool lastCallQueued_ = true;
+  kj::TimePoint lastReply_;  // or when the socket was opened
   uint64_t resetsLogged_ = 0;
   kj::TimePoint lastResetLog_ = kj::origin<kj::TimePoint>();
   Health health_;
+  LateReplyHandler onLateReply_;
   std::unordered_map<uint64_t, Fulfiller> pending_;  // request id → its caller
   kj::Promise<void> reading_;                        // readLoop(); declared last
 };

@@ -86,6 +86,7 @@ class UnitService {
   zmq::message_t refuse(uint64_t requestId, const std::string& problem);
 
   std::string name_;
+  uint64_t incarnation_;  // random, drawn at construction; never 0
   int64_t maxFutureSkewMs_;
   LocationIndex index_;
   UnitCounters counters_;
