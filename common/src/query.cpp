@@ -74,11 +74,11 @@ std::optional<std::string> validate(const AreaQuery& q) {
   return validateMaxAge(q.maxAgeS);
 }
 
-std::string tooManyMatches(uint64_t count) {
+std::string tooManyMatches(uint64_t count, bool atLeast) {
   return fmt::format(
-      "{} devices match, more than the {} one answer carries: set a limit, narrow the area, "
+      "{}{} devices match, more than the {} one answer carries: set a limit, narrow the area, "
       "or ask for the count only",
-      count, kMaxResults);
+      atLeast ? "at least " : "", count, kMaxResults);
 }
 
 int64_t minTsForAge(double maxAgeS, int64_t nowMs) {

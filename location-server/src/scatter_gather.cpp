@@ -170,8 +170,12 @@ void ScatterGather::flushNearest() {
 }
 
 kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query) {
+  // "All" is asked of the units as kMaxResults each, so that every unit
+  // answers with its exact count and the refusal below can name the total.
+  AreaQuery asked = query;
+  if (asked.limit == 0 && !asked.countOnly) asked.limit = kMaxResults;
   capnp::MallocMessageBuilder message;
-  writeAreaQuery(query, message.initRoot<wire::UnitRequest>().initQuery().initWithin());
+  writeAreaQuery(asked, message.initRoot<wire::UnitRequest>().initQuery().initWithin());
   const uint32_t total = shardCount();
   const uint32_t limit = query.limit;
   const bool countOnly = query.countOnly;
@@ -185,11 +189,12 @@ kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query
         if (countOnly) {
           result.count = sumCounts(parts.results);
         } else {
-          result = unionArea(std::move(parts.results), limit, byDistance);
-          // Each unit held its part within the bound; together they may not.
-          if (limit == 0 && result.count > kMaxResults) {
-            return badRequest(tooManyMatches(result.count));
+          // Each part is within the bound; together they may not be.
+          if (const uint64_t matched = sumCounts(parts.results);
+              limit == 0 && matched > kMaxResults) {
+            return badRequest(tooManyMatches(matched, answered < total));
           }
+          result = unionArea(std::move(parts.results), limit, byDistance);
         }
         return GatheredResult{std::move(result), Coverage{total, answered}};
       });

@@ -94,9 +94,9 @@ inline bool hasCenter(const Area& area) {
   return std::holds_alternative<Circle>(area);
 }
 
-// The error for an area query without a limit that matches `count` devices,
-// more than kMaxResults.
-std::string tooManyMatches(uint64_t count);
+// The error for an area query without a limit that matches `count` devices
+// (`atLeast`: of the units that answered), more than kMaxResults.
+std::string tooManyMatches(uint64_t count, bool atLeast = false);
 
 // The earliest tsMs still young enough for a maxAgeS filter at nowMs
 // (INT64_MIN when maxAgeS is 0).
