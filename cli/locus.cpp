@@ -18,8 +18,8 @@
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
 #include "locus/common/log.h"
-#include "locus/common/net.h"
 #include "locus/common/wire.h"
+#include "locus/transport/net.h"
 #include "query_flags.h"
 #include "send.h"
 
@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
   }
 
   if (*healthCmd) {
-    if (auto e = checkListen("address", healthAddress, "127.0.0.1:7880")) return fail(*e);
+    if (auto e = transport::checkListen("address", healthAddress, "127.0.0.1:7880"))
+      return fail(*e);
     return checkHealth(healthAddress, live ? "/healthz" : "/readyz");
   }
   if (*localCmd) {

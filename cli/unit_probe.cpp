@@ -8,7 +8,7 @@
 
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
-#include "locus/unit/unit_client.h"
+#include "locus/transport/unit_client.h"
 #include "query_flags.h"
 
 namespace {
@@ -35,7 +35,7 @@ json queryJson(const QueryResult& r, std::chrono::steady_clock::time_point start
 }
 
 // Loads `devices` simulated devices uniform over the SPEC's city box.
-Result<json> loadCity(unit::UnitClient& client, size_t devices, uint64_t seed) {
+Result<json> loadCity(transport::UnitClient& client, size_t devices, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> lat(geo::kCityBox.south, geo::kCityBox.north),
       lon(geo::kCityBox.west, geo::kCityBox.east);
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   }
 
   zmq::context_t context;
-  unit::UnitClient client(context, endpoint, std::chrono::milliseconds(timeoutMs));
+  transport::UnitClient client(context, endpoint, std::chrono::milliseconds(timeoutMs));
   const auto started = std::chrono::steady_clock::now();
   const auto asQuery = [&](const QueryResult& r) { return queryJson(r, started); };
 

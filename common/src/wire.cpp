@@ -96,14 +96,6 @@ FlatMessage::FlatMessage(const void* data, size_t size) {
   }
 }
 
-zmq::message_t toFrame(capnp::MessageBuilder& message) {
-  auto* words = new kj::Array<capnp::word>(capnp::messageToFlatArray(message));
-  auto bytes = words->asBytes();
-  return zmq::message_t(
-      bytes.begin(), bytes.size(),
-      [](void*, void* hint) { delete static_cast<kj::Array<capnp::word>*>(hint); }, words);
-}
-
 Report readReport(wire::Report::Reader r) {
   Report report;
   report.id = view(r.getId());

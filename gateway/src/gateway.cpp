@@ -10,10 +10,10 @@
 #include <utility>
 
 #include "ingest_service.h"
-#include "locus/common/net.h"
 #include "locus/common/wire.h"
-#include "locus/server/rpc_listener.h"
-#include "locus/server/unit_health.h"
+#include "locus/transport/net.h"
+#include "locus/transport/rpc_listener.h"
+#include "locus/transport/unit_health.h"
 #include "text_connection.h"
 
 namespace locus::gateway {
@@ -32,10 +32,10 @@ std::optional<std::string> GatewayOptions::validate() const {
   for (const auto& unit : units) {
     if (unit.empty()) return "--units has an empty endpoint (two commas in a row?)";
   }
-  if (auto e = checkListen("--listen", listen, "0.0.0.0:7700")) return e;
-  if (auto e = checkListen("--listen-text", listenText, "0.0.0.0:7701")) return e;
+  if (auto e = transport::checkListen("--listen", listen, "0.0.0.0:7700")) return e;
+  if (auto e = transport::checkListen("--listen-text", listenText, "0.0.0.0:7701")) return e;
   if (!httpListen.empty()) {
-    if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
+    if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
   }
   if (maxConnections > 10'000'000) {
     return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
@@ -54,8 +54,8 @@ class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
       : ingest(kj::heap<IngestImpl>(router, rpc, maxFutureSkewMs)), tasks(*this) {}
 
   capnp::Capability::Client ingest;
-  std::unique_ptr<server::Listener> rpcListener;
-  std::unique_ptr<server::Listener> textListener;
+  std::unique_ptr<transport::Listener> rpcListener;
+  std::unique_ptr<transport::Listener> textListener;
   kj::TaskSet tasks;  // one per open connection
 
  private:
@@ -74,12 +74,13 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
       maxFutureSkewMs_(options.maxFutureSkewMs),
-      limit_(options.maxConnections > 0 ? options.maxConnections : server::defaultMaxConnections()),
+      limit_(options.maxConnections > 0 ? options.maxConnections
+                                        : transport::defaultMaxConnections()),
       connections_(std::make_unique<Connections>(router_, ingest_.rpc, options.maxFutureSkewMs)) {
   connections_->rpcListener =
-      std::make_unique<server::Listener>(io_, options.listen, "rpc", limit_);
+      std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   connections_->textListener =
-      std::make_unique<server::Listener>(io_, options.listenText, "text", limit_);
+      std::make_unique<transport::Listener>(io_, options.listenText, "text", limit_);
   rpcAddress_ = connections_->rpcListener->address();
   textAddress_ = connections_->textListener->address();
   if (!options.httpListen.empty()) {
@@ -88,10 +89,10 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
     limit_.expose(registry_);
     connections_->rpcListener->expose(registry_);
     connections_->textListener->expose(registry_);
-    http_ = std::make_unique<server::FrontEndHttp>(
+    http_ = std::make_unique<transport::FrontEndHttp>(
         context, io, options.units, router_.channels(),
-        std::vector<const server::Listener*>{connections_->rpcListener.get(),
-                                             connections_->textListener.get()},
+        std::vector<const transport::Listener*>{connections_->rpcListener.get(),
+                                                connections_->textListener.get()},
         options.httpListen, registry_);
   }
 }
@@ -123,13 +124,13 @@ void Gateway::run(int stopFd) {
     const auto stopped = [](kj::Exception&& e) {
       spdlog::error("stopped accepting: {}", e.getDescription().cStr());
     };
-    using Slot = kj::Own<server::ConnectionLimit::Slot>;
+    using Slot = kj::Own<transport::ConnectionLimit::Slot>;
     auto rpcAccepting =
         connections_->rpcListener
             ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
               auto connection =
-                  kj::heap<server::RpcConnection>(kj::mv(stream), connections_->ingest,
-                                                  kRpcFlowLimitBytes, &ingest_.rpc.connections);
+                  kj::heap<transport::RpcConnection>(kj::mv(stream), connections_->ingest,
+                                                     kRpcFlowLimitBytes, &ingest_.rpc.connections);
               auto disconnected = connection->onDisconnect();
               connections_->tasks.add(disconnected.attach(kj::mv(connection), kj::mv(slot)));
             })

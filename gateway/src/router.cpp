@@ -14,7 +14,7 @@
 #include "locus/common/report_json.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
-#include "locus/server/unit_channel.h"
+#include "locus/transport/unit_channel.h"
 
 namespace locus::gateway {
 namespace {
@@ -46,7 +46,7 @@ std::optional<std::string> RouterOptions::validate() const {
 
 struct Router::Shard {
   uint32_t index = 0;
-  std::unique_ptr<server::UnitChannel> channel;
+  std::unique_ptr<transport::UnitChannel> channel;
   std::vector<OwnedReport> buffer;  // oldest first
   size_t inFlight = 0;              // batches sent and not yet answered
   bool due = false;                 // the flush delay of the buffer's first report passed
@@ -79,7 +79,7 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
     shard->index = static_cast<uint32_t>(shards_.size());
     // A unit that is down holds at most its window plus a few batches in
     // ZeroMQ's queue; the rest are counted lost at once (memory stays bounded).
-    shard->channel = std::make_unique<server::UnitChannel>(
+    shard->channel = std::make_unique<transport::UnitChannel>(
         context, eventPort, timer, endpoint, static_cast<int>(options.maxInFlightBatches) * 4);
     Shard* s = shard.get();
     shard->channel->onLateReply([this, s](uint64_t id, wire::UnitReply::Reader reply) {
@@ -97,8 +97,8 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
   }
 }
 
-std::vector<const server::UnitChannel*> Router::channels() const {
-  std::vector<const server::UnitChannel*> out;
+std::vector<const transport::UnitChannel*> Router::channels() const {
+  std::vector<const transport::UnitChannel*> out;
   for (const auto& shard : shards_) out.push_back(shard->channel.get());
   return out;
 }
@@ -219,14 +219,14 @@ void Router::send(uint32_t index, size_t count) {
   auto call = shard.channel->call(message, deadline);
   const uint64_t requestId = message.getRoot<wire::UnitRequest>().getRequestId();
   const bool queued = shard.channel->lastCallQueued();
-  tasks_->add(call.then(
-      [this, index, requestId, count, queued](kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
-        answered(index, requestId, count, queued, kj::mv(reply));
-      }));
+  tasks_->add(call.then([this, index, requestId, count,
+                         queued](kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
+    answered(index, requestId, count, queued, kj::mv(reply));
+  }));
 }
 
 void Router::answered(uint32_t index, uint64_t requestId, size_t count, bool queued,
-                      kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply) {
+                      kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
   Shard& s = *shards_[index];
   --s.inFlight;
   std::string lost;  // why no unit applied the batch, if none did

@@ -26,12 +26,13 @@ ScatterGather::ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPo
     : timer_(timer), timeoutMs_(timeoutMs), tasks_(*this) {
   channels_.reserve(units.size());
   for (const auto& endpoint : units) {
-    channels_.push_back(std::make_unique<UnitChannel>(context, eventPort, timer, endpoint));
+    channels_.push_back(
+        std::make_unique<transport::UnitChannel>(context, eventPort, timer, endpoint));
   }
 }
 
-std::vector<const UnitChannel*> ScatterGather::channels() const {
-  std::vector<const UnitChannel*> out;
+std::vector<const transport::UnitChannel*> ScatterGather::channels() const {
+  std::vector<const transport::UnitChannel*> out;
   for (const auto& c : channels_) out.push_back(c.get());
   return out;
 }
@@ -46,14 +47,14 @@ kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
   // One timer for the whole scatter, not one per unit: each call only
   // records its reply; the deadline cancels the calls still waiting.
-  auto replies =
-      kj::heap<Replies>(kj::heapArray<kj::Maybe<kj::Own<UnitReplyFrame>>>(channels_.size()));
+  auto replies = kj::heap<Replies>(
+      kj::heapArray<kj::Maybe<kj::Own<transport::UnitReplyFrame>>>(channels_.size()));
   Replies* slots = replies.get();
   auto calls = kj::heapArrayBuilder<kj::Promise<void>>(channels_.size());
   for (size_t shard = 0; shard < channels_.size(); ++shard) {
     calls.add(channels_[shard]
                   ->callUnbounded(message)
-                  .then([slots, shard](kj::Maybe<kj::Own<UnitReplyFrame>>&& reply) {
+                  .then([slots, shard](kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
                     (*slots)[shard] = kj::mv(reply);
                   })
                   // Eager: a joined branch runs its continuation only when
@@ -180,24 +181,23 @@ kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query
   const uint32_t limit = query.limit;
   const bool countOnly = query.countOnly;
   const bool byDistance = hasCenter(query.area);
-  return scatter(message).then(
-      [total, limit, countOnly, byDistance](Replies&& replies) -> Result<GatheredResult> {
-        Parts parts = resultsOf(replies, "within");
-        if (parts.refused) return *parts.refused;
-        const auto answered = static_cast<uint32_t>(parts.results.size());
-        QueryResult result;
-        if (countOnly) {
-          result.count = sumCounts(parts.results);
-        } else {
-          // Each part is within the bound; together they may not be.
-          if (const uint64_t matched = sumCounts(parts.results);
-              limit == 0 && matched > kMaxResults) {
-            return badRequest(tooManyMatches(matched, answered < total));
-          }
-          result = unionArea(std::move(parts.results), limit, byDistance);
-        }
-        return GatheredResult{std::move(result), Coverage{total, answered}};
-      });
+  return scatter(message).then([total, limit, countOnly,
+                                byDistance](Replies&& replies) -> Result<GatheredResult> {
+    Parts parts = resultsOf(replies, "within");
+    if (parts.refused) return *parts.refused;
+    const auto answered = static_cast<uint32_t>(parts.results.size());
+    QueryResult result;
+    if (countOnly) {
+      result.count = sumCounts(parts.results);
+    } else {
+      // Each part is within the bound; together they may not be.
+      if (const uint64_t matched = sumCounts(parts.results); limit == 0 && matched > kMaxResults) {
+        return badRequest(tooManyMatches(matched, answered < total));
+      }
+      result = unionArea(std::move(parts.results), limit, byDistance);
+    }
+    return GatheredResult{std::move(result), Coverage{total, answered}};
+  });
 }
 
 kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
@@ -206,11 +206,12 @@ kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
   message.initRoot<wire::UnitRequest>().initQuery().setGet(
       capnp::Text::Reader(id.data(), id.size()));
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
-  UnitChannel& channel = *channels_[shard];
+  transport::UnitChannel& channel = *channels_[shard];
   const int64_t timeoutMs = timeoutMs_;
   return channel.call(message, deadline)
       .then([shard, timeoutMs, endpoint = channel.endpoint()](
-                kj::Maybe<kj::Own<UnitReplyFrame>>&& maybeReply) -> Result<GatheredResult> {
+                kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& maybeReply)
+                -> Result<GatheredResult> {
         KJ_IF_MAYBE (reply, maybeReply) {
           if ((*reply)->error()) {
             return Error{ErrorCode::kInternal,

@@ -6,10 +6,10 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
-#include "locus/common/net.h"
 #include "locus/common/wire.h"
 #include "locus/server/location_service.h"
-#include "locus/server/rpc_listener.h"
+#include "locus/transport/net.h"
+#include "locus/transport/rpc_listener.h"
 
 namespace locus::server {
 namespace {
@@ -29,9 +29,9 @@ std::optional<std::string> ServerOptions::validate() const {
   for (const auto& unit : units) {
     if (unit.empty()) return "--units has an empty endpoint (two commas in a row?)";
   }
-  if (auto e = checkListen("--listen", listen, "0.0.0.0:7800")) return e;
+  if (auto e = transport::checkListen("--listen", listen, "0.0.0.0:7800")) return e;
   if (!httpListen.empty()) {
-    if (auto e = checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
+    if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
   }
   if (maxConnections > 10'000'000) {
     return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
@@ -47,17 +47,18 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
                options.timeoutMs),
       bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
-      limit_(options.maxConnections > 0 ? options.maxConnections : defaultMaxConnections()),
+      limit_(options.maxConnections > 0 ? options.maxConnections
+                                        : transport::defaultMaxConnections()),
       tasks_(*this) {
-  listener_ = std::make_unique<Listener>(io_, options.listen, "rpc", limit_);
+  listener_ = std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   address_ = listener_->address();
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
     limit_.expose(registry_);
     listener_->expose(registry_);
-    http_ = std::make_unique<FrontEndHttp>(context, io, options.units, cluster_.channels(),
-                                           std::vector<const Listener*>{listener_.get()},
-                                           options.httpListen, registry_);
+    http_ = std::make_unique<transport::FrontEndHttp>(
+        context, io, options.units, cluster_.channels(),
+        std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_);
   }
 }
 
@@ -73,9 +74,9 @@ void Server::run(int stopFd) {
   {
     auto accepting = listener_
                          ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream,
-                                             kj::Own<ConnectionLimit::Slot>&& slot) {
-                           auto connection = kj::heap<RpcConnection>(kj::mv(stream), bootstrap_,
-                                                                     kRpcFlowLimitBytes);
+                                             kj::Own<transport::ConnectionLimit::Slot>&& slot) {
+                           auto connection = kj::heap<transport::RpcConnection>(
+                               kj::mv(stream), bootstrap_, kRpcFlowLimitBytes);
                            auto disconnected = connection->onDisconnect();
                            tasks_.add(disconnected.attach(kj::mv(connection), kj::mv(slot)));
                          })

@@ -9,8 +9,9 @@
 #include <zmq_addon.hpp>
 
 #include "locus/common/clock.h"
-#include "locus/common/net.h"
 #include "locus/common/wire.h"
+#include "locus/transport/frame.h"
+#include "locus/transport/net.h"
 
 namespace locus::unit {
 namespace {
@@ -47,7 +48,8 @@ std::optional<std::string> UnitOptions::validate() const {
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
-  if (!httpListen.empty()) return checkListen("--http-listen", httpListen, "0.0.0.0:7980");
+  if (!httpListen.empty())
+    return transport::checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
 }
 
@@ -236,7 +238,7 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
     }
     if (problem.empty()) {
       const size_t bytes = capnp::computeSerializedSizeInWords(replyMessage) * sizeof(capnp::word);
-      if (bytes <= static_cast<size_t>(kMaxMessageBytes)) return toFrame(replyMessage);
+      if (bytes <= static_cast<size_t>(kMaxMessageBytes)) return transport::toFrame(replyMessage);
       // Never sent: a frame over the peer's limit makes ZeroMQ drop the
       // connection, and the answers of every other request with it.
       problem = fmt::format("the answer is {} bytes, more than the {} a message may carry", bytes,
@@ -264,7 +266,7 @@ zmq::message_t UnitService::refuse(uint64_t requestId, const std::string& proble
   auto reply = replyMessage.initRoot<wire::UnitReply>();
   reply.setRequestId(requestId);
   writeError(badRequest(problem), reply.initError());
-  return toFrame(replyMessage);
+  return transport::toFrame(replyMessage);
 }
 
 void UnitService::tick(int64_t nowMs) {
@@ -285,9 +287,9 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
   if (service_.name().empty()) service_.setName(endpoint_);
   if (!options.httpListen.empty()) {
     service_.counters().expose(registry_, service_.name());
-    http_ = std::make_unique<HttpEndpoint>(options.httpListen, registry_, [this] {
+    http_ = std::make_unique<transport::HttpEndpoint>(options.httpListen, registry_, [this] {
       const auto& c = service_.counters();
-      return Readiness{
+      return transport::Readiness{
           serving_.load(),
           {{"unit", service_.name()}, {"devices", static_cast<uint64_t>(c.devices.value())}}};
     });

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "locus/common/http_endpoint.h"
+#include "locus/transport/http_endpoint.h"
 #include "support/http.h"
 
 namespace locus::metrics {
@@ -92,8 +92,9 @@ TEST_CASE("the HTTP endpoint serves health, readiness and metrics on loopback", 
   served += 3;
   r.counter("locus_served_total", "Served", {}, served);
   std::atomic<bool> ready{false};
-  HttpEndpoint http("127.0.0.1:0", r, [&] {
-    return Readiness{ready.load(), {{"why", ready ? "all units answer" : "unit 2 is down"}}};
+  transport::HttpEndpoint http("127.0.0.1:0", r, [&] {
+    return transport::Readiness{ready.load(),
+                                {{"why", ready ? "all units answer" : "unit 2 is down"}}};
   });
   const std::string address = http.address();
   REQUIRE(address.rfind("127.0.0.1:", 0) == 0);
@@ -136,19 +137,19 @@ TEST_CASE("the HTTP endpoint serves health, readiness and metrics on loopback", 
 TEST_CASE("an HTTP endpoint stopped at once after it started stops cleanly", "[metrics][http]") {
   Registry r;
   for (int i = 0; i < 50; ++i) {
-    HttpEndpoint http("127.0.0.1:0", r, [] { return Readiness{true, {}}; });
+    transport::HttpEndpoint http("127.0.0.1:0", r, [] { return transport::Readiness{true, {}}; });
   }
   SUCCEED("50 endpoints started and stopped without hanging");
 }
 
 TEST_CASE("an HTTP address in use is refused with a reason", "[metrics][http]") {
   Registry r;
-  HttpEndpoint first("127.0.0.1:0", r, [] { return Readiness{true, {}}; });
+  transport::HttpEndpoint first("127.0.0.1:0", r, [] { return transport::Readiness{true, {}}; });
   const std::string port = first.address().substr(first.address().rfind(':') + 1);
-  CHECK_THROWS_WITH(HttpEndpoint("127.0.0.1:" + port, r,
-                                 [] {
-                                   return Readiness{true, {}};
-                                 }),
+  CHECK_THROWS_WITH(transport::HttpEndpoint("127.0.0.1:" + port, r,
+                                            [] {
+                                              return transport::Readiness{true, {}};
+                                            }),
                     Catch::Contains("cannot bind HTTP on 127.0.0.1:" + port));
 }
 

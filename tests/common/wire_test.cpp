@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "locus/common/flags.h"
+#include "locus/transport/frame.h"
 
 namespace {
 
@@ -63,7 +64,7 @@ Polygon::Ring ring(std::initializer_list<std::pair<double, double>> lonLat) {
 locus::Result<AreaQuery> roundTripArea(const AreaQuery& q) {
   capnp::MallocMessageBuilder message;
   locus::writeAreaQuery(q, message.initRoot<locus::wire::AreaQuery>());
-  zmq::message_t frame = locus::toFrame(message);
+  zmq::message_t frame = locus::transport::toFrame(message);
   FlatMessage flat(frame.data(), frame.size());
   REQUIRE_FALSE(flat.error().has_value());
   return locus::readAreaQuery(flat.root<locus::wire::AreaQuery>());
@@ -81,14 +82,15 @@ using locus::Result;
 
 // ----------------------------------------------------------------- frames
 
-TEST_CASE("toFrame serializes whole words that FlatMessage reads in place", "[wire]") {
+TEST_CASE("locus::transport::toFrame serializes whole words that FlatMessage reads in place",
+          "[wire]") {
   capnp::MallocMessageBuilder message;
   Report in;
   in.id = "truck-7";
   in.lat = 31.23;
   in.lon = 121.47;
   locus::writeReport(in, message.initRoot<locus::wire::Report>());
-  zmq::message_t frame = locus::toFrame(message);
+  zmq::message_t frame = locus::transport::toFrame(message);
   CHECK(frame.size() % 8 == 0);
   CHECK(frame.size() == capnp::computeSerializedSizeInWords(message) * 8);
 
@@ -109,7 +111,7 @@ TEST_CASE("FlatMessage reads a message at a misaligned address (copying it)", "[
   in.tsMs = 1763000000001;
   in.speedMps = 3.5f;
   locus::writeReport(in, message.initRoot<locus::wire::Report>());
-  const std::vector<unsigned char> bytes = bytesOf(locus::toFrame(message));
+  const std::vector<unsigned char> bytes = bytesOf(locus::transport::toFrame(message));
 
   Misaligned buffer(bytes);
   REQUIRE(reinterpret_cast<uintptr_t>(buffer.data()) % 8 != 0);
@@ -265,7 +267,7 @@ TEST_CASE("FlatMessage on corrupted valid messages never crashes", "[wire][fuzz]
                     ring({{4, 4}, {6, 4}, {6, 6}, {4, 6}, {4, 4}})});
   q.limit = 3;
   locus::writeAreaQuery(q, req.initQuery().initWithin());
-  const std::vector<unsigned char> valid = bytesOf(locus::toFrame(message));
+  const std::vector<unsigned char> valid = bytesOf(locus::transport::toFrame(message));
   REQUIRE(readUntrusted(valid.data(), valid.size()) == Outcome::kRead);
 
   capnp::MallocMessageBuilder batchMessage;
@@ -278,7 +280,7 @@ TEST_CASE("FlatMessage on corrupted valid messages never crashes", "[wire][fuzz]
     r.lon = -double(i);
     locus::writeReport(r, reports[i]);
   }
-  const std::vector<unsigned char> batch = bytesOf(locus::toFrame(batchMessage));
+  const std::vector<unsigned char> batch = bytesOf(locus::transport::toFrame(batchMessage));
   REQUIRE(readUntrusted(batch.data(), batch.size()) == Outcome::kRead);
 
   capnp::MallocMessageBuilder replyMessage;
@@ -291,7 +293,7 @@ TEST_CASE("FlatMessage on corrupted valid messages never crashes", "[wire][fuzz]
     result.hits.push_back(h);
   }
   locus::writeQueryResult(result, replyMessage.initRoot<locus::wire::UnitReply>().initResult());
-  const std::vector<unsigned char> reply = bytesOf(locus::toFrame(replyMessage));
+  const std::vector<unsigned char> reply = bytesOf(locus::transport::toFrame(replyMessage));
   REQUIRE(readUntrusted(reply.data(), reply.size(), true) == Outcome::kRead);
 
   std::mt19937_64 rng(99);
@@ -326,7 +328,7 @@ TEST_CASE("Report round trip", "[wire]") {
     in.headingDeg = 359.5f;
     in.accuracyM = 4.75f;
     locus::writeReport(in, message.initRoot<locus::wire::Report>());
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     REQUIRE_FALSE(flat.error().has_value());
     const Report out = locus::readReport(flat.root<locus::wire::Report>());
@@ -343,7 +345,7 @@ TEST_CASE("Report round trip", "[wire]") {
     Report in;
     in.id = "x";
     locus::writeReport(in, message.initRoot<locus::wire::Report>());
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     REQUIRE_FALSE(flat.error().has_value());
     const Report out = locus::readReport(flat.root<locus::wire::Report>());
@@ -357,7 +359,7 @@ TEST_CASE("Report round trip", "[wire]") {
     // The schema's defaults: NaN for the optional floats.
     capnp::MallocMessageBuilder message;
     message.initRoot<locus::wire::Report>().setId("bare");
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     const Report out = locus::readReport(flat.root<locus::wire::Report>());
     CHECK(out.id == "bare");
@@ -382,7 +384,7 @@ TEST_CASE("a 10,000-report batch with 128-byte ids is readable within the limits
     r.tsMs = i;
     locus::writeReport(r, reports[i]);
   }
-  zmq::message_t frame = locus::toFrame(message);
+  zmq::message_t frame = locus::transport::toFrame(message);
   CHECK(static_cast<int64_t>(frame.size()) < locus::kMaxMessageBytes);
   CHECK(locus::untrustedReaderOptions().traversalLimitInWords * 8 >=
         static_cast<uint64_t>(locus::kMaxMessageBytes));
@@ -406,7 +408,7 @@ TEST_CASE("NearestQuery round trip", "[wire]") {
   in.maxDistanceM = 1234.5;
   in.maxAgeS = 60.5;
   locus::writeNearestQuery(in, message.initRoot<locus::wire::NearestQuery>());
-  zmq::message_t frame = locus::toFrame(message);
+  zmq::message_t frame = locus::transport::toFrame(message);
   FlatMessage flat(frame.data(), frame.size());
   REQUIRE_FALSE(flat.error().has_value());
   const Result<NearestQuery> out = locus::readNearestQuery(flat.root<locus::wire::NearestQuery>());
@@ -566,7 +568,7 @@ TEST_CASE("QueryResult round trip, NaN distances included", "[wire]") {
 
   capnp::MallocMessageBuilder message;
   locus::writeQueryResult(in, message.initRoot<locus::wire::QueryResult>());
-  zmq::message_t frame = locus::toFrame(message);
+  zmq::message_t frame = locus::transport::toFrame(message);
   FlatMessage flat(frame.data(), frame.size());
   REQUIRE_FALSE(flat.error().has_value());
   const QueryResult out = locus::readQueryResult(flat.root<locus::wire::QueryResult>());
@@ -607,7 +609,7 @@ TEST_CASE("BatchOutcome and UnitStats round trips", "[wire]") {
     in.rejected = {{3, "lat 95 is out of range [-90, 90]"}, {4000000000u, "id is empty"}};
     capnp::MallocMessageBuilder message;
     locus::writeBatchOutcome(in, message.initRoot<locus::wire::BatchResult>());
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     REQUIRE_FALSE(flat.error().has_value());
     const locus::BatchOutcome out = locus::readBatchOutcome(flat.root<locus::wire::BatchResult>());
@@ -626,7 +628,7 @@ TEST_CASE("BatchOutcome and UnitStats round trips", "[wire]") {
     in.memoryBytes = 123456789012ULL;
     capnp::MallocMessageBuilder message;
     locus::writeUnitStats(in, message.initRoot<locus::wire::UnitStats>());
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     REQUIRE_FALSE(flat.error().has_value());
     const locus::UnitStats out = locus::readUnitStats(flat.root<locus::wire::UnitStats>());
@@ -646,7 +648,7 @@ TEST_CASE("Error round trip for every code", "[wire]") {
     capnp::MallocMessageBuilder message;
     const locus::Error in{code, "unknown id \"truck-7\""};
     locus::writeError(in, message.initRoot<locus::wire::Error>());
-    zmq::message_t frame = locus::toFrame(message);
+    zmq::message_t frame = locus::transport::toFrame(message);
     FlatMessage flat(frame.data(), frame.size());
     REQUIRE_FALSE(flat.error().has_value());
     const locus::Error out = locus::readError(flat.root<locus::wire::Error>());

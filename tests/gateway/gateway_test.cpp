@@ -37,7 +37,7 @@
 #include "locus/common/report_json.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
-#include "locus/unit/unit_client.h"
+#include "locus/transport/unit_client.h"
 #include "support/cluster.h"
 #include "support/http.h"
 #include "support/line_client.h"
@@ -80,7 +80,7 @@ struct Cluster {
   std::optional<Hit> get(const std::string& id) {
     const uint32_t shard = shardOf(id, static_cast<uint32_t>(units.size()));
     if (!clients[shard]) {
-      clients[shard] = std::make_unique<unit::UnitClient>(context, endpoints[shard], kWait);
+      clients[shard] = std::make_unique<transport::UnitClient>(context, endpoints[shard], kWait);
     }
     auto hit = clients[shard]->get(id);
     if (!hit) {
@@ -93,7 +93,7 @@ struct Cluster {
   uint64_t devicesStored() {
     uint64_t total = 0;
     for (const auto& endpoint : endpoints) {
-      unit::UnitClient client(context, endpoint, kWait);
+      transport::UnitClient client(context, endpoint, kWait);
       auto stats = client.stats();
       REQUIRE(stats);
       total += stats->devices;
@@ -105,7 +105,7 @@ struct Cluster {
   std::vector<RunningUnit> units;
   std::vector<std::string> endpoints;
   std::unique_ptr<RunningGateway> gateway;
-  std::unique_ptr<unit::UnitClient> clients[8];
+  std::unique_ptr<transport::UnitClient> clients[8];
 };
 
 const std::string kOk = R"({"ok":true})";

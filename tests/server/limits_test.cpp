@@ -17,7 +17,8 @@
 #include "locus.capnp.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
-#include "locus/unit/unit_client.h"
+#include "locus/transport/frame.h"
+#include "locus/transport/unit_client.h"
 #include "support/cluster.h"
 #include "support/hostile.h"
 #include "support/http.h"
@@ -72,12 +73,12 @@ class OversizedReplyUnit {
         std::memset(out.data(), 0, out.size());
       } else if (request.getQuery().isStats()) {
         reply.initStats().setName("oversized");
-        out = toFrame(message);
+        out = transport::toFrame(message);
       } else {
         auto result = reply.initResult();
         result.initShards().setTotal(1);
         result.getShards().setAnswered(1);
-        out = toFrame(message);
+        out = transport::toFrame(message);
       }
       socket_.send(frames[0], zmq::send_flags::sndmore);
       socket_.send(out, zmq::send_flags::none);
@@ -134,7 +135,7 @@ TEST_CASE("locus-server refuses an unlimited area query over kMaxResults and kee
   for (const auto& r : reports) byShard[shardOf(r.id, 2)].push_back(r);
   for (uint32_t shard = 0; shard < 2; ++shard) {
     REQUIRE(byShard[shard].size() < kMaxResults);
-    unit::UnitClient client(context, endpoints[shard], kWait);
+    transport::UnitClient client(context, endpoints[shard], kWait);
     for (size_t start = 0; start < byShard[shard].size(); start += 5000) {
       const auto n = std::min<size_t>(5000, byShard[shard].size() - start);
       REQUIRE(client.apply(std::span(byShard[shard]).subspan(start, n)));

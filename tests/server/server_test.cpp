@@ -26,7 +26,7 @@
 #include "locus.capnp.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
-#include "locus/unit/unit_client.h"
+#include "locus/transport/unit_client.h"
 #include "support/brute_force.h"
 #include "support/cluster.h"
 #include "support/compare.h"
@@ -54,7 +54,7 @@ struct Cluster {
     std::vector<std::vector<Report>> byShard(n);
     for (const auto& r : reports) byShard[shardOf(r.id, n)].push_back(r);
     for (uint32_t shard = 0; shard < n; ++shard) {
-      unit::UnitClient client(context, units[shard].endpoint, kWait);
+      transport::UnitClient client(context, units[shard].endpoint, kWait);
       const auto& mine = byShard[shard];
       for (size_t start = 0; start < mine.size(); start += 1000) {
         const size_t size = std::min<size_t>(1000, mine.size() - start);

@@ -26,6 +26,7 @@
 
 #include "locus/common/geo.h"
 #include "locus/common/wire.h"
+#include "locus/transport/frame.h"
 #include "support/process.h"
 #include "support/refusal.h"
 
@@ -56,7 +57,7 @@ zmq::message_t applyFrame(uint64_t requestId, const std::vector<TestReport>& rep
     const TestReport& r = reports[i];
     writeReport(Report{.id = r.id, .lat = r.lat, .lon = r.lon, .tsMs = r.tsMs}, out[i]);
   }
-  return toFrame(message);
+  return transport::toFrame(message);
 }
 
 zmq::message_t nearestFrame(uint64_t requestId, const NearestQuery& query) {
@@ -64,7 +65,7 @@ zmq::message_t nearestFrame(uint64_t requestId, const NearestQuery& query) {
   auto request = message.initRoot<wire::UnitRequest>();
   request.setRequestId(requestId);
   writeNearestQuery(query, request.initQuery().initNearest());
-  return toFrame(message);
+  return transport::toFrame(message);
 }
 
 zmq::message_t withinFrame(uint64_t requestId, const AreaQuery& query) {
@@ -72,7 +73,7 @@ zmq::message_t withinFrame(uint64_t requestId, const AreaQuery& query) {
   auto request = message.initRoot<wire::UnitRequest>();
   request.setRequestId(requestId);
   writeAreaQuery(query, request.initQuery().initWithin());
-  return toFrame(message);
+  return transport::toFrame(message);
 }
 
 zmq::message_t getFrame(uint64_t requestId, const std::string& id) {
@@ -80,7 +81,7 @@ zmq::message_t getFrame(uint64_t requestId, const std::string& id) {
   auto request = message.initRoot<wire::UnitRequest>();
   request.setRequestId(requestId);
   request.initQuery().setGet(id);
-  return toFrame(message);
+  return transport::toFrame(message);
 }
 
 zmq::message_t statsFrame(uint64_t requestId) {
@@ -88,7 +89,7 @@ zmq::message_t statsFrame(uint64_t requestId) {
   auto request = message.initRoot<wire::UnitRequest>();
   request.setRequestId(requestId);
   request.initQuery().setStats();
-  return toFrame(message);
+  return transport::toFrame(message);
 }
 
 // A reply frame read back as a UnitReply. Not movable: the reader views the
@@ -519,7 +520,7 @@ TEST_CASE("UnitService: a batch of queries is answered in order, one answer each
   queries[static_cast<unsigned>(nearest.size())].setGet("b-3");
   queries[static_cast<unsigned>(nearest.size() + 1)].setStats();
 
-  auto reply = s.send(toFrame(message));
+  auto reply = s.send(transport::toFrame(message));
   CHECK(reply->root().getRequestId() == 9);
   requireKind(*reply, wire::UnitReply::ANSWERS);
   auto answers = reply->root().getAnswers();
@@ -550,7 +551,7 @@ TEST_CASE("UnitService: a batch over the query limit is refused whole", "[server
   request.setRequestId(10);
   auto queries = request.initQueries(static_cast<unsigned>(kMaxQueriesPerRequest + 1));
   for (auto q : queries) writeNearestQuery(NearestQuery{{31.2, 121.5}, 10}, q.initNearest());
-  auto reply = s.send(toFrame(message));
+  auto reply = s.send(transport::toFrame(message));
   CHECK(reply->root().getRequestId() == 10);
   const Error e = errorOf(*reply);
   CHECK(e.code == ErrorCode::kBadRequest);
@@ -606,7 +607,7 @@ TEST_CASE("UnitService: an invalid query is BAD_REQUEST and changes nothing", "[
     auto ring = request.initQuery().initWithin().initArea().initPolygon().initRings(1).init(0, 4);
     const geo::LatLon points[] = {{31, 121}, {31, 122}, {32, 122}, {32, 121}};
     for (unsigned i = 0; i < 4; ++i) writeLatLon(points[i], ring[i]);
-    frame = toFrame(message);
+    frame = transport::toFrame(message);
     expectedWords = "not closed";
   }
   SECTION("get of an empty id") {
@@ -713,13 +714,13 @@ TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing",
     reply.setRequestId(9);
     auto hits = reply.initResult().initHits(2);  // read as UnitRequest.query.nearest
     hits[0].setId("x");
-    expectBadRequest(*s.send(toFrame(message)));
+    expectBadRequest(*s.send(transport::toFrame(message)));
   }
   SECTION("a message of another type: a Report, whose id text is read as a batch") {
     capnp::MallocMessageBuilder message;
     writeReport(Report{.id = "not-a-batch", .lat = 1, .lon = 0, .tsMs = 3},
                 message.initRoot<wire::Report>());
-    expectBadRequest(*s.send(toFrame(message)));
+    expectBadRequest(*s.send(transport::toFrame(message)));
   }
   SECTION("a message of another type: an Area, whose polygon rings are read as reports") {
     // Area's pointer 0 (the polygon) lands where UnitRequest.apply is; the
@@ -730,7 +731,7 @@ TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing",
       auto ring = rings.init(r, 4);
       for (unsigned i = 0; i < 4; ++i) writeLatLon({1.0 + i, 2.0}, ring[i]);
     }
-    expectBadRequest(*s.send(toFrame(message)));
+    expectBadRequest(*s.send(transport::toFrame(message)));
   }
 
   CHECK(s.service.index().size() == 1);

@@ -14,7 +14,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <zmq.hpp>
 
 #include "locus.capnp.h"
 #include "locus/common/query.h"
@@ -67,9 +66,6 @@ class FlatMessage {
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
   std::optional<std::string> error_;
 };
-
-// The message as one ZeroMQ frame; the frame owns the serialized words.
-zmq::message_t toFrame(capnp::MessageBuilder& message);
 
 // ---- conversions. read* functions may throw kj::Exception (see above).
 

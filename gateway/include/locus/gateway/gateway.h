@@ -16,9 +16,9 @@
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
 #include "locus/gateway/router.h"
-#include "locus/server/rpc_listener.h"
+#include "locus/transport/rpc_listener.h"
 
-namespace locus::server {
+namespace locus::transport {
 class FrontEndHttp;
 }
 
@@ -88,14 +88,14 @@ class Gateway final {
   RouterOptions routing_;
   Router router_;
   int64_t maxFutureSkewMs_;
-  server::ConnectionLimit limit_;
+  transport::ConnectionLimit limit_;
   std::string refusal_;  // the line a text connection over the limit gets
   IngestCounters ingest_;
   std::string rpcAddress_;
   std::string textAddress_;
   std::unique_ptr<Connections> connections_;  // declared after router_: destroyed first
   metrics::Registry registry_;
-  std::unique_ptr<server::FrontEndHttp> http_;  // declared last: stops before what it reads
+  std::unique_ptr<transport::FrontEndHttp> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::gateway

@@ -25,10 +25,10 @@
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
 
-namespace locus::server {
+namespace locus::transport {
 class UnitChannel;
 class UnitReplyFrame;
-}  // namespace locus::server
+}  // namespace locus::transport
 
 namespace locus::gateway {
 
@@ -88,7 +88,7 @@ class Router {
 
   uint32_t shardCount() const { return static_cast<uint32_t>(shards_.size()); }
   // The channel to each unit, in shard order (for their health).
-  std::vector<const server::UnitChannel*> channels() const;
+  std::vector<const transport::UnitChannel*> channels() const;
 
   // Buffers a copy of `report` for the shard that owns its id, or refuses
   // it when that unit is stalled: the reason, for the device. Precondition:
@@ -121,7 +121,7 @@ class Router {
   // What became of one batch (`count` reports; 0 for a probe) that was
   // `queued` on the unit's socket, or not.
   void answered(uint32_t shard, uint64_t requestId, size_t count, bool queued,
-                kj::Maybe<kj::Own<server::UnitReplyFrame>>&& reply);
+                kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply);
   bool stalled(const Shard& shard) const;
   void notifyIfReady();
   // Wakes the waiters when the first shard holding them up turns stalled.

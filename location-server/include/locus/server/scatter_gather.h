@@ -18,7 +18,7 @@
 
 #include "locus/common/query.h"
 #include "locus/common/status.h"
-#include "locus/server/unit_channel.h"
+#include "locus/transport/unit_channel.h"
 
 namespace locus::server {
 
@@ -70,7 +70,7 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
 
   uint32_t shardCount() const { return static_cast<uint32_t>(channels_.size()); }
   // The channel to each unit, in shard order (for their health).
-  std::vector<const UnitChannel*> channels() const;
+  std::vector<const transport::UnitChannel*> channels() const;
   int64_t timeoutMs() const { return timeoutMs_; }
   // Calls to units still waiting for replies, over all units.
   size_t pending() const;
@@ -80,7 +80,7 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   uint64_t nearestRequests() const { return nearestRequests_; }
 
  private:
-  using Replies = kj::Array<kj::Maybe<kj::Own<UnitReplyFrame>>>;
+  using Replies = kj::Array<kj::Maybe<kj::Own<transport::UnitReplyFrame>>>;
 
   // The map step: sends the UnitRequest in `message` to every unit and
   // resolves, by the deadline, to each unit's reply or nothing (shard order).
@@ -107,8 +107,8 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
 
   kj::Timer& timer_;
   int64_t timeoutMs_;
-  std::vector<std::unique_ptr<UnitChannel>> channels_;  // index = shard id
-  std::vector<PendingNearest> nearestQueue_;            // this turn's, not yet sent
+  std::vector<std::unique_ptr<transport::UnitChannel>> channels_;  // index = shard id
+  std::vector<PendingNearest> nearestQueue_;                       // this turn's, not yet sent
   uint64_t nearestQueries_ = 0;
   uint64_t nearestRequests_ = 0;
   kj::TaskSet tasks_;  // flushes and batches in flight; declared after channels_

@@ -15,9 +15,9 @@
 
 #include "locus/common/metrics.h"
 #include "locus/server/location_service.h"
-#include "locus/server/rpc_listener.h"
 #include "locus/server/scatter_gather.h"
-#include "locus/server/unit_health.h"
+#include "locus/transport/rpc_listener.h"
+#include "locus/transport/unit_health.h"
 
 namespace locus::server {
 
@@ -60,12 +60,12 @@ class Server final : private kj::TaskSet::ErrorHandler {
   ScatterGather cluster_;
   ServiceCounters counters_;
   capnp::Capability::Client bootstrap_;
-  ConnectionLimit limit_;
-  std::unique_ptr<Listener> listener_;
+  transport::ConnectionLimit limit_;
+  std::unique_ptr<transport::Listener> listener_;
   std::string address_;
   kj::TaskSet tasks_;  // one per open connection
   metrics::Registry registry_;
-  std::unique_ptr<FrontEndHttp> http_;  // declared last: stops before what it reads
+  std::unique_ptr<transport::FrontEndHttp> http_;  // declared last: stops before what it reads
 
   // A connection that failed: logged, the others carry on.
   void taskFailed(kj::Exception&& exception) override;

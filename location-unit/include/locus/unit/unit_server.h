@@ -12,9 +12,9 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "locus/common/http_endpoint.h"
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
+#include "locus/transport/http_endpoint.h"
 #include "locus/unit/location_index.h"
 
 namespace locus::unit {
@@ -121,7 +121,7 @@ class UnitServer {
   UnitService service_;
   std::atomic<bool> serving_{false};  // run() is taking requests: /readyz
   metrics::Registry registry_;
-  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
+  std::unique_ptr<transport::HttpEndpoint> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::unit

@@ -18,7 +18,7 @@ namespace httplib {
 class Server;
 }
 
-namespace locus {
+namespace locus::transport {
 
 struct Readiness {
   bool ready = false;
@@ -50,4 +50,4 @@ class HttpEndpoint {
   std::thread thread_;
 };
 
-}  // namespace locus
+}  // namespace locus::transport

@@ -16,7 +16,7 @@
 
 #include "locus/common/metrics.h"
 
-namespace locus::server {
+namespace locus::transport {
 
 // The most client connections a daemon holds at once when --max-connections
 // is 0: its file-descriptor limit (RLIMIT_NOFILE) less kReservedFds for
@@ -143,4 +143,4 @@ class RpcConnection {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
 };
 
-}  // namespace locus::server
+}  // namespace locus::transport

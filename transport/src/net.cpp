@@ -1,10 +1,10 @@
-#include "locus/common/net.h"
+#include "locus/transport/net.h"
 
 #include <fmt/format.h>
 
 #include <charconv>
 
-namespace locus {
+namespace locus::transport {
 
 std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -25,4 +25,4 @@ std::optional<std::string> checkListen(const std::string& flag, const std::strin
   return std::nullopt;
 }
 
-}  // namespace locus
+}  // namespace locus::transport

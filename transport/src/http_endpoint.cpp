@@ -1,4 +1,4 @@
-#include "locus/common/http_endpoint.h"
+#include "locus/transport/http_endpoint.h"
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -7,9 +7,9 @@
 #include <chrono>
 #include <stdexcept>
 
-#include "locus/common/net.h"
+#include "locus/transport/net.h"
 
-namespace locus {
+namespace locus::transport {
 namespace {
 
 // Scrapes and probes are rare and cheap: a few threads, short timeouts, so
@@ -98,4 +98,4 @@ HttpEndpoint::~HttpEndpoint() {
   thread_.join();
 }
 
-}  // namespace locus
+}  // namespace locus::transport

@@ -15,10 +15,10 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "locus/common/http_endpoint.h"
 #include "locus/common/metrics.h"
+#include "locus/transport/http_endpoint.h"
 
-namespace locus::server {
+namespace locus::transport {
 
 class Listener;
 class UnitChannel;
@@ -85,4 +85,4 @@ class FrontEndHttp {
   std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
 };
 
-}  // namespace locus::server
+}  // namespace locus::transport

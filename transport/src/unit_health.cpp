@@ -1,4 +1,4 @@
-#include "locus/server/unit_health.h"
+#include "locus/transport/unit_health.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -8,10 +8,10 @@
 #include <utility>
 
 #include "locus.capnp.h"
-#include "locus/server/rpc_listener.h"
-#include "locus/server/unit_channel.h"
+#include "locus/transport/rpc_listener.h"
+#include "locus/transport/unit_channel.h"
 
-namespace locus::server {
+namespace locus::transport {
 
 struct UnitHealth::Unit {
   uint32_t shard;
@@ -166,4 +166,4 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
   });
 }
 
-}  // namespace locus::server
+}  // namespace locus::transport

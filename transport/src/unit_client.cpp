@@ -1,10 +1,11 @@
-#include "locus/unit/unit_client.h"
+#include "locus/transport/unit_client.h"
 
 #include <fmt/format.h>
 
 #include "locus/common/wire.h"
+#include "locus/transport/frame.h"
 
-namespace locus::unit {
+namespace locus::transport {
 
 // One request/reply exchange: builds the request, sends it, and waits for
 // the reply with the same request id (dropping late replies to requests
@@ -117,4 +118,4 @@ Result<UnitStats> UnitClient::stats() {
   });
 }
 
-}  // namespace locus::unit
+}  // namespace locus::transport

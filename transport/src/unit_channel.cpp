@@ -1,4 +1,4 @@
-#include "locus/server/unit_channel.h"
+#include "locus/transport/unit_channel.h"
 
 #include <fmt/format.h>
 #include <kj/debug.h>
@@ -6,7 +6,9 @@
 
 #include <utility>
 
-namespace locus::server {
+#include "locus/transport/frame.h"
+
+namespace locus::transport {
 namespace {
 
 // Resets are logged at most this often per channel, with a running count.
@@ -181,4 +183,4 @@ void UnitChannel::drain() {
   }
 }
 
-}  // namespace locus::server
+}  // namespace locus::transport

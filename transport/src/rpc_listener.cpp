@@ -1,4 +1,4 @@
-#include "locus/server/rpc_listener.h"
+#include "locus/transport/rpc_listener.h"
 
 #include <fmt/format.h>
 #include <kj/debug.h>
@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <utility>
 
-#include "locus/common/net.h"
 #include "locus/common/wire.h"
+#include "locus/transport/net.h"
 
-namespace locus::server {
+namespace locus::transport {
 namespace {
 
 constexpr kj::Duration kFirstBackoff = 10 * kj::MILLISECONDS;
@@ -150,4 +150,4 @@ RpcConnection::~RpcConnection() {
   if (open_) open_->add(-1);
 }
 
-}  // namespace locus::server
+}  // namespace locus::transport

@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-namespace locus {
+namespace locus::transport {
 
 // "HOST" and "PORT" of "HOST:PORT" (HOST may be a bracketed IPv6 address),
 // or nothing when either part is missing.
@@ -16,4 +16,4 @@ std::optional<std::pair<std::string, std::string>> splitHostPort(const std::stri
 std::optional<std::string> checkListen(const std::string& flag, const std::string& address,
                                        const std::string& example);
 
-}  // namespace locus
+}  // namespace locus::transport

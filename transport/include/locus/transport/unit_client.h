@@ -13,7 +13,7 @@
 #include "locus/common/report.h"
 #include "locus/common/status.h"
 
-namespace locus::unit {
+namespace locus::transport {
 
 class UnitClient {
  public:
@@ -34,4 +34,4 @@ class UnitClient {
   uint64_t nextRequestId_ = 1;
 };
 
-}  // namespace locus::unit
+}  // namespace locus::transport

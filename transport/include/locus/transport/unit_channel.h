@@ -1,7 +1,8 @@
 // Asynchronous request/reply with one location unit over ZeroMQ, inside a
 // KJ event loop: many requests in flight at once, each answered by a
 // promise that resolves to the unit's reply or to nothing at its deadline.
-// Used by the server's scatter/gather (and meant for the gateway).
+// Used by the server's scatter/gather, the gateway's router and the
+// health probes of both.
 #pragma once
 
 #include <capnp/message.h>
@@ -24,7 +25,7 @@
 #include "locus/common/metrics.h"
 #include "locus/common/wire.h"
 
-namespace locus::server {
+namespace locus::transport {
 
 // One UnitReply frame, read in place. Not movable (the reader views the
 // frame's bytes), so it travels as kj::Own.
@@ -158,4 +159,4 @@ class UnitChannel {
   kj::Promise<void> reading_;                        // readLoop(); declared last
 };
 
-}  // namespace locus::server
+}  // namespace locus::transport
