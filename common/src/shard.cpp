@@ -1,9 +1,9 @@
 #include "locus/common/shard.h"
 
+#include <kj/debug.h>
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cassert>
 
 namespace locus {
 namespace {
@@ -19,10 +19,12 @@ uint64_t score(uint64_t h, uint32_t shard) {
 
 }  // namespace
 
-uint64_t hashId(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
+uint64_t hashId(std::string_view id) {
+  return XXH3_64bits(id.data(), id.size());
+}
 
 uint32_t shardOf(std::string_view id, uint32_t shardCount) {
-  assert(shardCount >= 1);
+  KJ_REQUIRE(shardCount >= 1, "a cluster has at least one shard", shardCount);
   const uint64_t h = hashId(id);
   uint32_t best = 0;
   uint64_t bestScore = score(h, 0);
@@ -34,7 +36,8 @@ uint32_t shardOf(std::string_view id, uint32_t shardCount) {
 }
 
 std::vector<uint32_t> replicasOf(std::string_view id, uint32_t shardCount, uint32_t replicas) {
-  assert(shardCount >= 1 && replicas >= 1 && replicas <= shardCount);
+  KJ_REQUIRE(shardCount >= 1 && replicas >= 1 && replicas <= shardCount,
+             "replicas must be 1..shardCount", shardCount, replicas);
   const uint64_t h = hashId(id);
   std::vector<std::pair<uint64_t, uint32_t>> scored(shardCount);
   for (uint32_t s = 0; s < shardCount; ++s) scored[s] = {score(h, s), s};

@@ -5,9 +5,10 @@
 // in the arena.
 #pragma once
 
+#include <kj/debug.h>
+
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -34,7 +35,7 @@ class ChunkedVector {
     (*this)[size_++] = value;
   }
   void popBack() {
-    assert(size_ > 0);
+    KJ_ASSERT(size_ > 0, "popBack() of an empty column");
     --size_;
     // Keep one spare chunk so a push/pop at a boundary does not thrash.
     if (chunks_.size() * kChunkSize >= size_ + 2 * kChunkSize) chunks_.pop_back();
@@ -127,7 +128,7 @@ class SlotTable {
   }
   // Precondition: the id of `slot` is not in the table, and slot == size().
   void insert(uint32_t slot, uint64_t hash) {
-    assert(slot == count_);
+    KJ_ASSERT(slot == count_, "ids are inserted in slot order", slot, count_);
     if (count_ + 1 > maxCount_) {
       resize(std::max(buckets_.size() + 1, static_cast<size_t>(double(count_ + 1) / kMinLoad)));
     }
@@ -177,7 +178,7 @@ class SlotTable {
     const uint32_t want = entry(slot, hash);
     for (size_t b = home(hash);; b = next(b)) {
       if (buckets_[b] == want) return b;
-      assert(buckets_[b] != kEmpty && "slot not in table");
+      KJ_ASSERT(buckets_[b] != kEmpty, "slot not in the id table", slot);
     }
   }
   void place(uint32_t slot, uint64_t hash) {

@@ -6,7 +6,6 @@
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
 #include <boost/iterator/function_output_iterator.hpp>
-#include <cassert>
 #include <cmath>
 #include <limits>
 #ifdef __GLIBC__
@@ -181,9 +180,8 @@ class LocationIndex::Impl {
       rec.anchorDLat = static_cast<int16_t>(dLat);
       rec.anchorDLon = static_cast<int16_t>(dLon);
     } else {
-      [[maybe_unused]] const size_t removed =
-          tree_.remove(TreeValue(anchorPoint(anchorLat, anchorLon), slot));
-      assert(removed == 1);
+      const size_t removed = tree_.remove(TreeValue(anchorPoint(anchorLat, anchorLon), slot));
+      KJ_ASSERT(removed == 1, "a device's anchor is in the tree once", slot, removed);
       tree_.insert(TreeValue(anchorPoint(latE7, lonE7), slot));
       rec.anchorDLat = rec.anchorDLon = 0;
     }
@@ -486,8 +484,8 @@ class LocationIndex::Impl {
   // columns stay dense.
   void removeSlot(uint32_t slot) {
     const std::string_view id = idOf(slot);
-    [[maybe_unused]] size_t removed = tree_.remove(treeValueOf(slot));
-    assert(removed == 1);
+    size_t removed = tree_.remove(treeValueOf(slot));
+    KJ_ASSERT(removed == 1, "a device's anchor is in the tree once", slot, removed);
     table_.erase(slot, hashId(id));
     ids_.release(records_[slot].idRef);
     extras_.erase(slot);
@@ -495,7 +493,7 @@ class LocationIndex::Impl {
     if (slot != last) {
       const TreeValue moved = treeValueOf(last);
       removed = tree_.remove(moved);
-      assert(removed == 1);
+      KJ_ASSERT(removed == 1, "the last device's anchor is in the tree once", last, removed);
       tree_.insert(TreeValue(moved.first, slot));
       table_.renumber(last, slot, hashId(idOf(last)));
       positions_[slot] = positions_[last];

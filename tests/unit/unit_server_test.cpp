@@ -311,7 +311,7 @@ struct Service {
   uint64_t requestId = 100;
 };
 
-TEST_CASE("UnitService: a batch reports accepted, stale and rejected with reasons", "[server]") {
+TEST_CASE("UnitService: a batch reports accepted, stale and rejected with reasons", "[unit]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"old", 31.1, 121.3, kNowMs}})).accepted == 1);
 
@@ -351,7 +351,7 @@ TEST_CASE("UnitService: a batch reports accepted, stale and rejected with reason
   CHECK(stats.reportsRejected == 3);
 }
 
-TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival wins", "[server]") {
+TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival wins", "[unit]") {
   Service s;
   const auto latOf = [&](const std::string& id) {
     auto hits = resultOf(*s.get(id)).hits;
@@ -389,7 +389,7 @@ TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival win
   CHECK(s.service.index().size() >= 1);
 }
 
-TEST_CASE("UnitService: nearest, within, get and stats equal brute force", "[server]") {
+TEST_CASE("UnitService: nearest, within, get and stats equal brute force", "[unit]") {
   Service s;
   std::mt19937_64 rng(42);
   Model model;
@@ -497,7 +497,7 @@ TEST_CASE("UnitService: nearest, within, get and stats equal brute force", "[ser
   }
 }
 
-TEST_CASE("UnitService: a batch of queries is answered in order, one answer each", "[server]") {
+TEST_CASE("UnitService: a batch of queries is answered in order, one answer each", "[unit]") {
   Service s;
   std::mt19937_64 rng(11);
   Model model;
@@ -544,7 +544,7 @@ TEST_CASE("UnitService: a batch of queries is answered in order, one answer each
         nearest.size() + 2);
 }
 
-TEST_CASE("UnitService: a batch over the query limit is refused whole", "[server]") {
+TEST_CASE("UnitService: a batch over the query limit is refused whole", "[unit]") {
   Service s;
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<wire::UnitRequest>();
@@ -559,7 +559,7 @@ TEST_CASE("UnitService: a batch over the query limit is refused whole", "[server
   CHECK(statsOf(*s.send(statsFrame(3))).queriesServed == 1);
 }
 
-TEST_CASE("UnitService: get of an unknown id is NOT_FOUND", "[server]") {
+TEST_CASE("UnitService: get of an unknown id is NOT_FOUND", "[unit]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"known", 1, 2, kNowMs}})).accepted == 1);
   auto reply = s.get("unknown");
@@ -570,7 +570,7 @@ TEST_CASE("UnitService: get of an unknown id is NOT_FOUND", "[server]") {
   CHECK(resultOf(*s.get("known")).hits.size() == 1);
 }
 
-TEST_CASE("UnitService: an invalid query is BAD_REQUEST and changes nothing", "[server]") {
+TEST_CASE("UnitService: an invalid query is BAD_REQUEST and changes nothing", "[unit]") {
   Service s;
   std::mt19937_64 rng(7);
   const auto reports = cityReports(rng, 50, "q-", kNowMs);
@@ -663,7 +663,7 @@ zmq::message_t framedRandomWords(std::mt19937_64& rng, bool structRoot) {
   return zmq::message_t(message.data(), message.size() * 8);
 }
 
-TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing", "[server]") {
+TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing", "[unit]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"held", 5, 6, kNowMs}})).accepted == 1);
   const auto badBefore = s.service.counters().badMessages.value();
@@ -739,7 +739,7 @@ TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing",
   CHECK(statsOf(*s.send(statsFrame(1))).reportsApplied == 1);
 }
 
-TEST_CASE("UnitService: a batch whose last report is malformed changes nothing", "[server]") {
+TEST_CASE("UnitService: a batch whose last report is malformed changes nothing", "[unit]") {
   Service s;
   const auto reports = batchWithLongLastId(5);
   const zmq::message_t whole = applyFrame(21, reports);
@@ -768,7 +768,7 @@ TEST_CASE("UnitService: a batch whose last report is malformed changes nothing",
   CHECK(s.service.index().size() == 5);
 }
 
-TEST_CASE("UnitService: positions expire after the TTL", "[server]") {
+TEST_CASE("UnitService: positions expire after the TTL", "[unit]") {
   Service s(IndexOptions{.ttlMs = 1000});
   REQUIRE(
       appliedOf(*s.apply({{"e1", 31.2, 121.5, kNowMs}, {"e2", 31.3, 121.5, kNowMs}})).accepted ==
@@ -859,7 +859,7 @@ class Client {
   zmq::socket_t socket_;
 };
 
-TEST_CASE("locus-unit serves DEALER clients over loopback, equal to brute force", "[server]") {
+TEST_CASE("locus-unit serves DEALER clients over loopback, equal to brute force", "[unit]") {
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0", "--name", "shard-a"});
   CHECK_THAT(unit.endpoint, Catch::StartsWith("tcp://127.0.0.1:"));
   CHECK(unit.endpoint != "tcp://127.0.0.1:0");
@@ -910,7 +910,7 @@ TEST_CASE("locus-unit serves DEALER clients over loopback, equal to brute force"
   CHECK(stats.reportsStale == 50);
 }
 
-TEST_CASE("locus-unit serves REQ clients", "[server]") {
+TEST_CASE("locus-unit serves REQ clients", "[unit]") {
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});
   zmq::context_t context;
   Client req(context, unit.endpoint, zmq::socket_type::req);
@@ -942,7 +942,7 @@ TEST_CASE("locus-unit serves REQ clients", "[server]") {
   }
 }
 
-TEST_CASE("locus-unit answers garbage frames with errors and keeps serving", "[server]") {
+TEST_CASE("locus-unit answers garbage frames with errors and keeps serving", "[unit]") {
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});
   zmq::context_t context;
   Client bad(context, unit.endpoint);
@@ -996,7 +996,7 @@ TEST_CASE("locus-unit answers garbage frames with errors and keeps serving", "[s
   CHECK(unit.process.waitExit(0ms) == std::nullopt);  // still running
 }
 
-TEST_CASE("locus-unit reads LOCUS_* environment variables and flags win", "[server]") {
+TEST_CASE("locus-unit reads LOCUS_* environment variables and flags win", "[unit]") {
   SECTION("LOCUS_LISTEN without a flag") {
     RunningUnit unit({}, {"LOCUS_LISTEN=tcp://127.0.0.1:0", "LOCUS_NAME=from-env"});
     CHECK_THAT(unit.endpoint, Catch::StartsWith("tcp://127.0.0.1:"));
@@ -1021,7 +1021,7 @@ TEST_CASE("locus-unit reads LOCUS_* environment variables and flags win", "[serv
   }
 }
 
-TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[server]") {
+TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[unit]") {
   using Args = std::vector<std::string>;
   auto [args, mention] = GENERATE(table<Args, std::string>({
       {Args{"--listen", "tcp://127.0.0.1:0", "--ttl-s", "-5"}, "-5"},
@@ -1035,7 +1035,7 @@ TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[server]") {
   test::checkRefusesToStart(unitBinary(), args, mention);
 }
 
-TEST_CASE("locus-unit exits non-zero with one line when the address is in use", "[server]") {
+TEST_CASE("locus-unit exits non-zero with one line when the address is in use", "[unit]") {
   RunningUnit first({"--listen", "tcp://127.0.0.1:0"});
   test::ChildProcess second(unitBinary(), {"--listen", first.endpoint});
   const auto status = second.waitExit(kWait);
@@ -1055,7 +1055,7 @@ TEST_CASE("locus-unit exits non-zero with one line when the address is in use", 
   CHECK(statsOf(*client.call(statsFrame(1))).devices == 0);
 }
 
-TEST_CASE("locus-unit answers the requests it already received before it stops", "[server]") {
+TEST_CASE("locus-unit answers the requests it already received before it stops", "[unit]") {
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});
   zmq::context_t context;
   Client client(context, unit.endpoint);
@@ -1095,7 +1095,7 @@ TEST_CASE("locus-unit answers the requests it already received before it stops",
   CHECK((status->exited && status->code == 0));
 }
 
-TEST_CASE("locus-unit exits 0 on SIGTERM and SIGINT", "[server]") {
+TEST_CASE("locus-unit exits 0 on SIGTERM and SIGINT", "[unit]") {
   const int sig = GENERATE(SIGTERM, SIGINT);
   INFO("signal " << sig);
   RunningUnit unit({"--listen", "tcp://127.0.0.1:0"});

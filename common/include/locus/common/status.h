@@ -1,7 +1,8 @@
 // Expected failures as values: a typed error, and Result<T> = T or an error.
 #pragma once
 
-#include <cassert>
+#include <kj/debug.h>
+
 #include <optional>
 #include <string>
 #include <utility>
@@ -30,11 +31,11 @@ class [[nodiscard]] Result {
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
   T& value() {
-    assert(ok());
+    KJ_REQUIRE(ok(), "value() of an error", std::get<1>(v_).message.c_str());
     return std::get<0>(v_);
   }
   const T& value() const {
-    assert(ok());
+    KJ_REQUIRE(ok(), "value() of an error", std::get<1>(v_).message.c_str());
     return std::get<0>(v_);
   }
   T& operator*() { return value(); }
@@ -42,7 +43,7 @@ class [[nodiscard]] Result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   const Error& error() const {
-    assert(!ok());
+    KJ_REQUIRE(!ok(), "error() of a value");
     return std::get<1>(v_);
   }
 
