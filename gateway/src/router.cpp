@@ -218,46 +218,45 @@ void Router::send(uint32_t index, size_t count) {
   const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
   auto call = shard.channel->call(message, deadline);
   const uint64_t requestId = message.getRoot<wire::UnitRequest>().getRequestId();
-  const bool queued = shard.channel->lastCallQueued();
-  tasks_->add(call.then([this, index, requestId, count,
-                         queued](kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
-    answered(index, requestId, count, queued, kj::mv(reply));
+  tasks_->add(call.then([this, index, requestId, count](transport::UnitCallResult&& reply) {
+    answered(index, requestId, count, kj::mv(reply));
   }));
 }
 
-void Router::answered(uint32_t index, uint64_t requestId, size_t count, bool queued,
-                      kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
+void Router::answered(uint32_t index, uint64_t requestId, size_t count,
+                      transport::UnitCallResult&& reply) {
   Shard& s = *shards_[index];
   --s.inFlight;
-  std::string lost;  // why no unit applied the batch, if none did
-  bool unconfirmed = false;
-  KJ_IF_MAYBE (frame, reply) {
+  if (reply) {
     s.unansweredSince = nullptr;  // it answered
     if (s.stallLogged) {
       spdlog::info("unit {} ({}) answers again", index, s.channel->endpoint());
       s.stallLogged = false;
     }
-    if ((*frame)->error()) {
-      lost = "unreadable reply: " + *(*frame)->error();
-    } else {
-      try {
-        auto root = (*frame)->root();
-        if (root.isApplied()) {
-          if (count > 0) ++counters_.batchesApplied;
-          counters_.reportsRejected += root.getApplied().getRejected().size();
-        } else if (root.isError()) {
-          lost = std::string("refused: ") + root.getError().getMessage().cStr();
-        } else {
-          lost = "unexpected reply";
-        }
-      } catch (const kj::Exception& e) {
-        lost = std::string("malformed reply: ") + e.getDescription().cStr();
+  }
+  std::string lost;  // why no unit applied the batch, if none did
+  bool unconfirmed = false;
+  bool unsendable = false;
+  auto root = transport::replyOf(reply, s.channel->endpoint());
+  if (root) {
+    try {
+      if (root->isApplied()) {
+        if (count > 0) ++counters_.batchesApplied;
+        counters_.reportsRejected += root->getApplied().getRejected().size();
+      } else {
+        lost = "unexpected reply";
       }
+    } catch (const kj::Exception& e) {
+      lost = std::string("malformed reply: ") + e.getDescription().cStr();
     }
-  } else if (!queued) {
-    lost = "could not be queued (the unit's queue is full)";
+  } else if (!reply) {
+    // No reply: not queued at all (overloaded), or sent and unanswered (it
+    // may yet be applied).
+    unsendable = root.error().code == ErrorCode::kOverloaded;
+    unconfirmed = !unsendable;
+    lost = root.error().message;
   } else {
-    unconfirmed = true;
+    lost = root.error().message;  // the unit refused the batch, or its reply is unreadable
   }
   if (count > 0 && unconfirmed) {
     ++counters_.batchesUnanswered;
@@ -265,7 +264,7 @@ void Router::answered(uint32_t index, uint64_t requestId, size_t count, bool que
     s.unconfirmed.emplace(requestId, count);
     if (s.unconfirmed.size() > kUnconfirmedRemembered) s.unconfirmed.erase(s.unconfirmed.begin());
   } else if (count > 0 && !lost.empty()) {
-    if (!queued) {
+    if (unsendable) {
       ++counters_.batchesUnsendable;
     } else {
       ++counters_.batchesRefused;
@@ -276,10 +275,8 @@ void Router::answered(uint32_t index, uint64_t requestId, size_t count, bool que
     ++s.lostSinceLog;
     const kj::TimePoint now = timer_.now();
     if (now - s.lastLossLog >= kLossLogIntervalMs * kj::MILLISECONDS) {
-      spdlog::warn(
-          "unit {}: {} batch(es) not confirmed, last of {} reports: {}", s.channel->endpoint(),
-          s.lostSinceLog, count,
-          unconfirmed ? fmt::format("no answer within {} ms", options_.batchTimeoutMs) : lost);
+      spdlog::warn("unit {}: {} batch(es) not confirmed, last of {} reports: {}",
+                   s.channel->endpoint(), s.lostSinceLog, count, lost);
       s.lostSinceLog = 0;
       s.lastLossLog = now;
     }

@@ -46,15 +46,20 @@ size_t ScatterGather::pending() const {
 kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder& message) {
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
   // One timer for the whole scatter, not one per unit: each call only
-  // records its reply; the deadline cancels the calls still waiting.
-  auto replies = kj::heap<Replies>(
-      kj::heapArray<kj::Maybe<kj::Own<transport::UnitReplyFrame>>>(channels_.size()));
+  // records its reply; the deadline cancels the calls still waiting, whose
+  // slots keep their timeout.
+  auto replies = kj::heap<Replies>();
+  replies->reserve(channels_.size());
+  for (const auto& channel : channels_) {
+    replies->push_back(Error{ErrorCode::kTimeout, fmt::format("unit {} did not answer within {} ms",
+                                                              channel->endpoint(), timeoutMs_)});
+  }
   Replies* slots = replies.get();
   auto calls = kj::heapArrayBuilder<kj::Promise<void>>(channels_.size());
   for (size_t shard = 0; shard < channels_.size(); ++shard) {
     calls.add(channels_[shard]
                   ->callUnbounded(message)
-                  .then([slots, shard](kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply) {
+                  .then([slots, shard](transport::UnitCallResult&& reply) {
                     (*slots)[shard] = kj::mv(reply);
                   })
                   // Eager: a joined branch runs its continuation only when
@@ -68,23 +73,30 @@ kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder
 
 namespace {
 
-// Adds one shard's answer (a UnitReply, or one QueryAnswer of a batch) to
-// `parts` when it is a result, or as the refusal when the shard found the
-// query itself at fault; logs why when it is neither.
-template <typename Answer, typename Parts>
-void collect(Answer answer, Parts& parts, const std::string& what, size_t shard) {
-  if (answer.isResult()) {
-    parts.results.push_back(readQueryResult(answer.getResult()));
-  } else if (answer.isError()) {
-    Error error = readError(answer.getError());
-    if (error.code == ErrorCode::kBadRequest) {
-      if (!parts.refused) parts.refused = std::move(error);
-    } else {
-      spdlog::warn("{}: shard {} refused: {}", what, shard, error.message);
-    }
-  } else {
-    spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
+// Adds one shard's answer to `parts`: a result, or the refusal when the
+// shard found the query itself at fault (badRequest); logs why it is
+// neither. A timeout is only counted (as missing), not logged per query.
+template <typename Parts>
+void collect(const Result<wire::QueryResult::Reader>& answer, Parts& parts, const std::string& what,
+             size_t shard) {
+  if (answer) {
+    parts.results.push_back(readQueryResult(*answer));
+  } else if (answer.error().code == ErrorCode::kBadRequest) {
+    if (!parts.refused) parts.refused = answer.error();
+  } else if (answer.error().code != ErrorCode::kTimeout) {
+    spdlog::warn("{}: shard {}: {}", what, shard, answer.error().message);
   }
+}
+
+// The query result an answer carries (a UnitReply, or one QueryAnswer of a
+// batch), or why it carries none.
+template <typename Answer>
+Result<wire::QueryResult::Reader> resultIn(Answer answer) {
+  if (answer.isResult()) return answer.getResult();
+  if constexpr (requires { answer.isError(); }) {
+    if (answer.isError()) return readError(answer.getError());
+  }
+  return Error{ErrorCode::kInternal, "answered with the wrong kind"};
 }
 
 }  // namespace
@@ -94,26 +106,22 @@ ScatterGather::Parts ScatterGather::resultsOf(Replies& replies, const std::strin
   Parts parts;
   parts.results.reserve(replies.size());
   for (size_t shard = 0; shard < replies.size(); ++shard) {
-    KJ_IF_MAYBE (reply, replies[shard]) {
-      if ((*reply)->error()) {
-        spdlog::warn("{}: shard {} sent an unreadable reply: {}", what, shard, *(*reply)->error());
-        continue;
+    auto root = transport::replyOf(replies[shard], fmt::format("shard {}", shard));
+    try {
+      if (!root) {
+        collect(root.error(), parts, what, shard);
+      } else if (batch == 0) {
+        collect(resultIn(*root), parts, what, shard);
+      } else if (root->isAnswers() && root->getAnswers().size() == batch) {
+        // A batch is answered with `answers`, one per query.
+        collect(resultIn(root->getAnswers()[static_cast<unsigned>(index)]), parts, what, shard);
+      } else {
+        collect(Error{ErrorCode::kInternal, "answered a batch with the wrong kind"}, parts, what,
+                shard);
       }
-      try {
-        auto root = (*reply)->root();
-        // A batch is answered with `answers`, one per query, or refused
-        // whole with `error`.
-        if (batch > 0 && root.isAnswers() && root.getAnswers().size() == batch) {
-          collect(root.getAnswers()[static_cast<unsigned>(index)], parts, what, shard);
-        } else if (batch > 0 && root.isResult()) {
-          spdlog::warn("{}: shard {} answered with the wrong kind", what, shard);
-        } else {
-          collect(root, parts, what, shard);
-        }
-      } catch (const kj::Exception& e) {
-        spdlog::warn("{}: shard {} sent a malformed reply: {}", what, shard,
-                     e.getDescription().cStr());
-      }
+    } catch (const kj::Exception& e) {
+      spdlog::warn("{}: shard {} sent a malformed reply: {}", what, shard,
+                   e.getDescription().cStr());
     }
   }
   return parts;
@@ -210,29 +218,24 @@ kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
   const int64_t timeoutMs = timeoutMs_;
   return channel.call(message, deadline)
       .then([shard, timeoutMs, endpoint = channel.endpoint()](
-                kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& maybeReply)
-                -> Result<GatheredResult> {
-        KJ_IF_MAYBE (reply, maybeReply) {
-          if ((*reply)->error()) {
-            return Error{ErrorCode::kInternal,
-                         fmt::format("shard {} sent an unreadable reply", shard)};
-          }
-          try {
-            auto root = (*reply)->root();
-            if (root.isError()) return readError(root.getError());
-            if (root.isResult()) {
-              return GatheredResult{readQueryResult(root.getResult()), Coverage{1, 1}};
-            }
-            return Error{ErrorCode::kInternal,
-                         fmt::format("shard {} answered with the wrong kind", shard)};
-          } catch (const kj::Exception& e) {
-            return Error{ErrorCode::kInternal, fmt::format("shard {} sent a malformed reply: {}",
-                                                           shard, e.getDescription().cStr())};
-          }
+                transport::UnitCallResult&& reply) -> Result<GatheredResult> {
+        auto root = transport::replyOf(reply, fmt::format("shard {} ({})", shard, endpoint));
+        if (!root) {
+          if (root.error().code != ErrorCode::kTimeout) return root.error();
+          return Error{ErrorCode::kTimeout,
+                       fmt::format("shard {} ({}), which owns this id, did not answer within {} ms",
+                                   shard, endpoint, timeoutMs)};
         }
-        return Error{ErrorCode::kTimeout,
-                     fmt::format("shard {} ({}), which owns this id, did not answer within {} ms",
-                                 shard, endpoint, timeoutMs)};
+        try {
+          if (root->isResult()) {
+            return GatheredResult{readQueryResult(root->getResult()), Coverage{1, 1}};
+          }
+          return Error{ErrorCode::kInternal,
+                       fmt::format("shard {} answered with the wrong kind", shard)};
+        } catch (const kj::Exception& e) {
+          return Error{ErrorCode::kInternal, fmt::format("shard {} sent a malformed reply: {}",
+                                                         shard, e.getDescription().cStr())};
+        }
       });
 }
 
@@ -244,15 +247,13 @@ kj::Promise<GatheredStats> ScatterGather::stats() {
     GatheredStats out;
     out.shards.total = total;
     for (size_t shard = 0; shard < replies.size(); ++shard) {
-      KJ_IF_MAYBE (reply, replies[shard]) {
-        if ((*reply)->error()) continue;
-        try {
-          auto root = (*reply)->root();
-          if (root.isStats()) out.units.push_back(readUnitStats(root.getStats()));
-        } catch (const kj::Exception& e) {
-          spdlog::warn("stats: shard {} sent a malformed reply: {}", shard,
-                       e.getDescription().cStr());
-        }
+      auto root = transport::replyOf(replies[shard], fmt::format("shard {}", shard));
+      if (!root || !root->isStats()) continue;
+      try {
+        out.units.push_back(readUnitStats(root->getStats()));
+      } catch (const kj::Exception& e) {
+        spdlog::warn("stats: shard {} sent a malformed reply: {}", shard,
+                     e.getDescription().cStr());
       }
     }
     out.shards.answered = static_cast<uint32_t>(out.units.size());

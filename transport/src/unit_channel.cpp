@@ -19,6 +19,23 @@ constexpr kj::Duration kResetLogInterval = 30 * kj::SECONDS;
 UnitReplyFrame::UnitReplyFrame(zmq::message_t frame)
     : frame_(std::move(frame)), message_(frame_.data(), frame_.size()) {}
 
+Result<wire::UnitReply::Reader> replyOf(UnitCallResult& call, const std::string& unit) {
+  if (!call) return call.error();
+  UnitReplyFrame& frame = *call;
+  if (frame.error()) {
+    return Error{ErrorCode::kInternal,
+                 fmt::format("unit {} sent an unreadable reply: {}", unit, *frame.error())};
+  }
+  try {
+    auto root = frame.root();
+    if (root.isError()) return readError(root.getError());
+    return root;
+  } catch (const kj::Exception& e) {
+    return Error{ErrorCode::kInternal, fmt::format("unit {} sent a malformed reply: {}", unit,
+                                                   e.getDescription().cStr())};
+  }
+}
+
 UnitChannel::UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
                          std::string endpoint, int maxQueued)
     : context_(context),
@@ -68,7 +85,10 @@ void UnitChannel::reset(const std::string& why) {
   auto waiting = std::move(pending_);
   pending_.clear();
   open();
-  for (auto& [id, fulfiller] : waiting) fulfiller->fulfill(nullptr);
+  for (auto& [id, fulfiller] : waiting) {
+    fulfiller->fulfill(Error{ErrorCode::kUnavailable,
+                             fmt::format("the connection to unit {} broke: {}", endpoint_, why)});
+  }
 }
 
 bool UnitChannel::trySend(zmq::message_t& frame) {
@@ -103,28 +123,34 @@ bool UnitChannel::trySend(zmq::message_t& frame) {
   return false;
 }
 
-kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::call(capnp::MessageBuilder& message,
-                                                                  kj::TimePoint deadline) {
-  kj::Promise<Reply> expiry = timer_.atTime(deadline).then([]() -> Reply { return nullptr; });
+kj::Promise<UnitCallResult> UnitChannel::call(capnp::MessageBuilder& message,
+                                              kj::TimePoint deadline) {
+  kj::Promise<UnitCallResult> expiry = timer_.atTime(deadline).then([this]() -> UnitCallResult {
+    return Error{ErrorCode::kTimeout, fmt::format("unit {} did not answer in time", endpoint_)};
+  });
   return callUnbounded(message).exclusiveJoin(kj::mv(expiry));
 }
 
-kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> UnitChannel::callUnbounded(
-    capnp::MessageBuilder& message) {
+kj::Promise<UnitCallResult> UnitChannel::callUnbounded(capnp::MessageBuilder& message) {
   const uint64_t id = nextRequestId_++;
   message.getRoot<wire::UnitRequest>().setRequestId(id);
   zmq::message_t frame = toFrame(message);
 
   const bool sent = trySend(frame);
-  lastCallQueued_ = sent;
   if (!sent) health_.answering = false;
   // Pending before the drain, which may already find the reply. (Not before
   // the send: a reset there resolves every pending call.)
-  auto paf = kj::newPromiseAndFulfiller<Reply>();
+  auto paf = kj::newPromiseAndFulfiller<UnitCallResult>();
   if (sent) pending_.emplace(id, kj::mv(paf.fulfiller));
   // Sending may have consumed the fd's edge for replies already queued.
   drain();
-  if (!sent) return Reply(nullptr);
+  if (!sent) {
+    return UnitCallResult(
+        Error{ErrorCode::kOverloaded,
+              fmt::format("unit {} cannot take the request: {} wait for it already (it is down or "
+                          "not keeping up)",
+                          endpoint_, outstanding_)});
+  }
   // However it ends (reply, reset, or the caller dropping the promise at its
   // deadline), the id stops being pending: a reply after that is dropped as
   // late. Still pending when dropped means unanswered.
@@ -179,7 +205,7 @@ void UnitChannel::drain() {
     Fulfiller fulfiller = kj::mv(it->second);
     pending_.erase(it);
     health_.answering = true;
-    fulfiller->fulfill(kj::mv(reply));
+    fulfiller->fulfill(UnitCallResult(kj::mv(reply)));
   }
 }
 

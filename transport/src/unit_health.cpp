@@ -55,29 +55,25 @@ kj::Promise<void> UnitHealth::probe(Unit& unit) {
   message.initRoot<wire::UnitRequest>().initQuery().setStats();
   const kj::TimePoint next = timer_.now() + interval_;
   return unit.channel.call(message, next)
-      .then([this, &unit, next](kj::Maybe<kj::Own<UnitReplyFrame>>&& reply) {
+      .then([this, &unit, next](UnitCallResult&& reply) {
         bool answered = false;
-        KJ_IF_MAYBE (r, reply) {
-          if (!(*r)->error()) {
-            try {
-              auto root = (*r)->root();
-              if (root.isStats()) {
-                const auto stats = root.getStats();
-                const uint64_t held = static_cast<uint64_t>(unit.devices.value());
-                if (unit.incarnation != 0 && stats.getIncarnation() != unit.incarnation) {
-                  // A memory-only unit comes back empty: what it held is gone.
-                  ++unit.restarts;
-                  unit.positionsDropped += held;
-                  spdlog::warn("unit {} ({}) restarted: it held {} positions, now {}", unit.shard,
-                               unit.channel.endpoint(), held, stats.getDevices());
-                }
-                unit.incarnation = stats.getIncarnation();
-                unit.devices.set(static_cast<double>(stats.getDevices()));
-                answered = true;
-              }
-            } catch (const kj::Exception&) {
-              // Malformed: counts as not answering.
+        auto root = replyOf(reply, unit.channel.endpoint());
+        if (root && root->isStats()) {
+          try {
+            const auto stats = root->getStats();
+            const uint64_t held = static_cast<uint64_t>(unit.devices.value());
+            if (unit.incarnation != 0 && stats.getIncarnation() != unit.incarnation) {
+              // A memory-only unit comes back empty: what it held is gone.
+              ++unit.restarts;
+              unit.positionsDropped += held;
+              spdlog::warn("unit {} ({}) restarted: it held {} positions, now {}", unit.shard,
+                           unit.channel.endpoint(), held, stats.getDevices());
             }
+            unit.incarnation = stats.getIncarnation();
+            unit.devices.set(static_cast<double>(stats.getDevices()));
+            answered = true;
+          } catch (const kj::Exception&) {
+            // Malformed: counts as not answering.
           }
         }
         const bool wasUp = unit.up.value() > 0;

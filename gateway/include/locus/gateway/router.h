@@ -24,11 +24,7 @@
 
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
-
-namespace locus::transport {
-class UnitChannel;
-class UnitReplyFrame;
-}  // namespace locus::transport
+#include "locus/transport/unit_channel.h"  // namespace locus::transport
 
 namespace locus::gateway {
 
@@ -118,10 +114,9 @@ class Router {
   // Sends as many batches of `shard` as its window and flush rule allow.
   void pump(uint32_t shard);
   void send(uint32_t shard, size_t count);
-  // What became of one batch (`count` reports; 0 for a probe) that was
-  // `queued` on the unit's socket, or not.
-  void answered(uint32_t shard, uint64_t requestId, size_t count, bool queued,
-                kj::Maybe<kj::Own<transport::UnitReplyFrame>>&& reply);
+  // What became of one batch (`count` reports; 0 for a probe).
+  void answered(uint32_t shard, uint64_t requestId, size_t count,
+                transport::UnitCallResult&& reply);
   bool stalled(const Shard& shard) const;
   void notifyIfReady();
   // Wakes the waiters when the first shard holding them up turns stalled.

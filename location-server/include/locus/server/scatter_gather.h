@@ -80,10 +80,11 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   uint64_t nearestRequests() const { return nearestRequests_; }
 
  private:
-  using Replies = kj::Array<kj::Maybe<kj::Own<transport::UnitReplyFrame>>>;
+  using Replies = std::vector<transport::UnitCallResult>;
 
   // The map step: sends the UnitRequest in `message` to every unit and
-  // resolves, by the deadline, to each unit's reply or nothing (shard order).
+  // resolves, by the deadline, to each unit's reply or why there is none
+  // (shard order).
   kj::Promise<Replies> scatter(capnp::MessageBuilder& message);
   // The query results among `replies`, and the first refusal of the query
   // itself (a badRequest answer); the other replies count as missing. With

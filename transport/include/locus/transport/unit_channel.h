@@ -9,6 +9,7 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/async.h>
+#include <kj/debug.h>
 #include <kj/time.h>
 #include <kj/timer.h>
 
@@ -23,6 +24,7 @@
 
 #include "locus.capnp.h"
 #include "locus/common/metrics.h"
+#include "locus/common/status.h"
 #include "locus/common/wire.h"
 
 namespace locus::transport {
@@ -46,6 +48,41 @@ class UnitReplyFrame {
   FlatMessage message_;
 };
 
+// What one call to a unit came to: the reply frame, or why there is none —
+// overloaded (it could not be queued: the unit is down or not keeping up,
+// and its queue is full), timeout (no reply by the deadline) or unavailable
+// (the connection broke while the call waited; the unit may have acted).
+// (A class of its own rather than Result<kj::Own<...>>: inside KJ's promise
+// machinery GCC 12 takes the std::variant for uninitialized.)
+class UnitCallResult {
+ public:
+  UnitCallResult(kj::Own<UnitReplyFrame> frame) : frame_(kj::mv(frame)) {}
+  UnitCallResult(Error error) : error_(std::move(error)) {}
+
+  // Whether there is a reply.
+  explicit operator bool() const { return frame_.get() != nullptr; }
+  // Preconditions: a reply (*), no reply (error()).
+  UnitReplyFrame& operator*() {
+    KJ_REQUIRE(frame_.get() != nullptr, "no reply", error_.message.c_str());
+    return *frame_;
+  }
+  const Error& error() const {
+    KJ_REQUIRE(frame_.get() == nullptr, "there is a reply");
+    return error_;
+  }
+
+ private:
+  kj::Own<UnitReplyFrame> frame_;  // null when there is no reply
+  Error error_;
+};
+
+// The reply of `call` read and checked, the one decoder every caller uses:
+// the call's own error; internal for an unreadable or malformed reply; the
+// unit's `error` reply as the unit sent it (its code and message); else the
+// reply, whose kind the caller checks. Throws nothing. The reader views the
+// frame that `call` holds. `unit` names the unit in messages.
+Result<wire::UnitReply::Reader> replyOf(UnitCallResult& call, const std::string& unit);
+
 // A DEALER socket connected to one unit's ROUTER endpoint, serviced by the
 // KJ event loop of the thread that constructs it.
 //
@@ -63,14 +100,14 @@ class UnitReplyFrame {
 // are outstanding than the queue holds can only mean that, so the channel
 // then opens a new socket, logs it and counts it (resets()); so it does when
 // the queue stays full with no reply for kStuckResetAfter. Requests waiting
-// on the old socket resolve to nothing.
+// on the old socket resolve to `unavailable`.
 class UnitChannel {
  public:
   // Connects (ZeroMQ connects lazily and reconnects by itself, so a unit
   // that is down is not an error here). Throws zmq::error_t on a malformed
   // endpoint.
   // `maxQueued` bounds the requests ZeroMQ queues for a unit that is down
-  // or slow (ZMQ_SNDHWM); past it call() resolves to nothing at once.
+  // or slow (ZMQ_SNDHWM); past it call() resolves to `overloaded` at once.
   UnitChannel(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
               std::string endpoint, int maxQueued = 1000);
   ~UnitChannel();
@@ -78,19 +115,18 @@ class UnitChannel {
   UnitChannel& operator=(const UnitChannel&) = delete;
 
   // Sends `message` (whose root is a UnitRequest) to the unit and resolves
-  // to its reply, or to nothing when no reply arrived by `deadline` or the
-  // request could not be queued (the unit is unreachable and the send queue
-  // is full). Never rejects for the unit's failures. The message is
-  // serialized before call() returns, so the caller may reuse it (for the
-  // next unit) at once.
-  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> call(capnp::MessageBuilder& message,
-                                                       kj::TimePoint deadline);
+  // to its reply, or to why there is none (UnitCallResult: timeout when no
+  // reply arrived by `deadline`). Never rejects for the unit's failures. The
+  // message is serialized before call() returns, so the caller may reuse it
+  // (for the next unit) at once.
+  kj::Promise<UnitCallResult> call(capnp::MessageBuilder& message, kj::TimePoint deadline);
 
-  // As call(), without a deadline of its own: resolves to the reply, or to
-  // nothing at once when the request could not be queued, and otherwise
-  // waits until the caller drops the promise (which forgets the request).
-  // For a caller that bounds many calls by one timer (ScatterGather).
-  kj::Promise<kj::Maybe<kj::Own<UnitReplyFrame>>> callUnbounded(capnp::MessageBuilder& message);
+  // As call(), without a deadline of its own: resolves to the reply, to
+  // `overloaded` at once when the request could not be queued, and
+  // otherwise waits until the caller drops the promise (which forgets the
+  // request). For a caller that bounds many calls by one timer
+  // (ScatterGather).
+  kj::Promise<UnitCallResult> callUnbounded(capnp::MessageBuilder& message);
 
   const std::string& endpoint() const { return endpoint_; }
   // Called with each readable reply to a request of this channel that is no
@@ -98,9 +134,6 @@ class UnitChannel {
   // request's id (as call() wrote it into the message).
   using LateReplyHandler = std::function<void(uint64_t requestId, wire::UnitReply::Reader)>;
   void onLateReply(LateReplyHandler handler) { onLateReply_ = std::move(handler); }
-  // Whether the latest call() or callUnbounded() could queue its request
-  // (when not, its promise resolves to nothing at once: nothing was sent).
-  bool lastCallQueued() const { return lastCallQueued_; }
   // Calls waiting for a reply now.
   size_t pending() const { return pending_.size(); }
   // Replies dropped so far: late (after their deadline) or unreadable.
@@ -120,8 +153,7 @@ class UnitChannel {
   static constexpr kj::Duration kStuckResetAfter = 5 * kj::SECONDS;
 
  private:
-  using Reply = kj::Maybe<kj::Own<UnitReplyFrame>>;
-  using Fulfiller = kj::Own<kj::PromiseFulfiller<Reply>>;
+  using Fulfiller = kj::Own<kj::PromiseFulfiller<UnitCallResult>>;
 
   // A new socket connected to the endpoint, and its reader.
   void open();
@@ -149,8 +181,7 @@ class UnitChannel {
   uint64_t nextRequestId_ = 1;
   uint64_t dropped_ = 0;
   uint64_t outstanding_ = 0;  // sent on this socket and not answered (late replies count)
-  bool lastCallQueued_ = true;
-  kj::TimePoint lastReply_;  // or when the socket was opened
+  kj::TimePoint lastReply_;   // or when the socket was opened
   uint64_t resetsLogged_ = 0;
   kj::TimePoint lastResetLog_ = kj::origin<kj::TimePoint>();
   Health health_;
