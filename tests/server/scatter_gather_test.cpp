@@ -1,0 +1,173 @@
+// ScatterGather as a library, over inproc:// units in this process: the
+// nearest queries of one event-loop turn travel as a few batched messages
+// and every answer is mapped back to its own query; a unit that never
+// answers costs a partial answer by the deadline, a timeout for the ids it
+// owns, and nothing more.
+#include "locus/server/scatter_gather.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "locus/common/shard.h"
+#include "locus/transport/unit_client.h"
+#include "locus/unit/unit_server.h"
+#include "support/brute_force.h"
+#include "support/cluster.h"
+#include "support/compare.h"
+
+namespace locus::server {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::BruteForce;
+using namespace locus::test;
+
+// A UnitServer on inproc://NAME served by a thread of its own.
+class InprocUnit {
+ public:
+  InprocUnit(zmq::context_t& context, const std::string& name)
+      : stop_(eventfd(0, EFD_CLOEXEC)),
+        server_(context, unit::UnitOptions{.listen = "inproc://" + name, .name = name}) {
+    REQUIRE(stop_ >= 0);
+    thread_ = std::thread([this] { server_.run(stop_); });
+  }
+  ~InprocUnit() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = write(stop_, &one, sizeof one);
+    thread_.join();
+    close(stop_);
+  }
+  const std::string& endpoint() const { return server_.endpoint(); }
+
+ private:
+  int stop_;
+  unit::UnitServer server_;
+  std::thread thread_;
+};
+
+// A ROUTER that takes requests and never answers: a unit that hangs.
+struct SilentUnit {
+  SilentUnit(zmq::context_t& context, const std::string& name)
+      : socket(context, zmq::socket_type::router), endpoint("inproc://" + name) {
+    socket.bind(endpoint);
+  }
+  zmq::socket_t socket;
+  std::string endpoint;
+};
+
+// Loads `reports` into the units of `endpoints` that own them (shardOf),
+// and into `model`.
+void load(zmq::context_t& context, const std::vector<std::string>& endpoints,
+          const std::vector<Report>& reports, BruteForce& model) {
+  const auto n = static_cast<uint32_t>(endpoints.size());
+  std::vector<std::vector<Report>> byShard(n);
+  for (const auto& r : reports) byShard[shardOf(r.id, n)].push_back(r);
+  for (uint32_t shard = 0; shard < n; ++shard) {
+    transport::UnitClient client(context, endpoints[shard], kWait);
+    for (size_t start = 0; start < byShard[shard].size(); start += 2000) {
+      const size_t size = std::min<size_t>(2000, byShard[shard].size() - start);
+      REQUIRE(client.apply(std::span(byShard[shard]).subspan(start, size)));
+    }
+  }
+  for (const auto& r : reports) model.apply(r);
+}
+
+TEST_CASE("ScatterGather batches one turn's nearest queries and maps each answer back",
+          "[server][library]") {
+  zmq::context_t context;
+  std::vector<std::unique_ptr<InprocUnit>> units;
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < 3; ++i) {
+    units.push_back(std::make_unique<InprocUnit>(context, "sg-unit-" + std::to_string(i)));
+    endpoints.push_back(units.back()->endpoint());
+  }
+  std::mt19937_64 rng(29);
+  std::vector<std::string> ids;
+  BruteForce model;
+  load(context, endpoints, worldReports(rng, 5000, ids), model);
+
+  auto io = kj::setupAsyncIo();
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 2000);
+  std::vector<NearestQuery> queries;
+  for (int i = 0; i < 100; ++i) {  // more than one message's worth (kMaxQueriesPerRequest)
+    const geo::LatLon c{-80 + static_cast<double>(rng() % 16'000) / 100,
+                        -179 + static_cast<double>(rng() % 35'800) / 100};
+    queries.push_back(NearestQuery{c, 1 + static_cast<uint32_t>(rng() % 30)});
+  }
+  auto calls = kj::heapArrayBuilder<kj::Promise<GatheredResult>>(queries.size());
+  for (const auto& q : queries) calls.add(cluster.nearest(q));
+  auto answers = kj::joinPromises(calls.finish()).wait(io.waitScope);
+
+  CHECK(cluster.nearestQueries() == 100);
+  CHECK(cluster.nearestRequests() == 2);  // 64 + 36: one message per unit each
+  for (size_t i = 0; i < queries.size(); ++i) {
+    INFO("query " << i);
+    CHECK(answers[i].shards.total == 3);
+    CHECK(answers[i].shards.answered == 3);
+    REQUIRE_SAME_ANSWER(answers[i].result, model.nearest(queries[i], kTsMs));
+  }
+}
+
+TEST_CASE("ScatterGather answers partially by the deadline when a unit never answers",
+          "[server][library]") {
+  zmq::context_t context;
+  InprocUnit a(context, "sg-live-0");
+  SilentUnit silent(context, "sg-silent-1");
+  const std::vector<std::string> endpoints{a.endpoint(), silent.endpoint};
+  std::mt19937_64 rng(31);
+  std::vector<std::string> ids;
+  const auto reports = worldReports(rng, 2000, ids);
+  // Only the live unit's share is loaded; the model holds just that.
+  std::vector<Report> live;
+  std::string silentId;
+  for (const auto& r : reports) {
+    if (shardOf(r.id, 2) == 0) {
+      live.push_back(r);
+    } else if (silentId.empty()) {
+      silentId = std::string(r.id);
+    }
+  }
+  BruteForce model;
+  load(context, {a.endpoint()}, live, model);
+
+  auto io = kj::setupAsyncIo();
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 100);
+  const NearestQuery q{{31.25, 121.5}, 10};
+  const GatheredResult near = cluster.nearest(q).wait(io.waitScope);
+  CHECK(near.shards.partial());
+  CHECK(near.shards.answered == 1);
+  REQUIRE_SAME_ANSWER(near.result, model.nearest(q, kTsMs));
+
+  const auto counted =
+      cluster.within(AreaQuery{.area = geo::Box{-90, -180, 90, 180}, .countOnly = true})
+          .wait(io.waitScope);
+  REQUIRE(counted);
+  CHECK(counted->shards.answered == 1);
+  CHECK(counted->result.count == live.size());
+
+  const auto lost = cluster.get(silentId).wait(io.waitScope);
+  REQUIRE_FALSE(lost);
+  CHECK(lost.error().code == ErrorCode::kTimeout);
+  CHECK_THAT(lost.error().message, Catch::Contains("which owns this id"));
+  const auto found = cluster.get(std::string(live.front().id)).wait(io.waitScope);
+  REQUIRE(found);
+  CHECK(found->result.hits.at(0).id == live.front().id);
+
+  const GatheredStats stats = cluster.stats().wait(io.waitScope);
+  CHECK(stats.shards.total == 2);
+  CHECK(stats.shards.answered == 1);
+  CHECK(cluster.pending() == 0);  // the silent unit's calls were forgotten at the deadline
+}
+
+}  // namespace
+}  // namespace locus::server
