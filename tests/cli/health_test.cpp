@@ -7,6 +7,7 @@
 #include <regex>
 #include <string>
 
+#include "support/command.h"
 #include "support/process.h"
 
 namespace {
@@ -21,16 +22,8 @@ struct Outcome {
 
 // Runs `locus health ARGS` (bounded) and returns its exit code and output.
 Outcome health(const std::string& args) {
-  FILE* pipe =
-      popen(("timeout 20 " + kBin + "/locus health " + args + " 2>&1; echo \"#$?\"").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string text;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
-  pclose(pipe);
-  const auto hash = text.rfind('#');
-  REQUIRE(hash != std::string::npos);
-  return {std::stoi(text.substr(hash + 1)), text.substr(0, hash)};
+  const auto run = locus::test::runCommand(kBin + "/locus health " + args);
+  return {run.code, run.out + run.err};
 }
 
 std::string httpAddressOf(locus::test::ChildProcess& daemon) {

@@ -7,6 +7,7 @@
 #include <regex>
 #include <string>
 
+#include "support/command.h"
 #include "support/process.h"
 
 namespace {
@@ -14,33 +15,11 @@ namespace {
 using namespace std::chrono_literals;
 const std::string kBin = LOCUS_BIN_DIR;
 
-struct Outcome {
-  int code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
 // Runs `ENV locus --server SERVER ARGS` (bounded).
-Outcome locus(const std::string& env, const std::string& server, const std::string& args) {
-  const std::string errFile = "/tmp/locus-partial-test-" + std::to_string(getpid()) + ".err";
-  FILE* pipe = popen((env + " timeout 20 " + kBin + "/locus --server " + server + " " + args +
-                      " 2>" + errFile + "; echo \"#$?\"")
-                         .c_str(),
-                     "r");
-  REQUIRE(pipe != nullptr);
-  std::string text;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
-  pclose(pipe);
-  const auto hash = text.rfind('#');
-  REQUIRE(hash != std::string::npos);
-  std::string err;
-  if (FILE* f = fopen(errFile.c_str(), "r")) {
-    while (size_t n = fread(buffer, 1, sizeof buffer, f)) err.append(buffer, n);
-    fclose(f);
-  }
-  std::remove(errFile.c_str());
-  return {std::stoi(text.substr(hash + 1)), text.substr(0, hash), err};
+locus::test::CommandOutcome locus(const std::string& env, const std::string& server,
+                                  const std::string& args) {
+  return locus::test::runCommand((env.empty() ? "" : "env " + env + " ") + kBin +
+                                 "/locus --server " + server + " " + args);
 }
 
 TEST_CASE("locus says a partial answer on stderr and fails it on request", "[cli]") {
@@ -56,7 +35,7 @@ TEST_CASE("locus says a partial answer on stderr and fails it on request", "[cli
        {"nearest --lat 31.2 --lon 121.4", "box --south 31 --west 121 --north 32 --east 122 --count",
         "stats"}) {
     INFO(query);
-    const Outcome plain = locus("", *bound, query);
+    const auto plain = locus("", *bound, query);
     CHECK(plain.code == 0);
     const auto answer = nlohmann::json::parse(plain.out);
     CHECK(answer["partial"] == true);
@@ -64,10 +43,10 @@ TEST_CASE("locus says a partial answer on stderr and fails it on request", "[cli
     CHECK_THAT(plain.err, Catch::Contains("partial answer: 0 of 1 units answered"));
     CHECK(nlohmann::json::parse(plain.err).contains("warning"));
 
-    const Outcome strict = locus("", *bound, "--require-complete " + query);
+    const auto strict = locus("", *bound, "--require-complete " + query);
     CHECK(strict.code == 2);
     CHECK(nlohmann::json::parse(strict.out)["partial"] == true);  // still printed
-    const Outcome byEnv = locus("LOCUS_REQUIRE_COMPLETE=1", *bound, query);
+    const auto byEnv = locus("LOCUS_REQUIRE_COMPLETE=1", *bound, query);
     CHECK(byEnv.code == 2);
   }
 }

@@ -110,6 +110,25 @@ struct Cluster {
 
 const std::string kOk = R"({"ok":true})";
 
+// The NDJSON lines of `reports`, one per report.
+std::string ndjson(const std::vector<Report>& reports) {
+  std::string lines;
+  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  return lines;
+}
+
+// Sends `lines` from a thread of its own while this one reads `count`
+// replies (a pipelining client that never blocks on its own replies).
+std::vector<std::string> sendWhileReading(LineClient& client, const std::string& lines,
+                                          size_t count) {
+  bool sent = false;
+  std::thread writer([&] { sent = client.send(lines); });
+  auto replies = client.readLines(count);
+  writer.join();
+  REQUIRE(sent);
+  return replies;
+}
+
 bool isError(const std::string& reply) {
   return reply.rfind(R"({"ok":false,"error":")", 0) == 0 && reply.size() > 25 &&
          reply.back() == '}';
@@ -212,13 +231,8 @@ TEST_CASE("locus-gateway routes reports from both protocols to their owning unit
 
   // Text: all lines pipelined from one thread, replies read on this one.
   LineClient text(cluster.gateway->textAddress);
-  std::string lines;
-  for (const auto& r : textReports) lines += reportToJsonLine(r) + "\n";
-  bool sent = false;
-  std::thread writer([&] { sent = text.send(lines); });
-  const auto replies = text.readLines(textReports.size());
-  writer.join();
-  REQUIRE(sent);
+  const std::string lines = ndjson(textReports);
+  const auto replies = sendWhileReading(text, lines, textReports.size());
   REQUIRE(replies.size() == textReports.size());
   for (const auto& reply : replies) REQUIRE(reply == kOk);
 
@@ -438,8 +452,7 @@ TEST_CASE("locus-gateway flushes what it acknowledged and exits 0 on SIGTERM", "
   std::deque<std::string> ids;
   const auto reports = cityReports(rng, "last", 300, kTsMs, ids);
   LineClient client(cluster.gateway->textAddress);
-  std::string lines;
-  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  const std::string lines = ndjson(reports);
   REQUIRE(client.send(lines));
   for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
 
@@ -517,8 +530,7 @@ TEST_CASE("locus-gateway stops reading when a unit does not answer, and resumes"
   std::deque<std::string> ids;
   std::mt19937_64 rng(13);
   const auto reports = cityReports(rng, "slow", 60'000, kTsMs, ids);
-  std::string lines;
-  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  const std::string lines = ndjson(reports);
 
   LineClient client(cluster.gateway->textAddress);
   bool sent = false;
@@ -547,15 +559,10 @@ TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others f
   std::deque<std::string> ids;
   std::mt19937_64 rng(17);
   const auto reports = cityReports(rng, "stall", 80'000, kTsMs, ids);
-  std::string lines;
-  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  const std::string lines = ndjson(reports);
 
   LineClient client(cluster.gateway->textAddress);
-  bool sent = false;
-  std::thread writer([&] { sent = client.send(lines); });
-  const auto replies = client.readLines(reports.size());
-  writer.join();
-  REQUIRE(sent);
+  const auto replies = sendWhileReading(client, lines, reports.size());
   // Every line is answered while the unit is stopped: nothing waits on it.
   REQUIRE(replies.size() == reports.size());
   size_t refused = 0, heldOk = 0, okOther = 0;
@@ -606,8 +613,7 @@ TEST_CASE("locus-gateway counts an unanswered batch as unconfirmed, and applied 
   std::deque<std::string> ids;
   std::mt19937_64 rng(19);
   const auto reports = cityReports(rng, "late", 500, kTsMs, ids);
-  std::string lines;
-  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  const std::string lines = ndjson(reports);
   LineClient client(cluster.gateway->textAddress);
   REQUIRE(client.send(lines));
   for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
@@ -628,8 +634,7 @@ TEST_CASE("locus-gateway counts the positions a memory-only unit dropped when it
   std::deque<std::string> ids;
   std::mt19937_64 rng(23);
   const auto reports = cityReports(rng, "held", 300, kTsMs, ids);
-  std::string lines;
-  for (const auto& r : reports) lines += reportToJsonLine(r) + "\n";
+  const std::string lines = ndjson(reports);
   LineClient client(cluster.gateway->textAddress);
   REQUIRE(client.send(lines));
   for (const auto& reply : client.readLines(reports.size())) REQUIRE(reply == kOk);
