@@ -5,9 +5,6 @@
 // owns, and nothing more.
 #include "locus/server/scatter_gather.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <memory>
@@ -24,6 +21,7 @@
 #include "support/brute_force.h"
 #include "support/cluster.h"
 #include "support/compare.h"
+#include "support/inproc.h"
 
 namespace locus::server {
 namespace {
@@ -31,39 +29,6 @@ namespace {
 using namespace std::chrono_literals;
 using testing::BruteForce;
 using namespace locus::test;
-
-// A UnitServer on inproc://NAME served by a thread of its own.
-class InprocUnit {
- public:
-  InprocUnit(zmq::context_t& context, const std::string& name)
-      : stop_(eventfd(0, EFD_CLOEXEC)),
-        server_(context, unit::UnitOptions{.listen = "inproc://" + name, .name = name}) {
-    REQUIRE(stop_ >= 0);
-    thread_ = std::thread([this] { server_.run(stop_); });
-  }
-  ~InprocUnit() {
-    const uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = write(stop_, &one, sizeof one);
-    thread_.join();
-    close(stop_);
-  }
-  const std::string& endpoint() const { return server_.endpoint(); }
-
- private:
-  int stop_;
-  unit::UnitServer server_;
-  std::thread thread_;
-};
-
-// A ROUTER that takes requests and never answers: a unit that hangs.
-struct SilentUnit {
-  SilentUnit(zmq::context_t& context, const std::string& name)
-      : socket(context, zmq::socket_type::router), endpoint("inproc://" + name) {
-    socket.bind(endpoint);
-  }
-  zmq::socket_t socket;
-  std::string endpoint;
-};
 
 // Loads `reports` into the units of `endpoints` that own them (shardOf),
 // and into `model`.

@@ -1,0 +1,141 @@
+// The gateway's text connection and router as a library: NDJSON over a KJ
+// two-way pipe into a Router whose unit runs in this process (inproc://).
+// One reply per line in order, whatever the line; a unit that does not
+// answer stops the reading (backpressure) until it is stalled, and then
+// only its reports are refused.
+#include <kj/async-io.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "locus/common/report_json.h"
+#include "locus/gateway/router.h"
+#include "support/cluster.h"
+#include "support/inproc.h"
+#include "text_connection.h"
+
+namespace locus::gateway {
+namespace {
+
+using namespace locus::test;
+
+const std::string kOk = R"({"ok":true})";
+
+// A TextConnection over one end of a pipe; the test holds the other end.
+struct Pipe {
+  Pipe(kj::AsyncIoContext& io, Router& router, ProtocolCounters& counters)
+      : io(io), ends(io.provider->newTwoWayPipe()) {
+    connection =
+        kj::heap<TextConnection>(kj::mv(ends.ends[0]), router, counters, kDefaultMaxFutureSkewMs);
+    served = connection->run().eagerlyEvaluate(nullptr);
+  }
+
+  void write(const std::string& bytes) {
+    ends.ends[1]->write(bytes.data(), bytes.size()).wait(io.waitScope);
+  }
+
+  // The reply lines that arrive within `waitMs` after the last byte.
+  std::vector<std::string> replies(size_t atMost, int64_t waitMs = 1000) {
+    std::vector<std::string> lines;
+    char chunk[65536];
+    auto& timer = io.provider->getTimer();
+    while (lines.size() < atMost) {
+      const size_t newline = buffer.find('\n');
+      if (newline != std::string::npos) {
+        lines.push_back(buffer.substr(0, newline));
+        buffer.erase(0, newline + 1);
+        continue;
+      }
+      auto read = ends.ends[1]->tryRead(chunk, 1, sizeof chunk);
+      auto n = timer.timeoutAfter(waitMs * kj::MILLISECONDS, kj::mv(read))
+                   .then([](size_t n) -> int64_t { return static_cast<int64_t>(n); },
+                         [](kj::Exception&&) -> int64_t { return -1; })
+                   .wait(io.waitScope);
+      if (n <= 0) break;
+      buffer.append(chunk, static_cast<size_t>(n));
+    }
+    return lines;
+  }
+
+  kj::AsyncIoContext& io;
+  kj::TwoWayPipe ends;
+  kj::Own<TextConnection> connection;
+  kj::Promise<void> served = nullptr;
+  std::string buffer;
+};
+
+std::string line(const std::string& id) {
+  return reportToJsonLine(Report{.id = id, .lat = 31.2, .lon = 121.4, .tsMs = kTsMs}) + "\n";
+}
+
+TEST_CASE("TextConnection answers every line once, in order: CRLF, split, overlong and empty",
+          "[gateway][library]") {
+  zmq::context_t context;
+  InprocUnit unit(context, "tc-unit-0");
+  auto io = kj::setupAsyncIo();
+  Router router(RouterOptions{}, context, io.unixEventPort, io.provider->getTimer(),
+                {unit.endpoint()});
+  ProtocolCounters counters;
+  Pipe pipe(io, router, counters);
+
+  std::string crlf = line("crlf");
+  crlf.insert(crlf.size() - 1, "\r");
+  const std::string split = line("split");
+  pipe.write(crlf + split.substr(0, 10));
+  pipe.write(split.substr(10) + std::string(5000, 'x') + "\n\n" + line("after"));
+  const auto replies = pipe.replies(5);
+  REQUIRE(replies.size() == 5);
+  CHECK(replies[0] == kOk);
+  CHECK(replies[1] == kOk);
+  CHECK(replies[2] == R"({"ok":false,"error":"line is longer than 4096 bytes"})");
+  CHECK(replies[3] == R"({"ok":false,"error":"empty line"})");
+  CHECK(replies[4] == kOk);
+  CHECK(counters.accepted.value() == 3);
+  CHECK(counters.rejected.value() == 2);
+  CHECK(counters.connections.value() == 1);
+
+  // An unterminated last line is answered at the end of the stream.
+  const std::string last = line("last");
+  pipe.write(last.substr(0, last.size() - 1));
+  pipe.ends.ends[1]->shutdownWrite();
+  CHECK(pipe.replies(1) == std::vector<std::string>{kOk});
+  pipe.served.wait(io.waitScope);
+}
+
+TEST_CASE("TextConnection stops reading while a unit holds its buffer full, until it stalls",
+          "[gateway][library]") {
+  zmq::context_t context;
+  SilentUnit silent(context, "tc-silent-0");
+  auto io = kj::setupAsyncIo();
+  RouterOptions options;
+  options.batchReports = 10;
+  options.maxInFlightBatches = 1;
+  options.maxBufferedReports = 20;
+  options.batchTimeoutMs = 1500;
+  Router router(options, context, io.unixEventPort, io.provider->getTimer(), {silent.endpoint});
+  ProtocolCounters counters;
+  Pipe pipe(io, router, counters);
+
+  std::string lines;
+  for (int i = 0; i < 200; ++i) lines += line("bp-" + std::to_string(i));
+  auto writing = pipe.ends.ends[1]->write(lines.data(), lines.size()).eagerlyEvaluate(nullptr);
+  // Before the unit counts as stalled: only what the window and the buffer
+  // hold (and the rest of a read chunk) is acknowledged, then nothing.
+  const auto early = pipe.replies(200, 300);
+  CHECK(early.size() >= 20);
+  CHECK(early.size() < 200);
+  for (const auto& r : early) CHECK(r == kOk);
+  // Stalled: the rest is read and refused, one error each, not acknowledged.
+  const auto late = pipe.replies(200 - early.size(), 3000);
+  REQUIRE(late.size() == 200 - early.size());
+  for (const auto& r : late) CHECK_THAT(r, Catch::Contains("has not answered"));
+  writing.wait(io.waitScope);
+  CHECK(router.counters().reportsRefusedStalled.value() == late.size());
+  CHECK(router.counters().reportsLost.value() == 0);
+}
+
+}  // namespace
+}  // namespace locus::gateway

@@ -1,0 +1,51 @@
+// Units inside the test process on inproc:// endpoints, for library tests
+// of what talks to units (scatter/gather, the router): a real UnitServer on
+// a thread of its own, or a ROUTER that never answers. Header-only.
+#pragma once
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <thread>
+#include <zmq.hpp>
+
+#include "locus/unit/unit_server.h"
+
+namespace locus::test {
+
+// A UnitServer on inproc://NAME served by a thread of its own.
+class InprocUnit {
+ public:
+  InprocUnit(zmq::context_t& context, const std::string& name)
+      : stop_(eventfd(0, EFD_CLOEXEC)),
+        server_(context, unit::UnitOptions{.listen = "inproc://" + name, .name = name}) {
+    REQUIRE(stop_ >= 0);
+    thread_ = std::thread([this] { server_.run(stop_); });
+  }
+  ~InprocUnit() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = write(stop_, &one, sizeof one);
+    thread_.join();
+    close(stop_);
+  }
+  const std::string& endpoint() const { return server_.endpoint(); }
+
+ private:
+  int stop_;
+  unit::UnitServer server_;
+  std::thread thread_;
+};
+
+// A ROUTER that takes requests and never answers: a unit that hangs.
+struct SilentUnit {
+  SilentUnit(zmq::context_t& context, const std::string& name)
+      : socket(context, zmq::socket_type::router), endpoint("inproc://" + name) {
+    socket.bind(endpoint);
+  }
+  zmq::socket_t socket;
+  std::string endpoint;
+};
+
+}  // namespace locus::test
