@@ -192,13 +192,17 @@ struct UnitRequest {
   union {
     apply @1 :ReportBatch;   # store these positions
     query @2 :Query;
+    # One query, answered with `result`, `stats` or `error`. Still served
+    # for older peers; every Locus sender now uses `queries`.
     queries @3 :List(Query);
-    # Several queries in one frame, answered in one reply (`answers`, same
-    # order, one answer each). The server coalesces the queries that reach
-    # it in the same event-loop turn, so that under concurrent load each
-    # unit pays its per-message costs (a wake-up, a receive, a send) once
-    # per turn rather than once per query. At most kMaxQueriesPerRequest
-    # (common/wire.h) entries. A malformed entry refuses the whole request
+    # The one query shape: one or more queries in one frame, answered in
+    # one reply (`answers`, same order, one answer each). The server sends
+    # the nearest and area queries that reach it in the same event-loop turn
+    # together, so that under concurrent load each unit pays its per-message
+    # costs (a wake-up, a receive, a send) once per turn rather than once
+    # per query; get and stats travel as a list of one. At most
+    # kMaxQueriesPerRequest (common/wire.h) entries, and at most kMaxResults
+    # hits in all (common/query.h) so that the reply fits a frame. A malformed entry refuses the whole request
     # (`error`); a query a unit refuses (bad arguments, unknown id) gets its
     # own `error` answer and the others are answered.
   }

@@ -1,3 +1,11 @@
+// GCC 12 warns, wrongly, that KJ's promise nodes may destroy an unset
+// std::string when a promise of a type holding one (Outcome) is rejected
+// (-Wmaybe-uninitialized in kj/async-inl.h). It must be silenced before
+// the KJ headers are read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "locus/server/scatter_gather.h"
 
 #include <capnp/message.h>
@@ -88,14 +96,10 @@ void collect(const Result<wire::QueryResult::Reader>& answer, Parts& parts, cons
   }
 }
 
-// The query result an answer carries (a UnitReply, or one QueryAnswer of a
-// batch), or why it carries none.
-template <typename Answer>
-Result<wire::QueryResult::Reader> resultIn(Answer answer) {
+// The query result one answer of a batch carries, or why it carries none.
+Result<wire::QueryResult::Reader> resultIn(wire::QueryAnswer::Reader answer) {
   if (answer.isResult()) return answer.getResult();
-  if constexpr (requires { answer.isError(); }) {
-    if (answer.isError()) return readError(answer.getError());
-  }
+  if (answer.isError()) return readError(answer.getError());
   return Error{ErrorCode::kInternal, "answered with the wrong kind"};
 }
 
@@ -110,10 +114,8 @@ ScatterGather::Parts ScatterGather::resultsOf(Replies& replies, const std::strin
     try {
       if (!root) {
         collect(root.error(), parts, what, shard);
-      } else if (batch == 0) {
-        collect(resultIn(*root), parts, what, shard);
       } else if (root->isAnswers() && root->getAnswers().size() == batch) {
-        // A batch is answered with `answers`, one per query.
+        // One answer per query, in the request's order.
         collect(resultIn(root->getAnswers()[static_cast<unsigned>(index)]), parts, what, shard);
       } else {
         collect(Error{ErrorCode::kInternal, "answered a batch with the wrong kind"}, parts, what,
@@ -133,85 +135,102 @@ void ScatterGather::taskFailed(kj::Exception&& exception) {
 }
 
 kj::Promise<GatheredResult> ScatterGather::nearest(const NearestQuery& query) {
-  auto paf = kj::newPromiseAndFulfiller<GatheredResult>();
-  if (nearestQueue_.empty()) tasks_.add(kj::evalLast([this]() { flushNearest(); }));
-  nearestQueue_.push_back(PendingNearest{query, kj::mv(paf.fulfiller)});
+  // A nearest query's reduce never fails.
+  return enqueue(Pending{query, 0, {}}).then([](Outcome&& o) { return std::move(o.gathered); });
+}
+
+kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query) {
+  // "All" is asked of the units as kMaxResults each, so that every unit
+  // answers with its exact count and the refusal can name the total.
+  AreaQuery asked = query;
+  if (asked.limit == 0 && !asked.countOnly) asked.limit = kMaxResults;
+  return enqueue(Pending{std::move(asked), query.limit, {}})
+      .then([](Outcome&& o) -> Result<GatheredResult> {
+        if (o.failed) return std::move(o.error);
+        return std::move(o.gathered);
+      });
+}
+
+kj::Promise<ScatterGather::Outcome> ScatterGather::enqueue(Pending pending) {
+  auto paf = kj::newPromiseAndFulfiller<Outcome>();
+  pending.answer = kj::mv(paf.fulfiller);
+  if (queue_.empty()) tasks_.add(kj::evalLast([this]() { flush(); }));
+  queue_.push_back(std::move(pending));
   return kj::mv(paf.promise);
 }
 
-void ScatterGather::flushNearest() {
-  std::vector<PendingNearest> queue = std::move(nearestQueue_);
-  nearestQueue_.clear();
-  const uint32_t total = shardCount();
+namespace {
+
+// The most hits a query's answer from one unit may carry.
+uint64_t hitBudget(const std::variant<NearestQuery, AreaQuery>& query) {
+  if (const auto* n = std::get_if<NearestQuery>(&query)) return n->k;
+  const auto& a = std::get<AreaQuery>(query);
+  return a.countOnly ? 0 : a.limit;  // limit: kMaxResults for "all" (within())
+}
+
+void writeQuery(const std::variant<NearestQuery, AreaQuery>& query, wire::Query::Builder b) {
+  if (const auto* n = std::get_if<NearestQuery>(&query)) {
+    writeNearestQuery(*n, b.initNearest());
+  } else {
+    writeAreaQuery(std::get<AreaQuery>(query), b.initWithin());
+  }
+}
+
+}  // namespace
+
+void ScatterGather::flush() {
+  std::vector<Pending> queue = std::move(queue_);
+  queue_.clear();
   for (size_t start = 0, n = 0; start < queue.size(); start += n) {
     // At most kMaxQueriesPerRequest queries and kMaxResults hits a message,
-    // so that every unit's reply fits one (validate() bounds each k).
+    // so that every unit's reply fits one (validate() bounds each query).
     uint64_t hits = 0;
     for (n = 0; start + n < queue.size() && n < kMaxQueriesPerRequest; ++n) {
-      hits += queue[start + n].query.k;
+      hits += hitBudget(queue[start + n].query);
       if (n > 0 && hits > kMaxResults) break;
     }
-    nearestQueries_ += n;
-    ++nearestRequests_;
-    auto batch = kj::heapArrayBuilder<PendingNearest>(n);
+    scatteredQueries_ += n;
+    ++scatterMessages_;
+    auto batch = kj::heapArrayBuilder<Pending>(n);
     for (size_t i = start; i < start + n; ++i) batch.add(std::move(queue[i]));
-    // One query alone travels as `query`, as it always did.
     capnp::MallocMessageBuilder message(static_cast<unsigned>(kSmallRequestWords * n));
-    auto request = message.initRoot<wire::UnitRequest>();
-    if (n == 1) {
-      writeNearestQuery(batch[0].query, request.initQuery().initNearest());
-    } else {
-      auto queries = request.initQueries(static_cast<unsigned>(n));
-      for (size_t i = 0; i < n; ++i) {
-        writeNearestQuery(batch[i].query, queries[static_cast<unsigned>(i)].initNearest());
-      }
-    }
-    tasks_.add(scatter(message).then([total, batch = batch.finish()](Replies&& replies) mutable {
-      const size_t n = batch.size();
-      for (size_t i = 0; i < n; ++i) {
-        Parts parts = n == 1 ? resultsOf(replies, "nearest") : resultsOf(replies, "nearest", i, n);
-        const auto answered = static_cast<uint32_t>(parts.results.size());
-        batch[i].answer->fulfill(GatheredResult{
-            mergeNearest(std::move(parts.results), batch[i].query.k), Coverage{total, answered}});
+    auto queries = message.initRoot<wire::UnitRequest>().initQueries(static_cast<unsigned>(n));
+    for (size_t i = 0; i < n; ++i) writeQuery(batch[i].query, queries[static_cast<unsigned>(i)]);
+    tasks_.add(scatter(message).then([this, batch = batch.finish()](Replies&& replies) mutable {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const char* what =
+            std::holds_alternative<NearestQuery>(batch[i].query) ? "nearest" : "within";
+        batch[i].answer->fulfill(reduce(batch[i], resultsOf(replies, what, i, batch.size())));
       }
     }));
   }
 }
 
-kj::Promise<Result<GatheredResult>> ScatterGather::within(const AreaQuery& query) {
-  // "All" is asked of the units as kMaxResults each, so that every unit
-  // answers with its exact count and the refusal below can name the total.
-  AreaQuery asked = query;
-  if (asked.limit == 0 && !asked.countOnly) asked.limit = kMaxResults;
-  capnp::MallocMessageBuilder message;
-  writeAreaQuery(asked, message.initRoot<wire::UnitRequest>().initQuery().initWithin());
-  const uint32_t total = shardCount();
-  const uint32_t limit = query.limit;
-  const bool countOnly = query.countOnly;
-  const bool byDistance = hasCenter(query.area);
-  return scatter(message).then([total, limit, countOnly,
-                                byDistance](Replies&& replies) -> Result<GatheredResult> {
-    Parts parts = resultsOf(replies, "within");
-    if (parts.refused) return *parts.refused;
-    const auto answered = static_cast<uint32_t>(parts.results.size());
-    QueryResult result;
-    if (countOnly) {
-      result.count = sumCounts(parts.results);
-    } else {
-      // Each part is within the bound; together they may not be.
-      if (const uint64_t matched = sumCounts(parts.results); limit == 0 && matched > kMaxResults) {
-        return badRequest(tooManyMatches(matched, answered < total));
-      }
-      result = unionArea(std::move(parts.results), limit, byDistance);
-    }
-    return GatheredResult{std::move(result), Coverage{total, answered}};
-  });
+ScatterGather::Outcome ScatterGather::reduce(const Pending& pending, Parts parts) const {
+  const Coverage shards{shardCount(), static_cast<uint32_t>(parts.results.size())};
+  if (const auto* n = std::get_if<NearestQuery>(&pending.query)) {
+    return Outcome(GatheredResult{mergeNearest(std::move(parts.results), n->k), shards});
+  }
+  const auto& area = std::get<AreaQuery>(pending.query);
+  if (parts.refused) return Outcome(*parts.refused);
+  if (area.countOnly) {
+    QueryResult counted;
+    counted.count = sumCounts(parts.results);
+    return Outcome(GatheredResult{std::move(counted), shards});
+  }
+  // Each part is within the bound; together they may not be.
+  if (const uint64_t matched = sumCounts(parts.results);
+      pending.limit == 0 && matched > kMaxResults) {
+    return Outcome(badRequest(tooManyMatches(matched, shards.partial())));
+  }
+  return Outcome(GatheredResult{
+      unionArea(std::move(parts.results), pending.limit, hasCenter(area.area)), shards});
 }
 
 kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
   const uint32_t shard = shardOf(id, shardCount());
   capnp::MallocMessageBuilder message(kSmallRequestWords);
-  message.initRoot<wire::UnitRequest>().initQuery().setGet(
+  message.initRoot<wire::UnitRequest>().initQueries(1)[0].setGet(
       capnp::Text::Reader(id.data(), id.size()));
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
   transport::UnitChannel& channel = *channels_[shard];
@@ -227,11 +246,13 @@ kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
                                    shard, endpoint, timeoutMs)};
         }
         try {
-          if (root->isResult()) {
-            return GatheredResult{readQueryResult(root->getResult()), Coverage{1, 1}};
+          if (!root->isAnswers() || root->getAnswers().size() != 1) {
+            return Error{ErrorCode::kInternal,
+                         fmt::format("shard {} answered with the wrong kind", shard)};
           }
-          return Error{ErrorCode::kInternal,
-                       fmt::format("shard {} answered with the wrong kind", shard)};
+          auto found = resultIn(root->getAnswers()[0]);
+          if (!found) return found.error();  // notFound, or the unit's own refusal
+          return GatheredResult{readQueryResult(*found), Coverage{1, 1}};
         } catch (const kj::Exception& e) {
           return Error{ErrorCode::kInternal, fmt::format("shard {} sent a malformed reply: {}",
                                                          shard, e.getDescription().cStr())};
@@ -241,16 +262,19 @@ kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
 
 kj::Promise<GatheredStats> ScatterGather::stats() {
   capnp::MallocMessageBuilder message(kSmallRequestWords);
-  message.initRoot<wire::UnitRequest>().initQuery().setStats();
+  message.initRoot<wire::UnitRequest>().initQueries(1)[0].setStats();
   const uint32_t total = shardCount();
   return scatter(message).then([total](Replies&& replies) {
     GatheredStats out;
     out.shards.total = total;
     for (size_t shard = 0; shard < replies.size(); ++shard) {
       auto root = transport::replyOf(replies[shard], fmt::format("shard {}", shard));
-      if (!root || !root->isStats()) continue;
+      if (!root) continue;
       try {
-        out.units.push_back(readUnitStats(root->getStats()));
+        if (!root->isAnswers() || root->getAnswers().size() != 1) continue;
+        const auto answer = root->getAnswers()[0];
+        if (!answer.isStats()) continue;
+        out.units.push_back(readUnitStats(answer.getStats()));
       } catch (const kj::Exception& e) {
         spdlog::warn("stats: shard {} sent a malformed reply: {}", shard,
                      e.getDescription().cStr());

@@ -99,11 +99,11 @@ void Server::run(int stopFd) {
   }
   // One more moment for the RPC system to write the last answers.
   if (waited > 0) timer.afterDelay(20 * kj::MILLISECONDS).wait(io_.waitScope);
-  if (cluster_.nearestQueries() > 0) {
-    spdlog::info("nearest queries: {} in {} requests per unit ({:.2f} per request)",
-                 cluster_.nearestQueries(), cluster_.nearestRequests(),
-                 static_cast<double>(cluster_.nearestQueries()) /
-                     static_cast<double>(cluster_.nearestRequests()));
+  if (cluster_.scatteredQueries() > 0) {
+    spdlog::info("nearest and area queries: {} in {} messages per unit ({:.2f} per message)",
+                 cluster_.scatteredQueries(), cluster_.scatterMessages(),
+                 static_cast<double>(cluster_.scatteredQueries()) /
+                     static_cast<double>(cluster_.scatterMessages()));
   }
 }
 

@@ -29,10 +29,10 @@ namespace {
 
 using namespace locus::test;
 
-// A stand-in for a unit on a ROUTER socket of its own: answers stats and
-// single queries with empty results, except that it answers the first
-// nearest query with a frame over kMaxMessageBytes, as a broken or hostile
-// unit might. Serves on its own thread until destroyed.
+// A stand-in for a unit on a ROUTER socket of its own: answers every batch
+// of queries with stats or empty results, except that it answers the first
+// batch with a nearest query by a frame over kMaxMessageBytes, as a broken
+// or hostile unit might. Serves on its own thread until destroyed.
 class OversizedReplyUnit {
  public:
   OversizedReplyUnit() : socket_(context_, zmq::socket_type::router) {
@@ -62,22 +62,29 @@ class OversizedReplyUnit {
       FlatMessage in(frames[1].data(), frames[1].size());
       if (in.error()) continue;
       auto request = in.root<wire::UnitRequest>();
-      if (!request.isQuery()) continue;
+      if (!request.isQueries()) continue;
+      const auto queries = request.getQueries();
       capnp::MallocMessageBuilder message;
       auto reply = message.initRoot<wire::UnitReply>();
       reply.setRequestId(request.getRequestId());
+      auto answers = reply.initAnswers(queries.size());
+      bool nearest = false;
+      for (unsigned i = 0; i < queries.size(); ++i) {
+        nearest = nearest || queries[i].isNearest();
+        if (queries[i].isStats()) {
+          answers[i].initStats().setName("oversized");
+        } else {
+          auto result = answers[i].initResult();
+          result.initShards().setTotal(1);
+          result.getShards().setAnswered(1);
+        }
+      }
       zmq::message_t out;
-      if (request.getQuery().isNearest() && oversized == 0) {
+      if (nearest && oversized == 0) {
         ++oversized;
         out = zmq::message_t(static_cast<size_t>(kMaxMessageBytes) + 1024);
         std::memset(out.data(), 0, out.size());
-      } else if (request.getQuery().isStats()) {
-        reply.initStats().setName("oversized");
-        out = transport::toFrame(message);
       } else {
-        auto result = reply.initResult();
-        result.initShards().setTotal(1);
-        result.getShards().setAnswered(1);
         out = transport::toFrame(message);
       }
       socket_.send(frames[0], zmq::send_flags::sndmore);

@@ -73,14 +73,63 @@ TEST_CASE("ScatterGather batches one turn's nearest queries and maps each answer
   for (const auto& q : queries) calls.add(cluster.nearest(q));
   auto answers = kj::joinPromises(calls.finish()).wait(io.waitScope);
 
-  CHECK(cluster.nearestQueries() == 100);
-  CHECK(cluster.nearestRequests() == 2);  // 64 + 36: one message per unit each
+  CHECK(cluster.scatteredQueries() == 100);
+  CHECK(cluster.scatterMessages() == 2);  // 64 + 36: one message per unit each
   for (size_t i = 0; i < queries.size(); ++i) {
     INFO("query " << i);
     CHECK(answers[i].shards.total == 3);
     CHECK(answers[i].shards.answered == 3);
     REQUIRE_SAME_ANSWER(answers[i].result, model.nearest(queries[i], kTsMs));
   }
+}
+
+TEST_CASE("ScatterGather coalesces area queries with nearest ones, each reduced by its kind",
+          "[server][library]") {
+  zmq::context_t context;
+  std::vector<std::unique_ptr<InprocUnit>> units;
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < 2; ++i) {
+    units.push_back(std::make_unique<InprocUnit>(context, "sg-mix-" + std::to_string(i)));
+    endpoints.push_back(units.back()->endpoint());
+  }
+  std::mt19937_64 rng(37);
+  std::vector<std::string> ids;
+  BruteForce model;
+  load(context, endpoints, worldReports(rng, 4000, ids), model);
+
+  auto io = kj::setupAsyncIo();
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 2000);
+  const NearestQuery near{{31.25, 121.5}, 7};
+  const AreaQuery box{.area = geo::Box{31.1, 121.3, 31.4, 121.7}, .limit = 25};
+  const AreaQuery across{.area = geo::Box{-20, 175, 20, -175}};  // the antimeridian
+  const AreaQuery circleCount{.area = Circle{{31.25, 121.5}, 5000}, .countOnly = true};
+  const AreaQuery polygon{
+      .area = geo::Polygon({{{31.1, 121.3}, {31.1, 121.6}, {31.4, 121.6}, {31.1, 121.3}}}),
+      .limit = 40};
+  auto a = cluster.within(box);
+  auto b = cluster.nearest(near);
+  auto c = cluster.within(across);
+  auto d = cluster.within(circleCount);
+  auto e = cluster.within(polygon);
+  auto boxAnswer = a.wait(io.waitScope);
+  auto nearAnswer = b.wait(io.waitScope);
+  auto acrossAnswer = c.wait(io.waitScope);
+  auto countAnswer = d.wait(io.waitScope);
+  auto polygonAnswer = e.wait(io.waitScope);
+  // One message per unit, but for the unlimited query: its hit budget is
+  // kMaxResults, so it travels alone and splits the turn in three.
+  CHECK(cluster.scatteredQueries() == 5);
+  CHECK(cluster.scatterMessages() == 3);
+  REQUIRE(boxAnswer);
+  REQUIRE(acrossAnswer);
+  REQUIRE(countAnswer);
+  REQUIRE(polygonAnswer);
+  REQUIRE_SAME_ANSWER(boxAnswer->result, model.within(box, kTsMs));
+  REQUIRE_SAME_ANSWER(nearAnswer.result, model.nearest(near, kTsMs));
+  REQUIRE_SAME_ANSWER(acrossAnswer->result, model.within(across, kTsMs));
+  CHECK(countAnswer->result.count == model.within(circleCount, kTsMs).count);
+  REQUIRE_SAME_ANSWER(polygonAnswer->result, model.within(polygon, kTsMs));
+  CHECK(boxAnswer->shards.answered == 2);
 }
 
 TEST_CASE("ScatterGather answers partially by the deadline when a unit never answers",

@@ -19,8 +19,7 @@ namespace locus::test {
 class InprocUnit {
  public:
   InprocUnit(zmq::context_t& context, const std::string& name)
-      : stop_(eventfd(0, EFD_CLOEXEC)),
-        server_(context, unit::UnitOptions{.listen = "inproc://" + name, .name = name}) {
+      : stop_(eventfd(0, EFD_CLOEXEC)), server_(context, optionsFor(name)) {
     REQUIRE(stop_ >= 0);
     thread_ = std::thread([this] { server_.run(stop_); });
   }
@@ -33,6 +32,13 @@ class InprocUnit {
   const std::string& endpoint() const { return server_.endpoint(); }
 
  private:
+  static unit::UnitOptions optionsFor(const std::string& name) {
+    unit::UnitOptions options;
+    options.listen = "inproc://" + name;
+    options.name = name;
+    return options;
+  }
+
   int stop_;
   unit::UnitServer server_;
   std::thread thread_;

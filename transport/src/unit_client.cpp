@@ -6,6 +6,13 @@
 #include "locus/transport/frame.h"
 
 namespace locus::transport {
+namespace {
+
+Error unexpected() {
+  return Error{ErrorCode::kInternal, "the unit answered with the wrong kind"};
+}
+
+}  // namespace
 
 // One request/reply exchange: builds the request, sends it, and waits for
 // the reply with the same request id (dropping late replies to requests
@@ -17,6 +24,20 @@ class UnitClient::Call {
     request_.setRequestId(client_.nextRequestId_++);
   }
   wire::UnitRequest::Builder request() { return request_; }
+  // The request as one query (a UnitRequest.queries of one).
+  wire::Query::Builder query() { return request_.initQueries(1)[0]; }
+
+  // Sends the query and waits; then `fn(answer)` turns its answer, unless
+  // an error, into a result.
+  template <typename T, typename Fn>
+  Result<T> runQuery(Fn&& fn) {
+    return run<T>([&fn](wire::UnitReply::Reader r) -> Result<T> {
+      if (!r.isAnswers() || r.getAnswers().size() != 1) return unexpected();
+      const auto answer = r.getAnswers()[0];
+      if (answer.isError()) return readError(answer.getError());
+      return fn(answer);
+    });
+  }
 
   // Sends and waits; then `fn(reply)` turns the reply into a result.
   template <typename T, typename Fn>
@@ -53,14 +74,6 @@ class UnitClient::Call {
   wire::UnitRequest::Builder request_;
 };
 
-namespace {
-
-Error unexpected() {
-  return Error{ErrorCode::kInternal, "the unit answered with the wrong kind"};
-}
-
-}  // namespace
-
 UnitClient::UnitClient(zmq::context_t& context, const std::string& endpoint,
                        std::chrono::milliseconds timeout)
     : socket_(context, zmq::socket_type::dealer), timeout_(timeout) {
@@ -80,41 +93,44 @@ Result<BatchOutcome> UnitClient::apply(std::span<const Report> reports) {
   });
 }
 
+namespace {
+
+Result<QueryResult> resultOf(wire::QueryAnswer::Reader a) {
+  if (!a.isResult()) return unexpected();
+  return readQueryResult(a.getResult());
+}
+
+}  // namespace
+
 Result<QueryResult> UnitClient::nearest(const NearestQuery& query) {
   Call call(*this);
-  writeNearestQuery(query, call.request().initQuery().initNearest());
-  return call.run<QueryResult>([](wire::UnitReply::Reader r) -> Result<QueryResult> {
-    if (!r.isResult()) return unexpected();
-    return readQueryResult(r.getResult());
-  });
+  writeNearestQuery(query, call.query().initNearest());
+  return call.runQuery<QueryResult>(resultOf);
 }
 
 Result<QueryResult> UnitClient::within(const AreaQuery& query) {
   Call call(*this);
-  writeAreaQuery(query, call.request().initQuery().initWithin());
-  return call.run<QueryResult>([](wire::UnitReply::Reader r) -> Result<QueryResult> {
-    if (!r.isResult()) return unexpected();
-    return readQueryResult(r.getResult());
-  });
+  writeAreaQuery(query, call.query().initWithin());
+  return call.runQuery<QueryResult>(resultOf);
 }
 
 Result<Hit> UnitClient::get(std::string_view id) {
   Call call(*this);
-  call.request().initQuery().setGet(capnp::Text::Reader(id.data(), id.size()));
-  return call.run<Hit>([](wire::UnitReply::Reader r) -> Result<Hit> {
-    if (!r.isResult()) return unexpected();
-    QueryResult result = readQueryResult(r.getResult());
-    if (result.hits.size() != 1) return unexpected();
-    return std::move(result.hits[0]);
+  call.query().setGet(capnp::Text::Reader(id.data(), id.size()));
+  return call.runQuery<Hit>([](wire::QueryAnswer::Reader a) -> Result<Hit> {
+    auto result = resultOf(a);
+    if (!result) return result.error();
+    if (result->hits.size() != 1) return unexpected();
+    return std::move(result->hits[0]);
   });
 }
 
 Result<UnitStats> UnitClient::stats() {
   Call call(*this);
-  call.request().initQuery().setStats();
-  return call.run<UnitStats>([](wire::UnitReply::Reader r) -> Result<UnitStats> {
-    if (!r.isStats()) return unexpected();
-    return readUnitStats(r.getStats());
+  call.query().setStats();
+  return call.runQuery<UnitStats>([](wire::QueryAnswer::Reader a) -> Result<UnitStats> {
+    if (!a.isStats()) return unexpected();
+    return readUnitStats(a.getStats());
   });
 }
 

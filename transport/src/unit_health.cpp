@@ -52,15 +52,16 @@ UnitHealth::~UnitHealth() {
 
 kj::Promise<void> UnitHealth::probe(Unit& unit) {
   capnp::MallocMessageBuilder message;
-  message.initRoot<wire::UnitRequest>().initQuery().setStats();
+  message.initRoot<wire::UnitRequest>().initQueries(1)[0].setStats();
   const kj::TimePoint next = timer_.now() + interval_;
   return unit.channel.call(message, next)
       .then([this, &unit, next](UnitCallResult&& reply) {
         bool answered = false;
         auto root = replyOf(reply, unit.channel.endpoint());
-        if (root && root->isStats()) {
+        if (root && root->isAnswers() && root->getAnswers().size() == 1 &&
+            root->getAnswers()[0].isStats()) {
           try {
-            const auto stats = root->getStats();
+            const auto stats = root->getAnswers()[0].getStats();
             const uint64_t held = static_cast<uint64_t>(unit.devices.value());
             if (unit.incarnation != 0 && stats.getIncarnation() != unit.incarnation) {
               // A memory-only unit comes back empty: what it held is gone.

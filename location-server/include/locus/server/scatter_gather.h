@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 #include <zmq.hpp>
 
@@ -51,10 +53,13 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
                 const std::vector<std::string>& units, int64_t timeoutMs);
 
-  // Global k nearest: every unit's top k merged (mergeNearest). The nearest
-  // queries that arrive in one event-loop turn are sent to each unit as one
-  // message (UnitRequest.queries) at the end of that turn; their deadlines
-  // count from then.
+  // Nearest and area queries are coalesced: those that arrive in one
+  // event-loop turn go to each unit as one UnitRequest.queries message (or
+  // a few: at most kMaxQueriesPerRequest queries and kMaxResults hits a
+  // message) at the end of that turn, and their deadlines count from then.
+  // Each answer is reduced on its own, by the reducer of its kind.
+  //
+  // Global k nearest: every unit's top k merged (mergeNearest).
   kj::Promise<GatheredResult> nearest(const NearestQuery& query);
   // Area matches: the union of every unit's (unionArea), or with countOnly
   // the sum of their counts. Errors: badRequest when a unit refused the
@@ -74,10 +79,10 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   int64_t timeoutMs() const { return timeoutMs_; }
   // Calls to units still waiting for replies, over all units.
   size_t pending() const;
-  // Nearest queries scattered so far, and the requests (per unit) that
-  // carried them: their ratio is how well coalescing works.
-  uint64_t nearestQueries() const { return nearestQueries_; }
-  uint64_t nearestRequests() const { return nearestRequests_; }
+  // Nearest and area queries scattered so far, and the messages (per unit)
+  // that carried them: their ratio is how well coalescing works.
+  uint64_t scatteredQueries() const { return scatteredQueries_; }
+  uint64_t scatterMessages() const { return scatterMessages_; }
 
  private:
   using Replies = std::vector<transport::UnitCallResult>;
@@ -86,32 +91,44 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // resolves, by the deadline, to each unit's reply or why there is none
   // (shard order).
   kj::Promise<Replies> scatter(capnp::MessageBuilder& message);
-  // The query results among `replies`, and the first refusal of the query
-  // itself (a badRequest answer); the other replies count as missing. With
-  // `batch` > 0 the replies answer a UnitRequest.queries of that many
-  // entries and the results are those of entry `index`.
+  // The query results among `replies` to a UnitRequest.queries of `batch`
+  // entries, for entry `index`, and the first refusal of that query itself
+  // (a badRequest answer); the other replies count as missing.
   struct Parts {
     std::vector<QueryResult> results;
     std::optional<Error> refused;
   };
-  static Parts resultsOf(Replies& replies, const std::string& what, size_t index = 0,
-                         size_t batch = 0);
+  static Parts resultsOf(Replies& replies, const std::string& what, size_t index, size_t batch);
 
-  struct PendingNearest {
-    NearestQuery query;
-    kj::Own<kj::PromiseFulfiller<GatheredResult>> answer;
+  // A reduced answer or why there is none. (Not a Result: inside KJ's
+  // promise machinery GCC 12 takes the std::variant for uninitialized.)
+  struct Outcome {
+    Outcome(GatheredResult g) : gathered(std::move(g)) {}
+    Outcome(Error e) : failed(true), error(std::move(e)) {}
+    GatheredResult gathered;
+    bool failed = false;
+    Error error;
   };
-  // Scatters the queued nearest queries (in messages of at most
-  // kMaxQueriesPerRequest) and answers each by its own reduce.
-  void flushNearest();
+  // A query waiting for the end of this turn, as the units will get it.
+  struct Pending {
+    std::variant<NearestQuery, AreaQuery> query;
+    uint32_t limit = 0;  // an area query's own limit (the units get kMaxResults for 0)
+    kj::Own<kj::PromiseFulfiller<Outcome>> answer;
+  };
+  kj::Promise<Outcome> enqueue(Pending pending);
+  // Scatters this turn's queries, a few messages at most, and answers each
+  // by the reduce of its kind.
+  void flush();
+  // The map step's output for one query of a batch, reduced.
+  Outcome reduce(const Pending& pending, Parts parts) const;
   void taskFailed(kj::Exception&& exception) override;
 
   kj::Timer& timer_;
   int64_t timeoutMs_;
   std::vector<std::unique_ptr<transport::UnitChannel>> channels_;  // index = shard id
-  std::vector<PendingNearest> nearestQueue_;                       // this turn's, not yet sent
-  uint64_t nearestQueries_ = 0;
-  uint64_t nearestRequests_ = 0;
+  std::vector<Pending> queue_;                                     // this turn's, not yet sent
+  uint64_t scatteredQueries_ = 0;
+  uint64_t scatterMessages_ = 0;
   kj::TaskSet tasks_;  // flushes and batches in flight; declared after channels_
 };
 
