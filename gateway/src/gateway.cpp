@@ -170,6 +170,8 @@ void Gateway::run(int stopFd) {
   }
   // A moment for the last replies to reach their clients, then hang up.
   timer.afterDelay(20 * kj::MILLISECONDS).wait(io_.waitScope);
+  // The HTTP endpoint reads the listeners (readiness, metrics): it goes first.
+  http_.reset();
   connections_.reset();
   const auto& c = router_.counters();
   if (!router_.idle()) spdlog::warn("stopped with batches still unanswered by their units");

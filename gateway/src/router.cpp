@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <iterator>
 #include <map>
 #include <utility>
 
@@ -83,6 +82,11 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
         context, eventPort, timer, endpoint, static_cast<int>(options.maxInFlightBatches) * 4);
     Shard* s = shard.get();
     shard->channel->onLateReply([this, s](uint64_t id, wire::UnitReply::Reader reply) {
+      s->unansweredSince = nullptr;  // it answers again (a probe's answer counts too)
+      if (s->stallLogged) {
+        spdlog::info("unit {} ({}) answers again", s->index, s->channel->endpoint());
+        s->stallLogged = false;
+      }
       auto it = s->unconfirmed.find(id);
       if (it == s->unconfirmed.end()) return;
       if (reply.isApplied()) {
@@ -90,7 +94,6 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
         counters_.reportsAppliedLate += it->second;
       }
       s->unconfirmed.erase(it);
-      s->unansweredSince = nullptr;  // it answers again
     });
     shard->buffer.reserve(options_.batchReports);
     shards_.push_back(std::move(shard));
@@ -214,9 +217,11 @@ void Router::send(uint32_t index, size_t count) {
     ++counters_.batchesSent;
     counters_.reportsSent += count;
   }
-  if (shard.unansweredSince == nullptr) shard.unansweredSince = timer_.now();
   const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
   auto call = shard.channel->call(message, deadline);
+  // After the call: sending drains replies, and a late one may have ended
+  // an earlier wait.
+  if (shard.unansweredSince == nullptr) shard.unansweredSince = timer_.now();
   const uint64_t requestId = message.getRoot<wire::UnitRequest>().getRequestId();
   tasks_->add(call.then([this, index, requestId, count](transport::UnitCallResult&& reply) {
     answered(index, requestId, count, kj::mv(reply));

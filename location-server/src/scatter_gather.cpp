@@ -113,7 +113,13 @@ ScatterGather::Parts ScatterGather::resultsOf(Replies& replies, const std::strin
     auto root = transport::replyOf(replies[shard], fmt::format("shard {}", shard));
     try {
       if (!root) {
-        collect(root.error(), parts, what, shard);
+        // The whole request refused (or no reply): missing for each of its
+        // queries, not a refusal of any one of them.
+        Error error = root.error();
+        if (error.code == ErrorCode::kBadRequest) {
+          error = Error{ErrorCode::kInternal, "refused the request: " + error.message};
+        }
+        collect(error, parts, what, shard);
       } else if (root->isAnswers() && root->getAnswers().size() == batch) {
         // One answer per query, in the request's order.
         collect(resultIn(root->getAnswers()[static_cast<unsigned>(index)]), parts, what, shard);
@@ -168,6 +174,22 @@ uint64_t hitBudget(const std::variant<NearestQuery, AreaQuery>& query) {
   return a.countOnly ? 0 : a.limit;  // limit: kMaxResults for "all" (within())
 }
 
+// About how many words a query takes in a request: polygons can be large
+// (up to the RPC message limit), so a batch is bounded in size too.
+uint64_t requestWords(const std::variant<NearestQuery, AreaQuery>& query) {
+  constexpr uint64_t kFixedWords = 16;
+  const auto* a = std::get_if<AreaQuery>(&query);
+  if (a == nullptr) return kFixedWords;
+  const auto* polygon = std::get_if<geo::Polygon>(&a->area);
+  if (polygon == nullptr) return kFixedWords;
+  uint64_t words = kFixedWords;
+  for (const auto& ring : polygon->rings()) words += 2 * ring.size() + 2;
+  return words;
+}
+
+// A request's size bound: half a frame, whatever the polygons.
+constexpr uint64_t kMaxRequestWords = kMaxMessageBytes / 2 / sizeof(capnp::word);
+
 void writeQuery(const std::variant<NearestQuery, AreaQuery>& query, wire::Query::Builder b) {
   if (const auto* n = std::get_if<NearestQuery>(&query)) {
     writeNearestQuery(*n, b.initNearest());
@@ -183,11 +205,13 @@ void ScatterGather::flush() {
   queue_.clear();
   for (size_t start = 0, n = 0; start < queue.size(); start += n) {
     // At most kMaxQueriesPerRequest queries and kMaxResults hits a message,
-    // so that every unit's reply fits one (validate() bounds each query).
-    uint64_t hits = 0;
+    // so that every unit's reply fits one (validate() bounds each query),
+    // and at most kMaxRequestWords, so that the request does.
+    uint64_t hits = 0, words = 0;
     for (n = 0; start + n < queue.size() && n < kMaxQueriesPerRequest; ++n) {
       hits += hitBudget(queue[start + n].query);
-      if (n > 0 && hits > kMaxResults) break;
+      words += requestWords(queue[start + n].query);
+      if (n > 0 && (hits > kMaxResults || words > kMaxRequestWords)) break;
     }
     scatteredQueries_ += n;
     ++scatterMessages_;

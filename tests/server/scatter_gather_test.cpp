@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <memory>
 #include <random>
 #include <span>
@@ -130,6 +131,46 @@ TEST_CASE("ScatterGather coalesces area queries with nearest ones, each reduced 
   CHECK(countAnswer->result.count == model.within(circleCount, kTsMs).count);
   REQUIRE_SAME_ANSWER(polygonAnswer->result, model.within(polygon, kTsMs));
   CHECK(boxAnswer->shards.answered == 2);
+}
+
+TEST_CASE("ScatterGather keeps a turn of big polygons within the frame limit",
+          "[server][library]") {
+  zmq::context_t context;
+  // inproc:// has no size limit, so the unit listens on loopback TCP.
+  InprocUnit unit(context, "unused", "tcp://127.0.0.1:*");
+  std::mt19937_64 rng(41);
+  std::vector<std::string> ids;
+  BruteForce model;
+  std::vector<Report> city;
+  for (const auto& r : worldReports(rng, 300, ids)) {
+    if (r.lat > 31 && r.lat < 31.5) city.push_back(r);
+  }
+  load(context, {unit.endpoint()}, city, model);
+
+  // Six rings of 200,000 vertices (~3.2 MB each in a request): together
+  // over the 16 MiB a frame may carry.
+  geo::Polygon::Ring ring;
+  constexpr int kVertices = 200'000;
+  for (int i = 0; i < kVertices; ++i) {
+    const double t = 2 * geo::kPi * i / kVertices;
+    ring.push_back({31.25 + 0.2 * std::sin(t), 121.5 + 0.25 * std::cos(t)});
+  }
+  ring.push_back(ring.front());
+  const AreaQuery q{.area = geo::Polygon({ring}), .limit = 100};
+
+  auto io = kj::setupAsyncIo();
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), {unit.endpoint()},
+                        10'000);
+  auto calls = kj::heapArrayBuilder<kj::Promise<Result<GatheredResult>>>(6);
+  for (int i = 0; i < 6; ++i) calls.add(cluster.within(q));
+  auto answers = kj::joinPromises(calls.finish()).wait(io.waitScope);
+  CHECK(cluster.scatterMessages() >= 3);  // at most half a frame each
+  const QueryResult expected = model.within(q, kTsMs);
+  for (auto& a : answers) {
+    REQUIRE(a);
+    CHECK(a->shards.answered == 1);
+    REQUIRE_SAME_ANSWER(a->result, expected);
+  }
 }
 
 TEST_CASE("ScatterGather answers partially by the deadline when a unit never answers",

@@ -15,11 +15,12 @@
 
 namespace locus::test {
 
-// A UnitServer on inproc://NAME served by a thread of its own.
+// A UnitServer on inproc://NAME (or on `listen`) served by a thread of its
+// own.
 class InprocUnit {
  public:
-  InprocUnit(zmq::context_t& context, const std::string& name)
-      : stop_(eventfd(0, EFD_CLOEXEC)), server_(context, optionsFor(name)) {
+  InprocUnit(zmq::context_t& context, const std::string& name, const std::string& listen = "")
+      : stop_(eventfd(0, EFD_CLOEXEC)), server_(context, optionsFor(name, listen)) {
     REQUIRE(stop_ >= 0);
     thread_ = std::thread([this] { server_.run(stop_); });
   }
@@ -32,9 +33,9 @@ class InprocUnit {
   const std::string& endpoint() const { return server_.endpoint(); }
 
  private:
-  static unit::UnitOptions optionsFor(const std::string& name) {
+  static unit::UnitOptions optionsFor(const std::string& name, const std::string& listen) {
     unit::UnitOptions options;
-    options.listen = "inproc://" + name;
+    options.listen = listen.empty() ? "inproc://" + name : listen;
     options.name = name;
     return options;
   }

@@ -108,7 +108,10 @@ bool UnitChannel::trySend(zmq::message_t& frame) {
     // the connection for good. Or the queue is full and nothing came back
     // for long: the connection is as good as broken.
     if (attempt > 0) return false;
-    if (outstanding_ < static_cast<uint64_t>(maxQueued_)) {
+    // ZeroMQ's writer sees the queue drain only in steps, so "fewer
+    // outstanding" counts only once no reply came for a while.
+    const kj::Duration silent = timer_.now() - lastReply_;
+    if (outstanding_ < static_cast<uint64_t>(maxQueued_) && silent >= kDroppedAfter) {
       reset(
           fmt::format("could not queue a request with {} outstanding (the connection was "
                       "dropped, e.g. for a message over {} bytes)",

@@ -97,9 +97,10 @@ Result<wire::UnitReply::Reader> replyOf(UnitCallResult& call, const std::string&
 // A broken channel mends itself. ZeroMQ gives up on a connection for good
 // when the peer breaks the protocol (a frame over ZMQ_MAXMSGSIZE, say):
 // every later send fails at once. A send that fails while fewer requests
-// are outstanding than the queue holds can only mean that, so the channel
-// then opens a new socket, logs it and counts it (resets()); so it does when
-// the queue stays full with no reply for kStuckResetAfter. Requests waiting
+// are outstanding than the queue holds, with no reply for kDroppedAfter,
+// means that, so the channel then opens a new socket, logs it and counts it
+// (resets()); so it does when the queue stays full with no reply for
+// kStuckResetAfter. Requests waiting
 // on the old socket resolve to `unavailable`.
 class UnitChannel {
  public:
@@ -149,7 +150,10 @@ class UnitChannel {
   };
   const Health& health() const { return health_; }
 
-  // A full queue with no reply for this long is treated as broken too.
+  // A send that fails with fewer requests outstanding than the queue holds
+  // means a dropped connection once no reply came for this long...
+  static constexpr kj::Duration kDroppedAfter = 1 * kj::SECONDS;
+  // ... and a full queue with no reply for this long is treated as broken too.
   static constexpr kj::Duration kStuckResetAfter = 5 * kj::SECONDS;
 
  private:
