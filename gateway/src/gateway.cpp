@@ -37,9 +37,7 @@ std::optional<std::string> GatewayOptions::validate() const {
   if (!httpListen.empty()) {
     if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
   }
-  if (maxConnections > 10'000'000) {
-    return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
-  }
+  if (auto e = transport::checkMaxConnections(maxConnections)) return e;
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }

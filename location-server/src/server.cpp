@@ -33,9 +33,7 @@ std::optional<std::string> ServerOptions::validate() const {
   if (!httpListen.empty()) {
     if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
   }
-  if (maxConnections > 10'000'000) {
-    return fmt::format("--max-connections {} is more than any machine holds", maxConnections);
-  }
+  if (auto e = transport::checkMaxConnections(maxConnections)) return e;
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
   }

@@ -30,6 +30,14 @@ size_t defaultMaxConnections() {
   return fds > 2 * kReservedFds ? fds - kReservedFds : std::max<size_t>(fds / 2, 1);
 }
 
+std::optional<std::string> checkMaxConnections(size_t maxConnections) {
+  constexpr size_t kMost = 10'000'000;
+  if (maxConnections <= kMost) return std::nullopt;
+  // A negative value arrives wrapped around: name the range, not the number.
+  return fmt::format("--max-connections must be in 0..{} (0 = the descriptor limit less {})", kMost,
+                     kReservedFds);
+}
+
 ConnectionLimit::ConnectionLimit(size_t max) : max_(max) {
   KJ_REQUIRE(max >= 1, "a connection limit needs room for one", max);
   maxGauge_.set(static_cast<double>(max));

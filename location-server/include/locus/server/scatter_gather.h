@@ -98,7 +98,7 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
     std::vector<QueryResult> results;
     std::optional<Error> refused;
   };
-  static Parts resultsOf(Replies& replies, const std::string& what, size_t index, size_t batch);
+  Parts resultsOf(Replies& replies, const std::string& what, size_t index, size_t batch) const;
 
   // A reduced answer or why there is none. (Not a Result: inside KJ's
   // promise machinery GCC 12 takes the std::variant for uninitialized.)

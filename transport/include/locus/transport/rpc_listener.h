@@ -24,6 +24,8 @@ namespace locus::transport {
 // the limit refuses connections cleanly before accept() runs out.
 inline constexpr size_t kReservedFds = 128;
 size_t defaultMaxConnections();
+// Why `maxConnections` (the --max-connections flag) cannot work, or nothing.
+std::optional<std::string> checkMaxConnections(size_t maxConnections);
 
 // How many client connections are open over all of a daemon's listeners,
 // and how many may be. Thread-affinity: the event loop's thread; open() and
