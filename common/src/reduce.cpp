@@ -4,14 +4,17 @@
 #include <cmath>
 #include <iterator>
 #include <limits>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 namespace locus {
 namespace {
 
-// The hits of all parts, one per id (the newest tsMs wins; equal tsMs keeps
-// the nearer, then the first part's), ordered by `less` and cut to `keep`;
-// and how many duplicates were dropped.
+// The slow path, for parts that share ids: the hits of all parts, one per
+// id (the newest tsMs wins; equal tsMs keeps the nearer, then the first
+// part's), ordered by `less` and cut to `keep`; and how many duplicates
+// were dropped.
 //
 // Works on pointers: a Hit (an id string and seven numbers) is moved once,
 // into the answer, instead of through a stable sort by id and a second sort
@@ -58,11 +61,65 @@ std::pair<std::vector<Hit>, uint64_t> uniqueOrderedCut(std::vector<QueryResult>&
   return {std::move(out), duplicates};
 }
 
+bool sharesIds(const std::vector<QueryResult>& parts, size_t total) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(total);
+  for (const QueryResult& p : parts) {
+    for (const Hit& h : p.hits) {
+      if (!seen.insert(h.id).second) return true;
+    }
+  }
+  return false;
+}
+
+// The parts' hits ordered by `less` and cut to `keep`, and how many
+// duplicate ids were dropped. Units send their parts already in order and
+// own disjoint ids, so this is a k-way merge that stops at `keep`; a part
+// out of order is sorted first, and parts that share an id (a stale copy
+// during resharding) take the slow path above.
+template <typename Less>
+std::pair<std::vector<Hit>, uint64_t> mergeOrdered(std::vector<QueryResult>& parts, size_t keep,
+                                                   Less less) {
+  size_t total = 0;
+  for (QueryResult& p : parts) {
+    total += p.hits.size();
+    if (!std::is_sorted(p.hits.begin(), p.hits.end(), less))
+      std::sort(p.hits.begin(), p.hits.end(), less);
+  }
+  if (sharesIds(parts, total)) return uniqueOrderedCut(parts, keep, less);
+
+  struct Cursor {
+    Hit* at;
+    Hit* end;
+  };
+  std::vector<Cursor> heap;
+  heap.reserve(parts.size());
+  for (QueryResult& p : parts) {
+    if (!p.hits.empty()) heap.push_back(Cursor{p.hits.data(), p.hits.data() + p.hits.size()});
+  }
+  // std::*_heap keep the greatest first: invert `less` for the nearest.
+  const auto later = [&less](const Cursor& a, const Cursor& b) { return less(*b.at, *a.at); };
+  std::make_heap(heap.begin(), heap.end(), later);
+  std::vector<Hit> out;
+  out.reserve(std::min(keep, total));
+  while (out.size() < keep && !heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    Cursor& next = heap.back();
+    out.push_back(std::move(*next.at));
+    if (++next.at == next.end) {
+      heap.pop_back();
+    } else {
+      std::push_heap(heap.begin(), heap.end(), later);
+    }
+  }
+  return {std::move(out), 0};
+}
+
 }  // namespace
 
 QueryResult mergeNearest(std::vector<QueryResult> parts, uint32_t k) {
   QueryResult out;
-  out.hits = uniqueOrderedCut(parts, k, nearerThan).first;
+  out.hits = mergeOrdered(parts, k, nearerThan).first;
   out.count = out.hits.size();
   return out;
 }
@@ -70,8 +127,8 @@ QueryResult mergeNearest(std::vector<QueryResult> parts, uint32_t k) {
 QueryResult unionArea(std::vector<QueryResult> parts, uint32_t limit, bool byDistance) {
   const uint64_t counted = sumCounts(parts);
   const size_t keep = limit == 0 ? std::numeric_limits<size_t>::max() : limit;
-  auto [hits, duplicates] = byDistance ? uniqueOrderedCut(parts, keep, nearerThan)
-                                       : uniqueOrderedCut(parts, keep, idBefore);
+  auto [hits, duplicates] =
+      byDistance ? mergeOrdered(parts, keep, nearerThan) : mergeOrdered(parts, keep, idBefore);
   QueryResult out;
   out.count = counted >= duplicates ? counted - duplicates : 0;
   out.hits = std::move(hits);

@@ -2,9 +2,10 @@
 // units into one answer, exactly as one unit holding all the data would.
 //
 // Units own disjoint ids, so each unit's top-k / limit-cut list suffices for
-// the global one. Should an id appear in more than one part (a stale copy
-// during resharding or from a replica), the copy with the newest tsMs wins
-// and the duplicate is taken off the total count.
+// the global one; each unit sends its part in the answer's order, so the
+// parts are merged, not re-sorted. Should an id appear in more than one
+// part (a stale copy during resharding or from a replica), the copy with
+// the newest tsMs wins and the duplicate is taken off the total count.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,7 @@
 namespace locus {
 
 // The global k nearest, ordered by (distance, id). Each part holds one
-// unit's k nearest in any order.
+// unit's k nearest, best in that order (a part out of order costs a sort).
 QueryResult mergeNearest(std::vector<QueryResult> parts, uint32_t k);
 
 // The union of area answers. `byDistance` orders by (distance, id) as for
