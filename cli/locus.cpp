@@ -1,11 +1,8 @@
 // locus: the command-line client of a Locus cluster. Asks the server's
 // LocationService over Cap'n Proto RPC and prints exactly one JSON object on
 // stdout; on failure {"error":"..."} on stderr and a non-zero exit.
-#include <capnp/ez-rpc.h>
 #include <fmt/format.h>
 #include <httplib.h>
-#include <kj/async-io.h>
-#include <kj/timer.h>
 
 #include <fstream>
 #include <iostream>
@@ -14,7 +11,7 @@
 
 #include "geojson.h"
 #include "local.h"
-#include "locus.capnp.h"
+#include "locus/client/query_client.h"
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
 #include "locus/common/log.h"
@@ -63,37 +60,27 @@ int checkHealth(const std::string& address, const std::string& path) {
   return res->status == 200 ? 0 : 1;
 }
 
-// The JSON of a QueryResult as the SPEC prints it, or the error the server
-// returned instead.
-template <typename Response>
-int printResult(Response response, bool requireComplete) {
-  if (response.hasError()) return fail(readError(response.getError()).message);
-  auto r = response.getResult();
-  const auto shards = r.getShards();
-  std::cout << toJson(readQueryResult(r), Coverage{shards.getTotal(), shards.getAnswered()},
-                      r.getTookUs())
-                   .dump()
-            << "\n";
-  if (r.getPartial())
-    return partialAnswer(shards.getAnswered(), shards.getTotal(), requireComplete);
+// Prints an answer as the SPEC shows it, or the error the server returned
+// instead; returns the exit status.
+int printAnswer(const Result<client::Answer>& answer, bool requireComplete) {
+  if (!answer) return fail(answer.error().message);
+  std::cout << toJson(answer->result, answer->shards, answer->tookUs).dump() << "\n";
+  if (answer->partial)
+    return partialAnswer(answer->shards.answered, answer->shards.total, requireComplete);
   return 0;
 }
 
-template <typename Response>
-int printStats(Response response, bool requireComplete) {
-  if (response.hasError()) return fail(readError(response.getError()).message);
-  auto stats = response.getStats();
+int printStats(const Result<client::StatsAnswer>& stats, bool requireComplete) {
+  if (!stats) return fail(stats.error().message);
   json units = json::array();
-  for (auto u : stats.getUnits()) units.push_back(toJson(readUnitStats(u)));
-  const auto shards = stats.getShards();
+  for (const auto& u : stats->units) units.push_back(toJson(u));
+  const Coverage& shards = stats->shards;
   std::cout << json{{"units", std::move(units)},
-                    {"partial", shards.getAnswered() < shards.getTotal()},
-                    {"shards", {{"total", shards.getTotal()}, {"answered", shards.getAnswered()}}}}
+                    {"partial", stats->partial()},
+                    {"shards", {{"total", shards.total}, {"answered", shards.answered}}}}
                    .dump()
             << "\n";
-  if (shards.getAnswered() < shards.getTotal()) {
-    return partialAnswer(shards.getAnswered(), shards.getTotal(), requireComplete);
-  }
+  if (stats->partial()) return partialAnswer(shards.answered, shards.total, requireComplete);
   return 0;
 }
 
@@ -108,31 +95,51 @@ Result<std::string> readAll(const std::string& path) {
   return text.str();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"locus: ask a Locus cluster who is near"};
+// Every command and flag of `locus`, bound to one set of variables.
+struct Commands {
   std::string server = "127.0.0.1:7800";
   std::string gateway = "127.0.0.1:7700";
+  bool requireComplete = false;
+  cli::QueryCommands q;
+  AreaQuery polygonQuery;
+  std::string geojsonPath;
+  CLI::App* polygonCmd = nullptr;
+  cli::LocalOptions local;
+  CLI::App* localCmd = nullptr;
+  std::string healthAddress;
+  bool live = false;
+  CLI::App* healthCmd = nullptr;
+  std::string sendPath = "-";
+  CLI::App* sendCmd = nullptr;
+
+  void addTo(CLI::App& app);
+  void addLocal(CLI::App& app);
+};
+
+void Commands::addTo(CLI::App& app) {
   addFlag(app, "--server", server, "the location server, HOST:PORT");
   addFlag(app, "--gateway", gateway, "the gateway's Cap'n Proto port, HOST:PORT (for send)");
-  bool requireComplete = false;
   app.add_flag("--require-complete", requireComplete,
                "exit 2 when an answer is partial (some unit did not answer in time)")
       ->envname(envNameForFlag("--require-complete"));
   app.require_subcommand(1);
   app.fallthrough();  // --server / --gateway may follow the command too
 
-  cli::QueryCommands q;
   cli::addQueryCommands(app, q, "per unit: name, devices, reports, queries");
-  AreaQuery polygonQuery;
-  std::string geojsonPath;
-  auto* polygonCmd = app.add_subcommand("polygon", "devices inside a GeoJSON Polygon");
+  polygonCmd = app.add_subcommand("polygon", "devices inside a GeoJSON Polygon");
   polygonCmd->add_option("--geojson", geojsonPath, "FILE, or - for stdin")->required();
   cli::addAreaFlags(polygonCmd, polygonQuery);
+  addLocal(app);
+  healthCmd =
+      app.add_subcommand("health", "a daemon's /readyz (exit 0 when ready), for health checks");
+  healthCmd->add_option("address", healthAddress, "HOST:PORT of its --http-listen")->required();
+  healthCmd->add_flag("--live", live, "ask /healthz (alive) instead of /readyz (ready)");
+  sendCmd = app.add_subcommand("send", "stream NDJSON reports to the gateway");
+  sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
+}
 
-  cli::LocalOptions local;
-  auto* localCmd = app.add_subcommand("local", "run a whole cluster in this process");
+void Commands::addLocal(CLI::App& app) {
+  localCmd = app.add_subcommand("local", "run a whole cluster in this process");
   localCmd->add_option("--units", local.units, "location units")->capture_default_str();
   localCmd
       ->add_option("--simulate", local.simulate, "simulated devices moving in the city (0 = none)")
@@ -147,16 +154,68 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   localCmd->add_option("--timeout-ms", local.timeoutMs, "per-query deadline for the units")
       ->capture_default_str();
-  std::string healthAddress;
-  bool live = false;
-  auto* healthCmd =
-      app.add_subcommand("health", "a daemon's /readyz (exit 0 when ready), for health checks");
-  healthCmd->add_option("address", healthAddress, "HOST:PORT of its --http-listen")->required();
-  healthCmd->add_flag("--live", live, "ask /healthz (alive) instead of /readyz (ready)");
-  std::string sendPath = "-";
-  auto* sendCmd = app.add_subcommand("send", "stream NDJSON reports to the gateway");
-  sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
+}
 
+// The query the command line asks, checked before anything touches the
+// network: nothing when the command is not a query, else the area query
+// (radius, box, polygon) or null for nearest/get/stats.
+Result<AreaQuery*> checkQuery(Commands& c) {
+  if (*c.q.nearestCmd) {
+    if (auto e = validate(c.q.nearest)) return badRequest(*e);
+  }
+  AreaQuery* area = c.q.area();
+  if (*c.polygonCmd) {
+    auto text = readAll(c.geojsonPath);
+    if (!text) return text.error();
+    auto polygon = cli::polygonFromGeoJson(*text);
+    if (!polygon) return polygon.error();
+    (area = &c.polygonQuery)->area = std::move(*polygon);
+  }
+  if (area) {
+    if (auto e = validate(*area)) return badRequest(*e);
+  }
+  if (*c.q.getCmd) {
+    if (auto e = validateId(c.q.id)) return badRequest(*e);
+  }
+  return area;
+}
+
+int runSend(const Commands& c) {
+  std::ifstream file;
+  if (c.sendPath != "-") {
+    file.open(c.sendPath);
+    if (!file) return fail("cannot read " + c.sendPath);
+  }
+  try {
+    const auto summary =
+        cli::sendReports(c.sendPath == "-" ? std::cin : file, c.gateway, std::cerr);
+    std::cout << summary.dump() << "\n";
+    return summary["rejected"].get<uint64_t>() == 0 ? 0 : 1;
+  } catch (const kj::Exception& e) {
+    return fail("cannot send to the gateway at " + c.gateway + ": " + e.getDescription().cStr());
+  }
+}
+
+int runQuery(Commands& c, AreaQuery* area) {
+  try {
+    client::QueryClient server(c.server, kCallTimeout);
+    if (*c.q.nearestCmd) return printAnswer(server.nearest(c.q.nearest), c.requireComplete);
+    if (area) return printAnswer(server.within(*area), c.requireComplete);
+    if (*c.q.getCmd) return printAnswer(server.get(c.q.id), c.requireComplete);
+    if (*c.q.statsCmd) return printStats(server.stats(), c.requireComplete);
+  } catch (const kj::Exception& e) {
+    return fail("cannot get an answer from the server at " + c.server + ": " +
+                e.getDescription().cStr());
+  }
+  return fail("unknown command");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"locus: ask a Locus cluster who is near"};
+  Commands c;
+  c.addTo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -164,77 +223,18 @@ int main(int argc, char** argv) {
     return fail(e.what());
   }
 
-  // Check arguments here too, so a bad one never needs the network.
-  if (*q.nearestCmd) {
-    if (auto e = validate(q.nearest)) return fail(*e);
-  }
-  AreaQuery* area = q.area();
-  if (*polygonCmd) {
-    auto text = readAll(geojsonPath);
-    if (!text) return fail(text.error().message);
-    auto polygon = cli::polygonFromGeoJson(*text);
-    if (!polygon) return fail(polygon.error().message);
-    (area = &polygonQuery)->area = std::move(*polygon);
-  }
-  if (area) {
-    if (auto e = validate(*area)) return fail(*e);
-  }
-  if (*q.getCmd) {
-    if (auto e = validateId(q.id)) return fail(*e);
-  }
-
-  if (*healthCmd) {
-    if (auto e = transport::checkListen("address", healthAddress, "127.0.0.1:7880"))
+  auto area = checkQuery(c);
+  if (!area) return fail(area.error().message);
+  if (*c.healthCmd) {
+    if (auto e = transport::checkListen("address", c.healthAddress, "127.0.0.1:7880"))
       return fail(*e);
-    return checkHealth(healthAddress, live ? "/healthz" : "/readyz");
+    return checkHealth(c.healthAddress, c.live ? "/healthz" : "/readyz");
   }
-  if (*localCmd) {
-    if (auto e = local.validate()) return fail(*e);
+  if (*c.localCmd) {
+    if (auto e = c.local.validate()) return fail(*e);
     initLogging("locus-local");
-    return cli::runLocal(local);
+    return cli::runLocal(c.local);
   }
-  if (*sendCmd) {
-    std::ifstream file;
-    if (sendPath != "-") {
-      file.open(sendPath);
-      if (!file) return fail("cannot read " + sendPath);
-    }
-    try {
-      const auto summary = cli::sendReports(sendPath == "-" ? std::cin : file, gateway, std::cerr);
-      std::cout << summary.dump() << "\n";
-      return summary["rejected"].get<uint64_t>() == 0 ? 0 : 1;
-    } catch (const kj::Exception& e) {
-      return fail("cannot send to the gateway at " + gateway + ": " + e.getDescription().cStr());
-    }
-  }
-
-  try {
-    capnp::EzRpcClient client(server);
-    auto service = client.getMain<wire::LocationService>();
-    auto& waitScope = client.getWaitScope();
-    auto& timer = client.getIoProvider().getTimer();
-    const auto wait = [&](auto promise) {
-      return timer.timeoutAfter(kCallTimeout, kj::mv(promise)).wait(waitScope);
-    };
-    if (*q.nearestCmd) {
-      auto request = service.nearestRequest();
-      writeNearestQuery(q.nearest, request.initQuery());
-      return printResult(wait(request.send()), requireComplete);
-    }
-    if (area) {
-      auto request = service.withinRequest();
-      writeAreaQuery(*area, request.initQuery());
-      return printResult(wait(request.send()), requireComplete);
-    }
-    if (*q.getCmd) {
-      auto request = service.getRequest();
-      request.setId(q.id);
-      return printResult(wait(request.send()), requireComplete);
-    }
-    if (*q.statsCmd) return printStats(wait(service.statsRequest().send()), requireComplete);
-  } catch (const kj::Exception& e) {
-    return fail("cannot get an answer from the server at " + server + ": " +
-                e.getDescription().cStr());
-  }
-  return fail("unknown command");
+  if (*c.sendCmd) return runSend(c);
+  return runQuery(c, *area);
 }

@@ -1,76 +1,63 @@
 #include "send.h"
 
-#include <capnp/ez-rpc.h>
-#include <kj/async-io.h>
-#include <kj/timer.h>
-
 #include <chrono>
-#include <deque>
 #include <istream>
 #include <ostream>
+#include <vector>
 
-#include "locus.capnp.h"
+#include "locus/client/ingest_client.h"
 #include "locus/common/report_json.h"
 #include "locus/common/wire.h"
 
 namespace locus::cli {
 namespace {
 
-constexpr size_t kBatchReports = 1000;
-constexpr size_t kCallsInFlight = 8;
 constexpr size_t kMaxErrorsShown = 100;
 constexpr uint64_t kProgressEveryLines = 100'000;
-constexpr auto kCallTimeout = 60 * kj::SECONDS;
 
-// One batch on its way: the gateway's per-item rejections carry indexes into
-// the batch, which map back to input line numbers.
-struct InFlight {
-  kj::Promise<capnp::Response<wire::Ingest::ReportResults>> reply;
-  std::vector<uint64_t> lines;
+// What `locus send` prints: counts, and the first errors by input line.
+class Summary {
+ public:
+  void sent() { ++sent_; }
+  uint64_t sentSoFar() const { return sent_; }
+  void accepted(uint64_t n) { accepted_ += n; }
+  void rejected(uint64_t line, const std::string& message) {
+    ++rejected_;
+    if (errors_.size() < kMaxErrorsShown) errors_.push_back({{"line", line}, {"error", message}});
+  }
+  nlohmann::ordered_json json() const {
+    return {{"sent", sent_}, {"accepted", accepted_}, {"rejected", rejected_}, {"errors", errors_}};
+  }
+
+ private:
+  uint64_t sent_ = 0, accepted_ = 0, rejected_ = 0;
+  nlohmann::ordered_json errors_ = nlohmann::ordered_json::array();
 };
 
 }  // namespace
 
 nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
                                    std::ostream& progress) {
-  capnp::EzRpcClient client(gateway);
-  auto ingest = client.getMain<wire::Ingest>();
-  auto& waitScope = client.getWaitScope();
-  auto& timer = client.getIoProvider().getTimer();
-
-  uint64_t sent = 0, accepted = 0, rejected = 0;
-  nlohmann::ordered_json errors = nlohmann::ordered_json::array();
-  const auto noteError = [&](uint64_t line, const std::string& message) {
-    ++rejected;
-    if (errors.size() < kMaxErrorsShown) errors.push_back({{"line", line}, {"error", message}});
-  };
-
-  std::deque<InFlight> inFlight;
-  const auto settleOldest = [&] {
-    InFlight call = kj::mv(inFlight.front());
-    inFlight.pop_front();
-    auto response = timer.timeoutAfter(kCallTimeout, kj::mv(call.reply)).wait(waitScope);
-    const BatchOutcome outcome = readBatchOutcome(response.getResult());
-    accepted += outcome.accepted;
-    for (const auto& [index, reason] : outcome.rejected) {
-      noteError(index < call.lines.size() ? call.lines[index] : 0, reason);
-    }
-  };
-
+  client::IngestClient ingest(gateway);
+  Summary summary;
   std::vector<OwnedReport> batch;
-  std::vector<uint64_t> batchLines;
+  std::vector<uint64_t> batchLines;  // the input line of each report in the batch
   bool anySent = false;
   const auto flush = [&] {
-    if (batch.empty()) return;
-    auto request = ingest.reportRequest();
-    auto out = request.initBatch().initReports(static_cast<unsigned>(batch.size()));
-    for (size_t i = 0; i < batch.size(); ++i)
-      writeReport(batch[i].view(), out[static_cast<unsigned>(i)]);
-    inFlight.push_back(InFlight{request.send(), kj::mv(batchLines)});
+    if (batch.empty() && anySent) return;
+    // The gateway's rejections carry indexes into the batch: map them back
+    // to input lines.
+    ingest.send(
+        batch.size(),
+        [&](size_t i, wire::Report::Builder out) { writeReport(batch[i].view(), out); },
+        [&summary, lines = std::move(batchLines)](const BatchOutcome& outcome) {
+          summary.accepted(outcome.accepted);
+          for (const auto& [index, reason] : outcome.rejected)
+            summary.rejected(index < lines.size() ? lines[index] : 0, reason);
+        });
     anySent = true;
     batch.clear();
     batchLines = {};
-    if (inFlight.size() >= kCallsInFlight) settleOldest();
   };
 
   const auto started = std::chrono::steady_clock::now();
@@ -80,31 +67,27 @@ nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
     ++lineNo;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines carry nothing
-    ++sent;
-    auto report = parseReportLine(line);
-    if (!report) {
-      noteError(lineNo, report.error().message);
+    summary.sent();
+    if (auto report = parseReportLine(line); !report) {
+      summary.rejected(lineNo, report.error().message);
     } else {
       batch.push_back(std::move(*report));
       batchLines.push_back(lineNo);
-      if (batch.size() >= kBatchReports) flush();
+      if (batch.size() >= client::kBatchReports) flush();
     }
-    if (sent % kProgressEveryLines == 0) {
+    if (summary.sentSoFar() % kProgressEveryLines == 0) {
       const double s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      progress << "locus send: " << sent << " lines, " << static_cast<uint64_t>(sent / s)
-               << " lines/s\n";
+      progress << "locus send: " << summary.sentSoFar() << " lines, "
+               << static_cast<uint64_t>(summary.sentSoFar() / s) << " lines/s\n";
     }
   }
+  // The last batch; with nothing valid to send, an empty one still proves
+  // the gateway is there, so an unreachable one is reported the same way
+  // every time.
   flush();
-  if (!anySent) {
-    // Nothing valid to send: an empty batch still proves the gateway is
-    // there, so an unreachable one is reported the same way every time.
-    batch.clear();
-    inFlight.push_back(InFlight{ingest.reportRequest().send(), {}});
-  }
-  while (!inFlight.empty()) settleOldest();
-  return {{"sent", sent}, {"accepted", accepted}, {"rejected", rejected}, {"errors", errors}};
+  ingest.flush();
+  return summary.json();
 }
 
 }  // namespace locus::cli

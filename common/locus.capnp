@@ -191,9 +191,9 @@ struct UnitRequest {
   requestId @0 :UInt64;
   union {
     apply @1 :ReportBatch;   # store these positions
-    query @2 :Query;
-    # One query, answered with `result`, `stats` or `error`. Still served
-    # for older peers; every Locus sender now uses `queries`.
+    obsoleteQuery @2 :Query;
+    # Retired (one query, answered with a bare result): kept only so that
+    # the ordinals stay put. Units refuse it with `error`.
     queries @3 :List(Query);
     # The one query shape: one or more queries in one frame, answered in
     # one reply (`answers`, same order, one answer each). The server sends
@@ -202,17 +202,18 @@ struct UnitRequest {
     # costs (a wake-up, a receive, a send) once per turn rather than once
     # per query; get and stats travel as a list of one. At most
     # kMaxQueriesPerRequest (common/wire.h) entries, and at most kMaxResults
-    # hits in all (common/query.h) so that the reply fits a frame. A malformed entry refuses the whole request
-    # (`error`); a query a unit refuses (bad arguments, unknown id) gets its
-    # own `error` answer and the others are answered.
+    # hits in all (common/query.h) so that the reply fits a frame. A
+    # malformed entry refuses the whole request (`error`); a query a unit
+    # refuses (bad arguments, unknown id) gets its own `error` answer and
+    # the others are answered.
   }
 }
 
 struct QueryAnswer {
   # The answer to one entry of `UnitRequest.queries`.
   union {
-    result @0 :QueryResult;  # as UnitReply.result
-    stats @1 :UnitStats;     # as UnitReply.stats
+    result @0 :QueryResult;  # answer to a nearest/within/get query
+    stats @1 :UnitStats;     # answer to a stats query
     error @2 :Error;         # this query was not acted upon
   }
 }
@@ -221,8 +222,9 @@ struct UnitReply {
   requestId @0 :UInt64;      # as in the request; 0 if the request was unreadable
   union {
     applied @1 :BatchResult; # answer to `apply`
-    result @2 :QueryResult;  # answer to a nearest/within/get query
-    stats @3 :UnitStats;     # answer to a stats query
+    obsoleteResult @2 :QueryResult;
+    obsoleteStats @3 :UnitStats;
+    # Retired with UnitRequest.obsoleteQuery; never sent.
     error @4 :Error;         # the request was not acted upon
     answers @5 :List(QueryAnswer);
     # Answer to `queries`: one per query, in the request's order.

@@ -107,11 +107,8 @@ class UnitService::Handler {
     writeBatchOutcome(outcome, reply.initApplied());
   }
 
-  // `Reply` is wire::UnitReply::Builder (a single query) or
-  // wire::QueryAnswer::Builder (one entry of a batch): both have
-  // initResult/initStats/initError.
-  template <typename Reply>
-  void query(wire::Query::Reader query, Reply reply) {
+  // Answers one entry of a request's `queries`.
+  void query(wire::Query::Reader query, wire::QueryAnswer::Builder reply) {
     const auto started = std::chrono::steady_clock::now();
     ++s_.counters_.queriesServed;
     switch (query.which()) {
@@ -155,9 +152,8 @@ class UnitService::Handler {
   }
 
  private:
-  template <typename Reply>
   void answer(QueryKind kind, const QueryResult& result,
-              std::chrono::steady_clock::time_point started, Reply reply) {
+              std::chrono::steady_clock::time_point started, wire::QueryAnswer::Builder reply) {
     auto out = reply.initResult();
     writeQueryResult(result, out);
     out.initShards().setTotal(1);
@@ -215,8 +211,9 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
         case wire::UnitRequest::APPLY:
           handler.apply(request.getApply(), reply);
           break;
-        case wire::UnitRequest::QUERY:
-          handler.query(request.getQuery(), reply);
+        case wire::UnitRequest::OBSOLETE_QUERY:
+          writeError(badRequest("the single-query request is retired: send `queries`"),
+                     reply.initError());
           break;
         case wire::UnitRequest::QUERIES: {
           const auto queries = request.getQueries();

@@ -7,13 +7,14 @@
 #include <regex>
 #include <string>
 
-#include "support/command.h"
-#include "support/process.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/command.h"
+#include "locus/testkit/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-const std::string kBin = LOCUS_BIN_DIR;
+const std::string kBin = locus::testkit::binDir();
 
 struct Outcome {
   int code = -1;
@@ -22,11 +23,11 @@ struct Outcome {
 
 // Runs `locus health ARGS` (bounded) and returns its exit code and output.
 Outcome health(const std::string& args) {
-  const auto run = locus::test::runCommand(kBin + "/locus health " + args);
+  const auto run = locus::testkit::runCommand(kBin + "/locus health " + args);
   return {run.code, run.out + run.err};
 }
 
-std::string httpAddressOf(locus::test::ChildProcess& daemon) {
+std::string httpAddressOf(locus::testkit::ChildProcess& daemon) {
   const auto bound = daemon.waitForStderr(std::regex(R"(http listening on ([0-9.]+:[0-9]+))"), 5s);
   INFO(daemon.stderrText());
   REQUIRE(bound);
@@ -35,7 +36,7 @@ std::string httpAddressOf(locus::test::ChildProcess& daemon) {
 
 TEST_CASE("locus health follows a server's readiness", "[cli][http]") {
   // A server whose only unit does not exist: alive, never ready.
-  locus::test::ChildProcess server(
+  locus::testkit::ChildProcess server(
       kBin + "/locus-server",
       {"--units", "tcp://127.0.0.1:1", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"});
   const std::string address = httpAddressOf(server);
@@ -52,8 +53,8 @@ TEST_CASE("locus health follows a server's readiness", "[cli][http]") {
 }
 
 TEST_CASE("locus health says ready for a serving unit", "[cli][http]") {
-  locus::test::ChildProcess unit(kBin + "/locus-unit",
-                                 {"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:0"});
+  locus::testkit::ChildProcess unit(
+      kBin + "/locus-unit", {"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:0"});
   const Outcome ready = health(httpAddressOf(unit));
   CHECK(ready.code == 0);
   CHECK(nlohmann::json::parse(ready.out)["ready"] == true);

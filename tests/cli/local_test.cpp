@@ -12,12 +12,13 @@
 #include <regex>
 #include <string>
 
-#include "support/process.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-const std::string kBin = LOCUS_BIN_DIR;
+const std::string kBin = locus::testkit::binDir();
 
 // Runs a shell command (bounded by `timeout`) and returns its stdout.
 std::string run(const std::string& command) {
@@ -55,7 +56,7 @@ std::string talk(const std::string& address, const std::string& text, int lines)
 }
 
 TEST_CASE("locus local answers a nearest query within seconds of starting", "[local]") {
-  locus::test::ChildProcess local(
+  locus::testkit::ChildProcess local(
       kBin + "/locus",
       {"local", "--units", "3", "--simulate", "20000", "--rate", "5000", "--gateway-listen",
        "127.0.0.1:0", "--text-listen", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
@@ -106,7 +107,7 @@ TEST_CASE("locus local answers a nearest query within seconds of starting", "[lo
 }
 
 TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
-  locus::test::ChildProcess bad(kBin + "/locus", {"local", "--units", "0"});
+  locus::testkit::ChildProcess bad(kBin + "/locus", {"local", "--units", "0"});
   auto status = bad.waitExit(10s);
   REQUIRE(status);
   CHECK(status->code != 0);
@@ -122,7 +123,7 @@ TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
   socklen_t len = sizeof addr;
   REQUIRE(getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   const std::string busy = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  locus::test::ChildProcess clash(
+  locus::testkit::ChildProcess clash(
       kBin + "/locus", {"local", "--units", "1", "--server-listen", busy, "--gateway-listen",
                         "127.0.0.1:0", "--text-listen", "127.0.0.1:0"});
   status = clash.waitExit(10s);

@@ -7,24 +7,25 @@
 #include <regex>
 #include <string>
 
-#include "support/command.h"
-#include "support/process.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/command.h"
+#include "locus/testkit/process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-const std::string kBin = LOCUS_BIN_DIR;
+const std::string kBin = locus::testkit::binDir();
 
 // Runs `ENV locus --server SERVER ARGS` (bounded).
-locus::test::CommandOutcome locus(const std::string& env, const std::string& server,
-                                  const std::string& args) {
-  return locus::test::runCommand((env.empty() ? "" : "env " + env + " ") + kBin +
-                                 "/locus --server " + server + " " + args);
+locus::testkit::CommandOutcome locus(const std::string& env, const std::string& server,
+                                     const std::string& args) {
+  return locus::testkit::runCommand((env.empty() ? "" : "env " + env + " ") + kBin +
+                                    "/locus --server " + server + " " + args);
 }
 
 TEST_CASE("locus says a partial answer on stderr and fails it on request", "[cli]") {
   // The server's only unit does not exist: every answer is partial.
-  locus::test::ChildProcess server(
+  locus::testkit::ChildProcess server(
       kBin + "/locus-server",
       {"--units", "tcp://127.0.0.1:1", "--listen", "127.0.0.1:0", "--timeout-ms", "50"});
   const auto bound = server.waitForStderr(std::regex(R"(listening on ([0-9.]+:[0-9]+))"), 5s);

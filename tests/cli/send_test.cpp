@@ -7,9 +7,11 @@
 #include <fstream>
 #include <string>
 
+#include "locus/testkit/cluster.h"
+
 namespace {
 
-const std::string kBin = LOCUS_BIN_DIR;
+const std::string kBin = locus::testkit::binDir();
 
 // Runs the command `shell` (bounded) and returns its stdout and stderr, then "#<exit code>".
 std::string run(const std::string& shell) {

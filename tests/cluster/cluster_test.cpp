@@ -4,13 +4,9 @@
 // scan; stale reports change nothing; the server restarts mid-stream without
 // the units; a unit killed with SIGKILL makes answers partial, in time; and
 // every role's /healthz, /readyz and /metrics tell an operator so.
-#include "support/cluster.h"
+#include "locus/testkit/cluster.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -20,113 +16,40 @@
 #include <string>
 #include <vector>
 
+#include "locus/client/ingest_client.h"
 #include "locus/common/report_json.h"
 #include "locus/common/shard.h"
-#include "support/brute_force.h"
-#include "support/compare.h"
-#include "support/http.h"
+#include "locus/testkit/brute_force.h"
+#include "locus/testkit/compare.h"
+#include "locus/testkit/http.h"
+#include "locus/testkit/line_client.h"
 
-namespace locus::test {
+namespace locus {
 namespace {
 
-using testing::BruteForce;
+using namespace testkit;
 
 constexpr uint32_t kUnits = 4;
 
-// A device connection on the NDJSON port: sends lines, reads one reply each.
-class TextClient {
- public:
-  explicit TextClient(const std::string& address) {
-    const auto colon = address.rfind(':');
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd_ >= 0);
-    timeval tv{5, 0};  // every read is bounded
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-    inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~TextClient() { close(fd_); }
-
-  // Sends every line and returns the replies, one per line, in order.
-  std::vector<std::string> exchange(const std::vector<std::string>& lines) {
-    std::string out;
-    for (const auto& l : lines) out += l + "\n";
-    for (size_t sent = 0; sent < out.size();) {
-      const ssize_t n = write(fd_, out.data() + sent, out.size() - sent);
-      REQUIRE(n > 0);
-      sent += static_cast<size_t>(n);
-    }
-    std::vector<std::string> replies;
-    while (replies.size() < lines.size()) {
-      const auto nl = buffer_.find('\n');
-      if (nl != std::string::npos) {
-        replies.push_back(buffer_.substr(0, nl));
-        buffer_.erase(0, nl + 1);
-        continue;
-      }
-      char chunk[65536];
-      const ssize_t n = read(fd_, chunk, sizeof chunk);
-      REQUIRE(n > 0);  // a timeout or a closed connection fails the test
-      buffer_.append(chunk, static_cast<size_t>(n));
-    }
-    return replies;
-  }
-
- private:
-  int fd_ = -1;
-  std::string buffer_;
+// The whole cluster, as a user starts it.
+struct FullCluster : SpawnedCluster {
+  explicit FullCluster(Http http = Http::kOff) : SpawnedCluster(kUnits, http) {}
 };
 
-// A producer on the Cap'n Proto ingest path, pipelining its calls.
-class IngestClient {
- public:
-  explicit IngestClient(const std::string& address)
-      : client_(address), ingest_(client_.getMain<wire::Ingest>()) {}
-
-  // Sends the reports in batches of 500, all calls in flight at once;
-  // returns the total accepted.
-  uint64_t send(const std::vector<Report>& reports) {
-    auto calls = kj::heapArrayBuilder<kj::Promise<uint64_t>>((reports.size() + 499) / 500);
-    for (size_t first = 0; first < reports.size(); first += 500) {
-      const size_t n = std::min<size_t>(500, reports.size() - first);
-      auto request = ingest_.reportRequest();
-      auto out = request.initBatch().initReports(static_cast<unsigned>(n));
-      for (size_t i = 0; i < n; ++i) writeReport(reports[first + i], out[static_cast<unsigned>(i)]);
-      calls.add(
-          request.send().then([](auto&& r) { return uint64_t{r.getResult().getAccepted()}; }));
-    }
-    auto all = kj::joinPromises(calls.finish());
-    auto timeout = client_.getIoProvider().getTimer().afterDelay(10 * kj::SECONDS);
-    auto counts = all.exclusiveJoin(timeout.then([]() -> kj::Array<uint64_t> {
-                       kj::throwFatalException(KJ_EXCEPTION(FAILED, "ingest took too long"));
-                     }))
-                      .wait(client_.getWaitScope());
-    uint64_t accepted = 0;
-    for (uint64_t c : counts) accepted += c;
-    return accepted;
+// Sends every report over the Cap'n Proto ingest path, pipelined; returns
+// how many the gateway accepted.
+uint64_t sendOverRpc(const std::string& gateway, const std::vector<Report>& reports) {
+  client::IngestClient ingest(gateway);
+  uint64_t accepted = 0;
+  for (size_t first = 0; first < reports.size(); first += client::kBatchReports) {
+    const size_t n = std::min(client::kBatchReports, reports.size() - first);
+    ingest.send(
+        n, [&](size_t i, wire::Report::Builder out) { writeReport(reports[first + i], out); },
+        [&accepted](const BatchOutcome& outcome) { accepted += outcome.accepted; });
   }
-
- private:
-  capnp::EzRpcClient client_;
-  wire::Ingest::Client ingest_;
-};
-
-// Everything the user starts, in the order a user would start it.
-struct FullCluster {
-  explicit FullCluster(Http http = Http::kOff) {
-    for (uint32_t i = 0; i < kUnits; ++i) units.emplace_back(http);
-    for (const auto& u : units) endpoints.push_back(u.endpoint);
-    gateway = std::make_unique<RunningGateway>(endpoints, std::vector<std::string>{}, http);
-    server = std::make_unique<RunningServer>(endpoints, 250, "127.0.0.1:0", http);
-  }
-  std::deque<RunningUnit> units;  // not movable: a deque grows in place
-  std::vector<std::string> endpoints;
-  std::unique_ptr<RunningGateway> gateway;
-  std::unique_ptr<RunningServer> server;
-};
+  ingest.flush();
+  return accepted;
+}
 
 // Sends even-numbered reports as NDJSON lines and odd ones over RPC.
 void ingestBothWays(FullCluster& cluster, const std::vector<Report>& reports) {
@@ -139,15 +62,14 @@ void ingestBothWays(FullCluster& cluster, const std::vector<Report>& reports) {
       rpc.push_back(reports[i]);
     }
   }
-  TextClient text(cluster.gateway->textAddress);
+  LineClient text(cluster.gateway->textAddress);
   for (size_t first = 0; first < lines.size(); first += 2000) {
     const std::vector<std::string> chunk(
         lines.begin() + static_cast<long>(first),
         lines.begin() + static_cast<long>(std::min(lines.size(), first + 2000)));
     for (const auto& reply : text.exchange(chunk)) REQUIRE(reply == R"({"ok":true})");
   }
-  IngestClient ingest(cluster.gateway->rpcAddress);
-  REQUIRE(ingest.send(rpc) == rpc.size());
+  REQUIRE(sendOverRpc(cluster.gateway->rpcAddress, rpc) == rpc.size());
 }
 
 // Waits (bounded) until the cluster's answer to `probe` equals the model's:
@@ -158,7 +80,7 @@ void awaitVisible(Rpc& rpc, const BruteForce& model) {
   std::string why;
   while (std::chrono::steady_clock::now() < deadline) {
     const Answer a = rpc.within(everything);
-    if (!a.error && testing::sameAnswer(a.result, model.within(everything, 0), &why)) return;
+    if (!a.error && testkit::sameAnswer(a.result, model.within(everything, 0), &why)) return;
     usleep(50'000);
   }
   FAIL("the cluster never showed what was acknowledged: " << why);
@@ -290,7 +212,7 @@ TEST_CASE("a unit killed with SIGKILL makes answers partial within the deadline"
   CHECK(a.answered == kUnits - 1);
   REQUIRE_SAME_ANSWER(a.result, survivors.nearest(q, 0));
   // The gateway still takes reports for the live units.
-  TextClient text(cluster.gateway->textAddress);
+  LineClient text(cluster.gateway->textAddress);
   CHECK(text.exchange({R"({"id":"late","lat":1,"lon":1})"})[0] == R"({"ok":true})");
 }
 
@@ -310,7 +232,7 @@ TEST_CASE("every role serves health, readiness and metrics that follow the clust
   std::vector<std::string> ids;
   const std::vector<Report> reports = worldReports(rng, 4'000, ids);
   ingestBothWays(cluster, reports);
-  TextClient text(cluster.gateway->textAddress);
+  LineClient text(cluster.gateway->textAddress);
   for (const auto& reply : text.exchange({"not json", R"({"id":"x","lat":91,"lon":0})", ""})) {
     CHECK(reply.find(R"("ok":false)") != std::string::npos);
   }
@@ -366,4 +288,4 @@ TEST_CASE("every role serves health, readiness and metrics that follow the clust
 }
 
 }  // namespace
-}  // namespace locus::test
+}  // namespace locus

@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "locus/testkit/http.h"
 #include "locus/transport/http_endpoint.h"
-#include "support/http.h"
 
 namespace locus::metrics {
 namespace {
@@ -99,24 +99,24 @@ TEST_CASE("the HTTP endpoint serves health, readiness and metrics on loopback", 
   const std::string address = http.address();
   REQUIRE(address.rfind("127.0.0.1:", 0) == 0);
 
-  const auto health = test::httpGet(address, "/healthz");
+  const auto health = testkit::httpGet(address, "/healthz");
   CHECK(health.status == 200);
   CHECK(nlohmann::json::parse(health.body)["status"] == "ok");
 
-  auto readiness = test::httpGet(address, "/readyz");
+  auto readiness = testkit::httpGet(address, "/readyz");
   CHECK(readiness.status == 503);
   auto body = nlohmann::json::parse(readiness.body);
   CHECK(body["ready"] == false);
   CHECK(body["why"] == "unit 2 is down");
   ready = true;
-  readiness = test::httpGet(address, "/readyz");
+  readiness = testkit::httpGet(address, "/readyz");
   CHECK(readiness.status == 200);
   CHECK(nlohmann::json::parse(readiness.body)["ready"] == true);
 
-  const auto metrics = test::httpGet(address, "/metrics");
+  const auto metrics = testkit::httpGet(address, "/metrics");
   CHECK(metrics.status == 200);
   CHECK(metrics.contentType.rfind("text/plain; version=0.0.4", 0) == 0);
-  CHECK(test::metricValue(metrics.body, "locus_served_total") == 3.0);
+  CHECK(testkit::metricValue(metrics.body, "locus_served_total") == 3.0);
 
   httplib::Client client("http://" + address);
   const auto post = client.Post("/metrics", "x", "text/plain");
@@ -128,7 +128,7 @@ TEST_CASE("the HTTP endpoint serves health, readiness and metrics on loopback", 
   REQUIRE(del);
   CHECK(del->status == 405);
 
-  const auto missing = test::httpGet(address, "/nope");
+  const auto missing = testkit::httpGet(address, "/nope");
   CHECK(missing.status == 404);
   CHECK(nlohmann::json::parse(missing.body)["error"].get<std::string>().find("/nope") !=
         std::string::npos);
@@ -141,10 +141,10 @@ TEST_CASE("an HTTP endpoint stopped at once after it started stops cleanly", "[m
     transport::HttpEndpoint http("127.0.0.1:0", r, [] { return transport::Readiness{true, {}}; });
     address = http.address();
     // Every tenth is asked first: it serves from the start.
-    if (i % 10 == 0) CHECK(test::httpGet(address, "/healthz").status == 200);
+    if (i % 10 == 0) CHECK(testkit::httpGet(address, "/healthz").status == 200);
   }
   // Stopped means closed: the last one's port no longer answers.
-  CHECK(test::httpGet(address, "/healthz").status == 0);
+  CHECK(testkit::httpGet(address, "/healthz").status == 0);
 }
 
 TEST_CASE("an HTTP address in use is refused with a reason", "[metrics][http]") {

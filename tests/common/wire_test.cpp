@@ -174,23 +174,23 @@ void walkRequest(FlatMessage& flat) {
         (void)locus::validateReport(locus::readReport(r));
       }
       break;
-    case locus::wire::UnitRequest::QUERY: {
-      auto q = req.getQuery();
-      switch (q.which()) {
-        case locus::wire::Query::NEAREST:
-          (void)locus::readNearestQuery(q.getNearest());
-          break;
-        case locus::wire::Query::WITHIN:
-          (void)locus::readAreaQuery(q.getWithin());
-          break;
-        case locus::wire::Query::GET:
-          (void)q.getGet().size();
-          break;
-        default:
-          break;
+    case locus::wire::UnitRequest::QUERIES:
+      for (auto q : req.getQueries()) {
+        switch (q.which()) {
+          case locus::wire::Query::NEAREST:
+            (void)locus::readNearestQuery(q.getNearest());
+            break;
+          case locus::wire::Query::WITHIN:
+            (void)locus::readAreaQuery(q.getWithin());
+            break;
+          case locus::wire::Query::GET:
+            (void)q.getGet().size();
+            break;
+          default:
+            break;
+        }
       }
       break;
-    }
     default:
       break;
   }
@@ -198,7 +198,12 @@ void walkRequest(FlatMessage& flat) {
 
 void walkReply(FlatMessage& flat) {
   auto reply = flat.root<locus::wire::UnitReply>();
-  if (reply.isResult()) (void)locus::readQueryResult(reply.getResult());
+  if (reply.isAnswers()) {
+    for (auto a : reply.getAnswers()) {
+      if (a.isResult()) (void)locus::readQueryResult(a.getResult());
+      if (a.isError()) (void)locus::readError(a.getError());
+    }
+  }
   if (reply.isError()) (void)locus::readError(reply.getError());
 }
 
@@ -266,7 +271,7 @@ TEST_CASE("FlatMessage on corrupted valid messages never crashes", "[wire][fuzz]
   q.area = Polygon({ring({{0, 0}, {10, 0}, {10, 10}, {0, 10}, {0, 0}}),
                     ring({{4, 4}, {6, 4}, {6, 6}, {4, 6}, {4, 4}})});
   q.limit = 3;
-  locus::writeAreaQuery(q, req.initQuery().initWithin());
+  locus::writeAreaQuery(q, req.initQueries(1)[0].initWithin());
   const std::vector<unsigned char> valid = bytesOf(locus::transport::toFrame(message));
   REQUIRE(readUntrusted(valid.data(), valid.size()) == Outcome::kRead);
 
@@ -292,7 +297,8 @@ TEST_CASE("FlatMessage on corrupted valid messages never crashes", "[wire][fuzz]
     h.distanceM = i;
     result.hits.push_back(h);
   }
-  locus::writeQueryResult(result, replyMessage.initRoot<locus::wire::UnitReply>().initResult());
+  locus::writeQueryResult(
+      result, replyMessage.initRoot<locus::wire::UnitReply>().initAnswers(1)[0].initResult());
   const std::vector<unsigned char> reply = bytesOf(locus::transport::toFrame(replyMessage));
   REQUIRE(readUntrusted(reply.data(), reply.size(), true) == Outcome::kRead);
 

@@ -13,14 +13,14 @@
 
 #include "locus/common/report_json.h"
 #include "locus/gateway/router.h"
-#include "support/cluster.h"
-#include "support/inproc.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/inproc.h"
 #include "text_connection.h"
 
 namespace locus::gateway {
 namespace {
 
-using namespace locus::test;
+using namespace locus::testkit;
 
 const std::string kOk = R"({"ok":true})";
 

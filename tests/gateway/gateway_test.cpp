@@ -37,18 +37,18 @@
 #include "locus/common/report_json.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/http.h"
+#include "locus/testkit/line_client.h"
+#include "locus/testkit/process.h"
+#include "locus/testkit/refusal.h"
 #include "locus/transport/unit_client.h"
-#include "support/cluster.h"
-#include "support/http.h"
-#include "support/line_client.h"
-#include "support/process.h"
-#include "support/refusal.h"
 
 namespace locus::gateway {
 namespace {
 
 using namespace std::chrono_literals;
-using namespace locus::test;
+using namespace locus::testkit;
 
 // How long an acknowledged report may take to become visible on its unit.
 constexpr auto kVisible = 2000ms;
@@ -468,28 +468,28 @@ TEST_CASE("locus-gateway flushes what it acknowledged and exits 0 on SIGTERM", "
 TEST_CASE("locus-gateway refuses bad flags and a busy address with a reason", "[cluster]") {
   RunningUnit unit;
   const std::string gateway = binary("locus-gateway");
-  test::checkRefusesToStart(gateway, {}, "--units");
-  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--listen", "nonsense"},
-                            "nonsense");
-  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--listen-text", "127.0.0.1:99999"},
-                            "99999");
-  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--http-listen", "nowhere"},
-                            "--http-listen nowhere");
-  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "soon"},
-                            "--max-future-skew");
-  test::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "-5s"},
-                            "--max-future-skew");
-  test::checkRefusesToStart(
+  testkit::checkRefusesToStart(gateway, {}, "--units");
+  testkit::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--listen", "nonsense"},
+                               "nonsense");
+  testkit::checkRefusesToStart(
+      gateway, {"--units", unit.endpoint, "--listen-text", "127.0.0.1:99999"}, "99999");
+  testkit::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--http-listen", "nowhere"},
+                               "--http-listen nowhere");
+  testkit::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "soon"},
+                               "--max-future-skew");
+  testkit::checkRefusesToStart(gateway, {"--units", unit.endpoint, "--max-future-skew", "-5s"},
+                               "--max-future-skew");
+  testkit::checkRefusesToStart(
       gateway,
       {"--units", "not-an-endpoint", "--listen", "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
       "not-an-endpoint");
 
   RunningGateway busy({unit.endpoint});
-  test::checkRefusesToStart(
+  testkit::checkRefusesToStart(
       gateway,
       {"--units", unit.endpoint, "--listen", busy.rpcAddress, "--listen-text", "127.0.0.1:0"},
       busy.rpcAddress);
-  test::checkRefusesToStart(
+  testkit::checkRefusesToStart(
       gateway,
       {"--units", unit.endpoint, "--listen", "127.0.0.1:0", "--listen-text", busy.textAddress},
       busy.textAddress);
@@ -626,6 +626,10 @@ TEST_CASE("locus-gateway counts an unanswered batch as unconfirmed, and applied 
   requireStored(cluster, reports);
   CHECK(cluster.awaitMetric("locus_gateway_reports_applied_late_total", 500));
   CHECK(cluster.metric("locus_gateway_reports_lost_total") == 0);
+  // The late reply reached no waiting caller: the channel counts it.
+  const auto metrics = httpGet(cluster.gateway->httpAddress, "/metrics").body;
+  INFO(metrics);
+  CHECK(metricSum(metrics, "locus_unit_replies_dropped_total") >= 1);
 }
 
 TEST_CASE("locus-gateway counts the positions a memory-only unit dropped when it restarted",

@@ -10,16 +10,16 @@
 #include <thread>
 #include <vector>
 
-#include "support/cluster.h"
-#include "support/hostile.h"
-#include "support/http.h"
-#include "support/line_client.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/hostile.h"
+#include "locus/testkit/http.h"
+#include "locus/testkit/line_client.h"
 
 namespace locus::gateway {
 namespace {
 
 using namespace std::chrono_literals;
-using namespace locus::test;
+using namespace locus::testkit;
 
 const std::string kLine = R"({"id":"limits-1","lat":31.2,"lon":121.4,"ts":1763000000000})"
                           "\n";

@@ -17,17 +17,17 @@
 #include "locus.capnp.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/hostile.h"
+#include "locus/testkit/http.h"
+#include "locus/testkit/line_client.h"
 #include "locus/transport/frame.h"
 #include "locus/transport/unit_client.h"
-#include "support/cluster.h"
-#include "support/hostile.h"
-#include "support/http.h"
-#include "support/line_client.h"
 
 namespace locus::server {
 namespace {
 
-using namespace locus::test;
+using namespace locus::testkit;
 
 // A stand-in for a unit on a ROUTER socket of its own: answers every batch
 // of queries with stats or empty results, except that it answers the first

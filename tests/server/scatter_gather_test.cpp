@@ -17,19 +17,19 @@
 #include <zmq.hpp>
 
 #include "locus/common/shard.h"
+#include "locus/testkit/brute_force.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/compare.h"
+#include "locus/testkit/inproc.h"
 #include "locus/transport/unit_client.h"
 #include "locus/unit/unit_server.h"
-#include "support/brute_force.h"
-#include "support/cluster.h"
-#include "support/compare.h"
-#include "support/inproc.h"
 
 namespace locus::server {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::BruteForce;
-using namespace locus::test;
+using testkit::BruteForce;
+using namespace locus::testkit;
 
 // Loads `reports` into the units of `endpoints` that own them (shardOf),
 // and into `model`.

@@ -26,19 +26,19 @@
 #include "locus.capnp.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
+#include "locus/testkit/brute_force.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/compare.h"
+#include "locus/testkit/process.h"
+#include "locus/testkit/refusal.h"
 #include "locus/transport/unit_client.h"
-#include "support/brute_force.h"
-#include "support/cluster.h"
-#include "support/compare.h"
-#include "support/process.h"
-#include "support/refusal.h"
 
 namespace locus::server {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::BruteForce;
-using namespace locus::test;
+using testkit::BruteForce;
+using namespace locus::testkit;
 
 // N units and a server in front of them; reports are loaded straight into
 // the owning units and into a brute-force model of the whole cluster.
@@ -451,13 +451,13 @@ TEST_CASE("locus-server exits non-zero with a reason on bad flags", "[cluster]")
       {Args{"--units", "tcp://127.0.0.1:9", "--listen", "127.0.0.1:0", "--http-listen", "x"},
        "--http-listen x"},
   }));
-  test::checkRefusesToStart(binary("locus-server"), args, mention);
+  testkit::checkRefusesToStart(binary("locus-server"), args, mention);
 }
 
 TEST_CASE("locus-server exits non-zero with one line when the address is in use", "[cluster]") {
   Cluster cluster(1);
-  test::ChildProcess second(binary("locus-server"), {"--units", cluster.units[0].endpoint,
-                                                     "--listen", cluster.server->address});
+  testkit::ChildProcess second(binary("locus-server"), {"--units", cluster.units[0].endpoint,
+                                                        "--listen", cluster.server->address});
   const auto status = second.waitExit(kWait);
   REQUIRE(status);
   CHECK((status->exited && status->code != 0));

@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "support/brute_force.h"
-#include "support/compare.h"
+#include "locus/testkit/brute_force.h"
+#include "locus/testkit/compare.h"
 
 namespace locus::unit {
 namespace {
 
-using testing::BruteForce;
+using testkit::BruteForce;
 
 constexpr int64_t kNowMs = 1'763'000'000'000;
 constexpr int64_t kHourMs = 3'600'000;

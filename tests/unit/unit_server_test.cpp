@@ -26,9 +26,10 @@
 
 #include "locus/common/geo.h"
 #include "locus/common/wire.h"
+#include "locus/testkit/cluster.h"
+#include "locus/testkit/process.h"
+#include "locus/testkit/refusal.h"
 #include "locus/transport/frame.h"
-#include "support/process.h"
-#include "support/refusal.h"
 
 namespace locus::unit {
 namespace {
@@ -60,36 +61,32 @@ zmq::message_t applyFrame(uint64_t requestId, const std::vector<TestReport>& rep
   return transport::toFrame(message);
 }
 
-zmq::message_t nearestFrame(uint64_t requestId, const NearestQuery& query) {
+// A request of one query (`write` fills it in), as every sender builds them.
+template <typename Write>
+zmq::message_t queryFrame(uint64_t requestId, Write write) {
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<wire::UnitRequest>();
   request.setRequestId(requestId);
-  writeNearestQuery(query, request.initQuery().initNearest());
+  write(request.initQueries(1)[0]);
   return transport::toFrame(message);
+}
+
+zmq::message_t nearestFrame(uint64_t requestId, const NearestQuery& query) {
+  return queryFrame(requestId,
+                    [&](wire::Query::Builder q) { writeNearestQuery(query, q.initNearest()); });
 }
 
 zmq::message_t withinFrame(uint64_t requestId, const AreaQuery& query) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<wire::UnitRequest>();
-  request.setRequestId(requestId);
-  writeAreaQuery(query, request.initQuery().initWithin());
-  return transport::toFrame(message);
+  return queryFrame(requestId,
+                    [&](wire::Query::Builder q) { writeAreaQuery(query, q.initWithin()); });
 }
 
 zmq::message_t getFrame(uint64_t requestId, const std::string& id) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<wire::UnitRequest>();
-  request.setRequestId(requestId);
-  request.initQuery().setGet(id);
-  return transport::toFrame(message);
+  return queryFrame(requestId, [&](wire::Query::Builder q) { q.setGet(id); });
 }
 
 zmq::message_t statsFrame(uint64_t requestId) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<wire::UnitRequest>();
-  request.setRequestId(requestId);
-  request.initQuery().setStats();
-  return transport::toFrame(message);
+  return queryFrame(requestId, [](wire::Query::Builder q) { q.setStats(); });
 }
 
 // A reply frame read back as a UnitReply. Not movable: the reader views the
@@ -122,14 +119,27 @@ void requireKind(Reply& reply, wire::UnitReply::Which kind) {
   REQUIRE(root.which() == kind);
 }
 
+// The answer of a request of one query.
+wire::QueryAnswer::Reader onlyAnswer(Reply& reply) {
+  requireKind(reply, wire::UnitReply::ANSWERS);
+  auto answers = reply.root().getAnswers();
+  REQUIRE(answers.size() == 1);
+  return answers[0];
+}
+
+// The error of a refused request, or of its one refused query.
 Error errorOf(Reply& reply) {
-  requireKind(reply, wire::UnitReply::ERROR);
-  return readError(reply.root().getError());
+  if (reply.root().isError()) return readError(reply.root().getError());
+  auto answer = onlyAnswer(reply);
+  REQUIRE(answer.isError());
+  return readError(answer.getError());
 }
 
 QueryResult resultOf(Reply& reply) {
-  requireKind(reply, wire::UnitReply::RESULT);
-  return readQueryResult(reply.root().getResult());
+  auto answer = onlyAnswer(reply);
+  if (answer.isError()) FAIL("error answer: " << answer.getError().getMessage().cStr());
+  REQUIRE(answer.isResult());
+  return readQueryResult(answer.getResult());
 }
 
 struct Applied {
@@ -157,8 +167,9 @@ struct Stats {
 };
 
 Stats statsOf(Reply& reply) {
-  requireKind(reply, wire::UnitReply::STATS);
-  auto in = reply.root().getStats();
+  auto answer = onlyAnswer(reply);
+  REQUIRE(answer.isStats());
+  auto in = answer.getStats();
   return Stats{in.getName().cStr(),  in.getDevices(),         in.getReportsApplied(),
                in.getReportsStale(), in.getReportsRejected(), in.getQueriesServed(),
                in.getMemoryBytes()};
@@ -416,7 +427,7 @@ TEST_CASE("UnitService: nearest, within, get and stats equal brute force", "[uni
       const Answer expected = bruteNearest(model, c, k, maxDistanceM);
       checkAnswer(answerOf(result), expected);
       CHECK(result.count == expected.ids.size());
-      auto shards = reply->root().getResult().getShards();
+      auto shards = onlyAnswer(*reply).getResult().getShards();
       CHECK(shards.getTotal() == 1);
       CHECK(shards.getAnswered() == 1);
     }
@@ -559,6 +570,20 @@ TEST_CASE("UnitService: a batch over the query limit is refused whole", "[unit]"
   CHECK(statsOf(*s.send(statsFrame(3))).queriesServed == 1);
 }
 
+TEST_CASE("UnitService: the retired single-query request is refused", "[unit]") {
+  Service s;
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.setRequestId(12);
+  request.initObsoleteQuery().setStats();
+  auto reply = s.send(transport::toFrame(message));
+  CHECK(reply->root().getRequestId() == 12);
+  REQUIRE(reply->root().isError());
+  const Error e = readError(reply->root().getError());
+  CHECK(e.code == ErrorCode::kBadRequest);
+  CHECK_THAT(e.message, Catch::Contains("send `queries`"));
+}
+
 TEST_CASE("UnitService: get of an unknown id is NOT_FOUND", "[unit]") {
   Service s;
   REQUIRE(appliedOf(*s.apply({{"known", 1, 2, kNowMs}})).accepted == 1);
@@ -601,13 +626,11 @@ TEST_CASE("UnitService: an invalid query is BAD_REQUEST and changes nothing", "[
     expectedWords = "south";
   }
   SECTION("an unclosed polygon ring") {
-    capnp::MallocMessageBuilder message;
-    auto request = message.initRoot<wire::UnitRequest>();
-    request.setRequestId(77);
-    auto ring = request.initQuery().initWithin().initArea().initPolygon().initRings(1).init(0, 4);
-    const geo::LatLon points[] = {{31, 121}, {31, 122}, {32, 122}, {32, 121}};
-    for (unsigned i = 0; i < 4; ++i) writeLatLon(points[i], ring[i]);
-    frame = transport::toFrame(message);
+    frame = queryFrame(77, [](wire::Query::Builder q) {
+      auto ring = q.initWithin().initArea().initPolygon().initRings(1).init(0, 4);
+      const geo::LatLon points[] = {{31, 121}, {31, 122}, {32, 122}, {32, 121}};
+      for (unsigned i = 0; i < 4; ++i) writeLatLon(points[i], ring[i]);
+    });
     expectedWords = "not closed";
   }
   SECTION("get of an empty id") {
@@ -708,12 +731,11 @@ TEST_CASE("UnitService: unreadable requests get BAD_REQUEST and change nothing",
       expectBadRequest(*s.sendBytes(frame.data(), size));
     }
   }
-  SECTION("a message of another type: a UnitReply holding a list where a struct is expected") {
+  SECTION("a message of another type: a UnitReply holding a struct where a list is expected") {
     capnp::MallocMessageBuilder message;
     auto reply = message.initRoot<wire::UnitReply>();
     reply.setRequestId(9);
-    auto hits = reply.initResult().initHits(2);  // read as UnitRequest.query.nearest
-    hits[0].setId("x");
+    reply.initObsoleteStats().setName("x");  // read as UnitRequest.queries
     expectBadRequest(*s.send(transport::toFrame(message)));
   }
   SECTION("a message of another type: a Report, whose id text is read as a batch") {
@@ -793,7 +815,7 @@ TEST_CASE("UnitService: positions expire after the TTL", "[unit]") {
 // ------------------------------------------------------ the real binary
 
 std::string unitBinary() {
-  return std::string(LOCUS_BIN_DIR) + "/locus-unit";
+  return testkit::binary("locus-unit");
 }
 
 const std::regex kListeningLine(R"(listening on (tcp://[0-9.]+:[0-9]+) \()");
@@ -810,7 +832,7 @@ struct RunningUnit {
     endpoint = *bound;
   }
 
-  test::ChildProcess process;
+  testkit::ChildProcess process;
   std::string endpoint;
 };
 
@@ -1012,7 +1034,8 @@ TEST_CASE("locus-unit reads LOCUS_* environment variables and flags win", "[unit
     CHECK(std::string(statsOf(*client.call(statsFrame(1))).name) == "from-flag");
   }
   SECTION("LOCUS_TTL_S is validated like --ttl-s") {
-    test::ChildProcess process(unitBinary(), {"--listen", "tcp://127.0.0.1:0"}, {"LOCUS_TTL_S=-5"});
+    testkit::ChildProcess process(unitBinary(), {"--listen", "tcp://127.0.0.1:0"},
+                                  {"LOCUS_TTL_S=-5"});
     const auto status = process.waitExit(kWait);
     REQUIRE(status);
     CHECK((status->exited && status->code != 0));
@@ -1032,12 +1055,12 @@ TEST_CASE("locus-unit exits non-zero with a reason on bad flags", "[unit]") {
       {Args{"--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:99999"}, "99999"},
       {Args{"--listen", "tcp://127.0.0.1:0", "--max-future-skew", "later"}, "--max-future-skew"},
   }));
-  test::checkRefusesToStart(unitBinary(), args, mention);
+  testkit::checkRefusesToStart(unitBinary(), args, mention);
 }
 
 TEST_CASE("locus-unit exits non-zero with one line when the address is in use", "[unit]") {
   RunningUnit first({"--listen", "tcp://127.0.0.1:0"});
-  test::ChildProcess second(unitBinary(), {"--listen", first.endpoint});
+  testkit::ChildProcess second(unitBinary(), {"--listen", first.endpoint});
   const auto status = second.waitExit(kWait);
   REQUIRE(status);
   INFO(status->describe());

@@ -177,7 +177,7 @@ void UnitChannel::drain() {
     lastReply_ = timer_.now();
     if (frame.more()) {
       // Units answer with one frame; skip the rest of anything else.
-      ++dropped_;
+      ++health_.repliesDropped;
       while (socket_->get(zmq::sockopt::rcvmore)) {
         zmq::message_t rest;
         if (!socket_->recv(rest, zmq::recv_flags::dontwait)) break;
@@ -195,7 +195,7 @@ void UnitChannel::drain() {
     }
     auto it = pending_.find(id);
     if (id == 0 || it == pending_.end()) {
-      ++dropped_;  // late, unreadable, or not ours
+      ++health_.repliesDropped;  // late, unreadable, or not ours
       if (id != 0 && id < nextRequestId_ && onLateReply_) {
         try {
           onLateReply_(id, reply->root());

@@ -135,6 +135,9 @@ void UnitHealth::expose(metrics::Registry& registry) const {
       registry.counter("locus_unit_channel_resets_total",
                        "Connections to the unit reopened because the old one broke", labels,
                        data->health().resets);
+      registry.counter("locus_unit_replies_dropped_total",
+                       "Replies from the unit no caller waited for any more (late, unreadable)",
+                       labels, data->health().repliesDropped);
     }
   }
 }

@@ -15,7 +15,7 @@
 #include "locus/common/query.h"
 #include "locus/common/report.h"
 
-namespace locus::testing {
+namespace locus::testkit {
 
 class BruteForce {
  public:
@@ -130,4 +130,4 @@ class BruteForce {
   std::unordered_map<std::string, size_t> where_;  // id → index in devices_
 };
 
-}  // namespace locus::testing
+}  // namespace locus::testkit

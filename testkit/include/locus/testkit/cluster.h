@@ -1,26 +1,32 @@
-// Running a Locus cluster as a user would, for tests: each role a real
-// process on loopback (port 0, bound addresses read back from its log), and
-// a Cap'n Proto RPC client of the server whose every call is bounded.
+// Running a Locus cluster as a user would, for tests and the bench: each
+// role a real process on loopback (port 0, bound addresses read back from
+// its log), and a Cap'n Proto RPC client of the server whose every call is
+// bounded. A role that does not start throws std::runtime_error with its
+// stderr. No test framework here: locus-bench uses it too.
 #pragma once
 
-#include <capnp/ez-rpc.h>
 #include <fmt/ranges.h>
 #include <kj/async-io.h>
 #include <kj/exception.h>
+#include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <chrono>
+#include <deque>
+#include <fstream>
+#include <memory>
 #include <optional>
 #include <random>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "locus.capnp.h"
+#include "locus/client/query_client.h"
 #include "locus/common/wire.h"
-#include "support/process.h"
+#include "locus/testkit/process.h"
 
-namespace locus::test {
+namespace locus::testkit {
 
 using namespace std::chrono_literals;
 
@@ -28,8 +34,38 @@ using namespace std::chrono_literals;
 inline constexpr auto kWait = 5000ms;
 inline constexpr int64_t kTsMs = 1'763'000'000'000;
 
+// The folder of the running executable: tests, the bench and the daemons
+// are all built into the same one.
+inline std::string binDir() {
+  std::vector<char> path(4096);
+  const ssize_t n = readlink("/proc/self/exe", path.data(), path.size() - 1);
+  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
+  const std::string exe(path.data(), static_cast<size_t>(n));
+  return exe.substr(0, exe.rfind('/'));
+}
+
 inline std::string binary(const std::string& name) {
-  return std::string(LOCUS_BIN_DIR) + "/" + name;
+  return binDir() + "/" + name;
+}
+
+// Resident set size of a process in bytes (VmRSS), 0 when unknown.
+inline uint64_t rssBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "... kB"
+  }
+  return 0;
+}
+
+// What `pattern` captured in the role's log once it started, or throws
+// with the role's stderr.
+inline std::string boundAddress(ChildProcess& process, const std::regex& pattern,
+                                const std::string& role) {
+  auto bound = process.waitForStderr(pattern, kWait);
+  if (!bound)
+    throw std::runtime_error(role + " did not start; its stderr:\n" + process.stderrText());
+  return *bound;
 }
 
 // ------------------------------------------------------------ processes
@@ -43,6 +79,12 @@ inline const std::regex kHttpListening(R"(http listening on ([0-9.]+:[0-9]+))");
 // Turns on a role's HTTP endpoint (/healthz, /readyz, /metrics) on a free port.
 enum class Http { kOff, kOn };
 
+inline std::vector<std::string> withArgs(std::vector<std::string> args,
+                                         const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
 inline std::vector<std::string> withHttp(std::vector<std::string> args, Http http) {
   if (http == Http::kOn) {
     args.push_back("--http-listen");
@@ -54,19 +96,14 @@ inline std::vector<std::string> withHttp(std::vector<std::string> args, Http htt
 // The HTTP address a role logged, when Http::kOn.
 inline std::string httpAddressOf(ChildProcess& process, Http http) {
   if (http == Http::kOff) return "";
-  auto bound = process.waitForStderr(kHttpListening, kWait);
-  INFO("stderr:\n" << process.stderrText());
-  REQUIRE(bound);
-  return *bound;
+  return boundAddress(process, kHttpListening, "its HTTP endpoint");
 }
 
 struct RunningUnit {
-  explicit RunningUnit(Http http = Http::kOff)
-      : process(binary("locus-unit"), withHttp({"--listen", "tcp://127.0.0.1:0"}, http)) {
-    auto bound = process.waitForStderr(kUnitListening, kWait);
-    INFO("locus-unit stderr:\n" << process.stderrText());
-    REQUIRE(bound);
-    endpoint = *bound;
+  explicit RunningUnit(Http http = Http::kOff, const std::vector<std::string>& args = {})
+      : process(binary("locus-unit"),
+                withHttp(withArgs({"--listen", "tcp://127.0.0.1:0"}, args), http)) {
+    endpoint = boundAddress(process, kUnitListening, "locus-unit");
     httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
@@ -81,10 +118,7 @@ struct RunningServer {
                 withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen", listen,
                           "--timeout-ms", std::to_string(timeoutMs)},
                          http)) {
-    auto bound = process.waitForStderr(kServerListening, kWait);
-    INFO("locus-server stderr:\n" << process.stderrText());
-    REQUIRE(bound);
-    address = *bound;
+    address = boundAddress(process, kServerListening, "locus-server");
     httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
@@ -101,19 +135,35 @@ struct RunningGateway {
                           "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
                          http),
                 env) {
-    auto rpc = process.waitForStderr(kGatewayRpcListening, kWait);
-    auto text = process.waitForStderr(kGatewayTextListening, kWait);
-    INFO("locus-gateway stderr:\n" << process.stderrText());
-    REQUIRE(rpc);
-    REQUIRE(text);
-    rpcAddress = *rpc;
-    textAddress = *text;
+    rpcAddress = boundAddress(process, kGatewayRpcListening, "locus-gateway");
+    textAddress = boundAddress(process, kGatewayTextListening, "locus-gateway");
     httpAddress = httpAddressOf(process, http);
   }
   ChildProcess process;
   std::string rpcAddress;   // HOST:PORT, Cap'n Proto Ingest
   std::string textAddress;  // HOST:PORT, NDJSON
   std::string httpAddress;  // HOST:PORT with Http::kOn
+};
+
+// Everything a user starts, in the order a user would start it: `units`
+// units, a gateway and a server in front of them.
+struct SpawnedCluster {
+  explicit SpawnedCluster(size_t unitCount, Http http = Http::kOff, int64_t timeoutMs = 250) {
+    for (size_t i = 0; i < unitCount; ++i) units.emplace_back(http);
+    for (const auto& u : units) endpoints.push_back(u.endpoint);
+    gateway = std::make_unique<RunningGateway>(endpoints, std::vector<std::string>{}, http);
+    server = std::make_unique<RunningServer>(endpoints, timeoutMs, "127.0.0.1:0", http);
+  }
+  uint64_t unitsRssBytes() const {
+    uint64_t total = 0;
+    for (const auto& u : units) total += rssBytes(u.process.pid());
+    return total;
+  }
+
+  std::deque<RunningUnit> units;  // not movable: a deque grows in place
+  std::vector<std::string> endpoints;
+  std::unique_ptr<RunningGateway> gateway;
+  std::unique_ptr<RunningServer> server;
 };
 
 // ------------------------------------------------------------------ data
@@ -156,6 +206,7 @@ inline std::vector<Report> worldReports(std::mt19937_64& rng, size_t n,
 
 // --------------------------------------------------------------- RPC side
 
+// An answer or the server's error, flattened for CHECKs.
 struct Answer {
   std::optional<Error> error;
   QueryResult result;
@@ -164,34 +215,34 @@ struct Answer {
   uint32_t answered = 0;
 };
 
+inline Answer flatten(const Result<client::Answer>& r) {
+  Answer a;
+  if (!r) {
+    a.error = r.error();
+    return a;
+  }
+  a.result = r->result;
+  a.partial = r->partial;
+  a.total = r->shards.total;
+  a.answered = r->shards.answered;
+  return a;
+}
+
 template <typename Results>
 Answer answerOf(const Results& r) {
-  Answer a;
-  if (r.hasError()) a.error = readError(r.getError());
-  if (r.hasResult()) {
-    auto result = r.getResult();
-    a.result = readQueryResult(result);
-    a.partial = result.getPartial();
-    a.total = result.getShards().getTotal();
-    a.answered = result.getShards().getAnswered();
-  }
-  return a;
+  return flatten(client::readAnswer(r));
 }
 
 // A Cap'n Proto RPC client of the server. Every call waits at most kWait.
 class Rpc {
  public:
   explicit Rpc(const std::string& address)
-      : client_(address), service_(client_.getMain<wire::LocationService>()) {}
+      : client_(address, std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() *
+                             kj::MILLISECONDS) {}
 
   template <typename T>
   T await(kj::Promise<T> promise) {
-    auto timeout = client_.getIoProvider().getTimer().afterDelay(
-        std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() * kj::MILLISECONDS);
-    return promise
-        .exclusiveJoin(timeout.then(
-            []() -> T { kj::throwFatalException(KJ_EXCEPTION(FAILED, "no RPC answer in time")); }))
-        .wait(client_.getWaitScope());
+    return client_.wait(kj::mv(promise));
   }
 
   template <typename Request>
@@ -199,48 +250,30 @@ class Rpc {
     return await(request.send().then([](auto&& response) { return answerOf(response); }));
   }
 
-  Answer nearest(const NearestQuery& q) {
-    auto request = service_.nearestRequest();
-    writeNearestQuery(q, request.initQuery());
-    return send(request);
-  }
+  Answer nearest(const NearestQuery& q) { return flatten(client_.nearest(q)); }
   // All the queries sent at once (pipelined on the one connection), then
   // their answers, in order: the server sees them in one event-loop turn.
   std::vector<Answer> nearestAll(const std::vector<NearestQuery>& queries) {
     auto calls = kj::heapArrayBuilder<kj::Promise<Answer>>(queries.size());
-    for (const auto& q : queries) {
-      auto request = service_.nearestRequest();
-      writeNearestQuery(q, request.initQuery());
-      calls.add(request.send().then([](auto&& response) { return answerOf(response); }));
-    }
+    for (const auto& q : queries)
+      calls.add(
+          client_.startNearest(q).then([](Result<client::Answer>&& r) { return flatten(r); }));
     auto answers = await(kj::joinPromises(calls.finish()));
     return std::vector<Answer>(answers.begin(), answers.end());
   }
-  Answer within(const AreaQuery& q) {
-    auto request = service_.withinRequest();
-    writeAreaQuery(q, request.initQuery());
-    return send(request);
-  }
-  Answer get(const std::string& id) {
-    auto request = service_.getRequest();
-    request.setId(id);
-    return send(request);
-  }
+  Answer within(const AreaQuery& q) { return flatten(client_.within(q)); }
+  Answer get(const std::string& id) { return flatten(client_.get(id)); }
 
   // Runs the client's event loop (sending and receiving) for `duration`.
   void runFor(std::chrono::milliseconds duration) {
-    client_.getIoProvider()
-        .getTimer()
-        .afterDelay(duration.count() * kj::MILLISECONDS)
-        .wait(client_.getWaitScope());
+    client_.timer().afterDelay(duration.count() * kj::MILLISECONDS).wait(client_.waitScope());
   }
 
-  wire::LocationService::Client& service() { return service_; }
-  kj::WaitScope& waitScope() { return client_.getWaitScope(); }
+  wire::LocationService::Client& service() { return client_.service(); }
+  kj::WaitScope& waitScope() { return client_.waitScope(); }
 
  private:
-  capnp::EzRpcClient client_;
-  wire::LocationService::Client service_;
+  client::QueryClient client_;
 };
 
-}  // namespace locus::test
+}  // namespace locus::testkit

@@ -1,5 +1,6 @@
 // Running a command line as a user types it, for tests of the CLI: bounded
 // by `timeout`, its exit status, stdout and stderr apart. Header-only.
+// Uses Catch2.
 #pragma once
 
 #include <unistd.h>
@@ -8,7 +9,7 @@
 #include <cstdio>
 #include <string>
 
-namespace locus::test {
+namespace locus::testkit {
 
 struct CommandOutcome {
   int code = -1;
@@ -38,4 +39,4 @@ inline CommandOutcome runCommand(const std::string& command) {
   return {std::stoi(text.substr(hash + 1)), text.substr(0, hash), err};
 }
 
-}  // namespace locus::test
+}  // namespace locus::testkit

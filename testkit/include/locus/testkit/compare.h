@@ -1,15 +1,16 @@
-// Catch2 helpers that hold an answer against the brute-force reference hit
-// by hit, reporting the first difference.
+// Holding an answer against the brute-force reference hit by hit,
+// reporting the first difference. REQUIRE_SAME_ANSWER is for Catch2 tests;
+// the rest needs no test framework (the bench uses it).
 #pragma once
 
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "locus/common/query.h"
 
-namespace locus::testing {
+namespace locus::testkit {
 
 inline std::string describe(const Hit& h) {
   std::ostringstream s;
@@ -21,6 +22,27 @@ inline std::string describe(const Hit& h) {
 
 inline bool sameDistance(double a, double b) {
   return (std::isnan(a) && std::isnan(b)) || a == b;
+}
+
+// Why `actual` does not list the devices of `expected` in the same order at
+// the same positions and distances (bit for bit), or "" when it does.
+// Times are not compared: a caller that knows only positions can use it.
+inline std::string placesDiffer(const std::vector<Hit>& actual, const std::vector<Hit>& expected) {
+  std::ostringstream s;
+  if (actual.size() != expected.size()) {
+    s << "hits " << actual.size() << " != expected " << expected.size();
+    return s.str();
+  }
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const Hit& a = actual[i];
+    const Hit& e = expected[i];
+    if (a.id != e.id || a.lat != e.lat || a.lon != e.lon ||
+        !sameDistance(a.distanceM, e.distanceM)) {
+      s << "hit " << i << ": " << describe(a) << " != expected " << describe(e);
+      return s.str();
+    }
+  }
+  return "";
 }
 
 // True when both answers list the same devices, in the same order, with the
@@ -44,12 +66,12 @@ inline bool sameAnswer(const QueryResult& actual, const QueryResult& expected, s
   return why->empty();
 }
 
-}  // namespace locus::testing
+}  // namespace locus::testkit
 
 #define REQUIRE_SAME_ANSWER(actual, expected)                                 \
   do {                                                                        \
     std::string why_;                                                         \
-    const bool same_ = ::locus::testing::sameAnswer(actual, expected, &why_); \
+    const bool same_ = ::locus::testkit::sameAnswer(actual, expected, &why_); \
     INFO(why_);                                                               \
     REQUIRE(same_);                                                           \
   } while (false)

@@ -1,6 +1,7 @@
 // What a hostile client does to a daemon's ports, for tests that it stays
 // up: announce a huge Cap'n Proto message, hold many connections, and a
 // look at the daemon's memory while it happens. Header-only, Linux.
+// Uses Catch2.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +10,9 @@
 #include <optional>
 #include <string>
 
-#include "support/line_client.h"
+#include "locus/testkit/line_client.h"
 
-namespace locus::test {
+namespace locus::testkit {
 
 // The start of a Cap'n Proto stream message of one segment of `words`
 // words: what a client sends before the segment itself.
@@ -48,4 +49,4 @@ inline std::optional<uint64_t> residentBytes(int pid) {
   return std::nullopt;
 }
 
-}  // namespace locus::test
+}  // namespace locus::testkit

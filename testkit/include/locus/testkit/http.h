@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-namespace locus::test {
+namespace locus::testkit {
 
 struct HttpReply {
   int status = 0;  // 0: no answer
@@ -71,4 +71,4 @@ inline double metricSum(const std::string& text, const std::string& name,
   return sum;
 }
 
-}  // namespace locus::test
+}  // namespace locus::testkit

@@ -1,6 +1,7 @@
 // Units inside the test process on inproc:// endpoints, for library tests
 // of what talks to units (scatter/gather, the router): a real UnitServer on
 // a thread of its own, or a ROUTER that never answers. Header-only.
+// Uses Catch2.
 #pragma once
 
 #include <sys/eventfd.h>
@@ -13,7 +14,7 @@
 
 #include "locus/unit/unit_server.h"
 
-namespace locus::test {
+namespace locus::testkit {
 
 // A UnitServer on inproc://NAME (or on `listen`) served by a thread of its
 // own.
@@ -55,4 +56,4 @@ struct SilentUnit {
   std::string endpoint;
 };
 
-}  // namespace locus::test
+}  // namespace locus::testkit

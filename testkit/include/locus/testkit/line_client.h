@@ -1,5 +1,6 @@
 // A blocking TCP client for tests of line protocols and of what a daemon
 // does with raw bytes on its ports. Header-only, Linux.
+// Uses Catch2.
 #pragma once
 
 #include <arpa/inet.h>
@@ -15,9 +16,9 @@
 #include <string_view>
 #include <vector>
 
-#include "support/cluster.h"
+#include "locus/testkit/cluster.h"
 
-namespace locus::test {
+namespace locus::testkit {
 
 // A blocking TCP client of the text protocol; every operation is bounded
 // by kWait.
@@ -50,6 +51,17 @@ class LineClient {
   }
 
   void shutdownWrite() { shutdown(fd_, SHUT_WR); }
+
+  // Sends each line (a newline added) and reads one reply line for each;
+  // fails the test if they cannot all be sent or answered in time.
+  std::vector<std::string> exchange(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& l : lines) out.append(l).push_back('\n');
+    REQUIRE(send(out));
+    auto replies = readLines(lines.size());
+    REQUIRE(replies.size() == lines.size());
+    return replies;
+  }
 
   // Whether the peer closes the connection (end of stream or a reset)
   // within kWait, reading and dropping whatever it sends until then.
@@ -92,4 +104,4 @@ class LineClient {
   std::string buffer_;
 };
 
-}  // namespace locus::test
+}  // namespace locus::testkit

@@ -29,7 +29,7 @@
 
 extern char** environ;
 
-namespace locus::test {
+namespace locus::testkit {
 
 // How a child process ended.
 struct ExitStatus {
@@ -214,4 +214,4 @@ class ChildProcess {
   bool stderrClosed_ = false;  // guarded by mutex_
 };
 
-}  // namespace locus::test
+}  // namespace locus::testkit

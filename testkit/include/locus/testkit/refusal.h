@@ -1,5 +1,6 @@
 // A daemon started with options it must refuse: it exits non-zero, says why
 // on stderr, and never claims to be listening.
+// Uses Catch2.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "support/process.h"
+#include "locus/testkit/process.h"
 
-namespace locus::test {
+namespace locus::testkit {
 
 inline void checkRefusesToStart(const std::string& binary, const std::vector<std::string>& args,
                                 const std::string& mention) {
@@ -27,4 +28,4 @@ inline void checkRefusesToStart(const std::string& binary, const std::vector<std
   CHECK_THAT(err, !Catch::Contains("listening on"));
 }
 
-}  // namespace locus::test
+}  // namespace locus::testkit

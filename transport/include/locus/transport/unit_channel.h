@@ -137,8 +137,6 @@ class UnitChannel {
   void onLateReply(LateReplyHandler handler) { onLateReply_ = std::move(handler); }
   // Calls waiting for a reply now.
   size_t pending() const { return pending_.size(); }
-  // Replies dropped so far: late (after their deadline) or unreadable.
-  uint64_t droppedReplies() const { return dropped_; }
 
   // What became of the channel, for /readyz and /metrics: any thread may
   // read it.
@@ -147,6 +145,9 @@ class UnitChannel {
     // its deadline) until the next reply.
     std::atomic<bool> answering{true};
     metrics::Counter resets;  // new sockets opened for a broken connection
+    // Replies no caller waited for any more: late (after their deadline),
+    // unreadable, or of several frames.
+    metrics::Counter repliesDropped;
   };
   const Health& health() const { return health_; }
 
@@ -183,7 +184,6 @@ class UnitChannel {
   std::unique_ptr<zmq::socket_t> socket_;
   kj::Own<kj::UnixEventPort::FdObserver> observer_;  // of socket_'s fd
   uint64_t nextRequestId_ = 1;
-  uint64_t dropped_ = 0;
   uint64_t outstanding_ = 0;  // sent on this socket and not answered (late replies count)
   kj::TimePoint lastReply_;   // or when the socket was opened
   uint64_t resetsLogged_ = 0;

@@ -1,0 +1,20 @@
+// locus-bench's Locus backend: reports over the gateway's Ingest and
+// queries over the server's LocationService, through locus::client.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend.h"
+#include "locus/testkit/cluster.h"
+
+namespace locus::bench {
+
+// A running cluster at `gateway` and `server` (HOST:PORT), or one this
+// process spawned (`spawned`, not null: then its units' RSS is measured
+// too).
+std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
+                                          const testkit::SpawnedCluster* spawned,
+                                          const Deadline& deadline);
+
+}  // namespace locus::bench

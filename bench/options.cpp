@@ -1,0 +1,74 @@
+#include "options.h"
+
+#include <charconv>
+
+#include "locus/common/flags.h"
+#include "redis_backend.h"
+
+namespace locus::bench {
+
+std::optional<OpenLoopRate> parseOpenLoopRate(const std::string& text) {
+  if (text == "half") return OpenLoopRate{.ofClosedLoop = 0.5};
+  double perS = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), perS);
+  if (ec != std::errc{} || end != text.data() + text.size() || !(perS >= 0) || perS > 1e6)
+    return std::nullopt;
+  return OpenLoopRate{.perS = perS};
+}
+
+std::optional<std::string> Options::validate() const {
+  if (spawnUnits < 0 || spawnUnits > 64) return "--spawn-units must be in [0, 64]";
+  if (!redis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty()))
+    return "--redis measures Redis GEO: drop --spawn-units, --gateway and --server";
+  if (redis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
+    return "give --gateway and --server of a running cluster, --spawn-units N or --redis "
+           "HOST:PORT";
+  if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
+    return "--spawn-units starts its own cluster: drop --gateway and --server";
+  if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
+  if (devices < static_cast<uint64_t>(concurrency))
+    return "--devices must be at least --concurrency";
+  if (devices > 100'000'000) return "--devices must be at most 100,000,000";
+  if (!(maxSeconds > 0)) return "--max-seconds must be positive";
+  const auto rate = parseOpenLoopRate(openLoopRate);
+  if (!rate) return "--open-loop-rate must be queries/s in [0, 1e6] or \"half\"";
+  if (rate->ofClosedLoop > 0 && queries == 0)
+    return "--open-loop-rate half needs the closed-loop queries (--queries > 0)";
+  if (!(openLoopSeconds > 0 && openLoopSeconds <= 3600))
+    return "--open-loop-seconds must be in (0, 3600]";
+  if (!(openLoopUpdateRate >= 0 && openLoopUpdateRate <= 1e7))
+    return "--open-loop-update-rate must be in [0, 1e7] reports/s";
+  if (openLoopInFlight < 1 || openLoopInFlight > 100'000)
+    return "--open-loop-in-flight must be in [1, 100000]";
+  return std::nullopt;
+}
+
+void addFlags(CLI::App& app, Options& o) {
+  addFlag(app, "--gateway", o.gateway, "HOST:PORT of a running gateway's Ingest RPC");
+  addFlag(app, "--server", o.server, "HOST:PORT of a running server's LocationService");
+  addFlag(
+      app, "--spawn-units", o.spawnUnits,
+      "start N units, a gateway and a server on 127.0.0.1 instead (0 = use --gateway/--server)");
+  addFlag(app, "--redis", o.redis,
+          "HOST:PORT of a scratch redis-server: run the same workload against Redis GEO "
+          "(deletes the key " +
+              std::string(bench::kRedisKey) + ")");
+  addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
+  addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
+  addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");
+  addFlag(app, "--concurrency", o.concurrency, "connections (threads) per phase");
+  addFlag(app, "--seed", o.seed, "random seed");
+  app.add_flag("--json", o.json, "print one JSON object instead of the table");
+  addFlag(app, "--max-seconds", o.maxSeconds, "bound on the whole run, seconds");
+  addFlag(app, "--open-loop-rate", o.openLoopRate,
+          "phase 4: nearest-10 queries/s on a Poisson schedule while updates continue; \"half\" "
+          "= half the queries/s of phase 3; 0 = no phase 4");
+  addFlag(app, "--open-loop-seconds", o.openLoopSeconds, "length of phase 4's query schedule");
+  addFlag(app, "--open-loop-update-rate", o.openLoopUpdateRate,
+          "reports/s sent during phase 4 (0 = none)");
+  addFlag(app, "--open-loop-in-flight", o.openLoopInFlight,
+          "bound on phase 4's queries in flight per connection; a query held back more than 1 s "
+          "is dropped");
+}
+
+}  // namespace locus::bench

@@ -1,0 +1,100 @@
+// A client of the location server's LocationService (Cap'n Proto RPC): the
+// one query call of the CLI, the bench and the tests.
+//
+// What the server says comes back as a Result: an answer, or the typed
+// error it returned (bad request, not found, ...). A server that cannot be
+// reached or does not answer within the call timeout throws kj::Exception,
+// as every Cap'n Proto call does.
+//
+// Thread-affinity: use a QueryClient on the thread that made it. The first
+// Cap'n Proto client made on a thread owns that thread's event loop; a
+// second one (say an IngestClient) shares it.
+#pragma once
+
+#include <capnp/ez-rpc.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include <string>
+#include <vector>
+
+#include "locus.capnp.h"
+#include "locus/common/json.h"
+#include "locus/common/query.h"
+#include "locus/common/status.h"
+#include "locus/common/wire.h"
+
+namespace locus::client {
+
+inline constexpr kj::Duration kQueryTimeout = 30 * kj::SECONDS;
+
+// The server's answer to a nearest, within or get query.
+struct Answer {
+  QueryResult result;
+  Coverage shards;       // units asked, and those that answered in time
+  bool partial = false;  // some unit did not answer: devices it holds are missing
+  uint64_t tookUs = 0;   // as the server measured it
+};
+
+// The server's answer to stats: one entry per unit that answered.
+struct StatsAnswer {
+  std::vector<UnitStats> units;
+  Coverage shards;
+  bool partial() const { return shards.answered < shards.total; }
+};
+
+// Reads a LocationService result (nearest, within, get).
+template <typename Results>
+Result<Answer> readAnswer(const Results& results) {
+  if (results.hasError()) return readError(results.getError());
+  auto r = results.getResult();
+  return Answer{readQueryResult(r), Coverage{r.getShards().getTotal(), r.getShards().getAnswered()},
+                r.getPartial(), r.getTookUs()};
+}
+
+class QueryClient {
+ public:
+  explicit QueryClient(const std::string& address, kj::Duration callTimeout = kQueryTimeout);
+
+  // Each sends one call and waits for its answer.
+  Result<Answer> nearest(const NearestQuery& query);
+  Result<Answer> within(const AreaQuery& query);
+  Result<Answer> get(const std::string& id);
+  Result<StatsAnswer> stats();
+
+  // Send without waiting: calls sent before the loop next runs travel
+  // pipelined on the one connection, and the server coalesces what reaches
+  // it in one turn. Not bounded by the call timeout (see wait()).
+  kj::Promise<Result<Answer>> startNearest(const NearestQuery& query);
+  kj::Promise<Result<Answer>> startWithin(const AreaQuery& query);
+
+  // Runs the event loop until `promise` resolves; throws kj::Exception
+  // after the call timeout.
+  template <typename T>
+  T wait(kj::Promise<T> promise) {
+    return bounded(kj::mv(promise)).wait(waitScope());
+  }
+
+  // The raw interface, for calls the methods above do not cover.
+  wire::LocationService::Client& service() { return service_; }
+  kj::WaitScope& waitScope() { return rpc_.getWaitScope(); }
+  kj::Timer& timer() { return rpc_.getIoProvider().getTimer(); }
+  capnp::EzRpcClient& rpc() { return rpc_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  template <typename T>
+  kj::Promise<T> bounded(kj::Promise<T> promise) {
+    return promise.exclusiveJoin(timer().afterDelay(timeout_).then([this]() -> kj::Promise<T> {
+      return KJ_EXCEPTION(DISCONNECTED, "no answer from the server at ", address_, " within ",
+                          timeout_ / kj::MILLISECONDS, " ms");
+    }));
+  }
+
+  std::string address_;
+  kj::Duration timeout_;
+  capnp::EzRpcClient rpc_;
+  wire::LocationService::Client service_;
+};
+
+}  // namespace locus::client

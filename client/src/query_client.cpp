@@ -1,0 +1,50 @@
+#include "locus/client/query_client.h"
+
+#include "locus/common/wire.h"
+
+namespace locus::client {
+
+QueryClient::QueryClient(const std::string& address, kj::Duration callTimeout)
+    : address_(address),
+      timeout_(callTimeout),
+      rpc_(address),
+      service_(rpc_.getMain<wire::LocationService>()) {}
+
+kj::Promise<Result<Answer>> QueryClient::startNearest(const NearestQuery& query) {
+  auto request = service_.nearestRequest();
+  writeNearestQuery(query, request.initQuery());
+  return request.send().then([](auto&& response) { return readAnswer(response); });
+}
+
+kj::Promise<Result<Answer>> QueryClient::startWithin(const AreaQuery& query) {
+  auto request = service_.withinRequest();
+  writeAreaQuery(query, request.initQuery());
+  return request.send().then([](auto&& response) { return readAnswer(response); });
+}
+
+Result<Answer> QueryClient::nearest(const NearestQuery& query) {
+  return wait(startNearest(query));
+}
+
+Result<Answer> QueryClient::within(const AreaQuery& query) {
+  return wait(startWithin(query));
+}
+
+Result<Answer> QueryClient::get(const std::string& id) {
+  auto request = service_.getRequest();
+  request.setId(id);
+  return wait(request.send().then([](auto&& response) { return readAnswer(response); }));
+}
+
+Result<StatsAnswer> QueryClient::stats() {
+  return wait(service_.statsRequest().send().then([](auto&& response) -> Result<StatsAnswer> {
+    if (response.hasError()) return readError(response.getError());
+    auto stats = response.getStats();
+    StatsAnswer out;
+    for (auto unit : stats.getUnits()) out.units.push_back(readUnitStats(unit));
+    out.shards = Coverage{stats.getShards().getTotal(), stats.getShards().getAnswered()};
+    return out;
+  }));
+}
+
+}  // namespace locus::client
