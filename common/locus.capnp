@@ -157,8 +157,9 @@ struct UnitStats {
   queriesServed @5 :UInt64;   # queries answered (any kind)
   memoryBytes @6 :UInt64;     # the index's own accounting of its memory
   incarnation @7 :UInt64;
-  # Random, drawn when the unit's process starts (never 0): a change means
-  # the unit restarted, and a memory-only unit restarts empty.
+  # Random (never 0), the id of the data the unit holds: drawn when its
+  # data dir is first used (kept across restarts), or at every start of a
+  # memory-only unit. A change means the unit restarted without its data.
 }
 
 struct ClusterStats {

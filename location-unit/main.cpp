@@ -4,6 +4,27 @@
 #include "locus/common/flags.h"
 #include "locus/unit/unit_server.h"
 
+namespace {
+
+// Says where the unit's positions live, and what it recovered.
+void logStorage(const locus::unit::UnitService& service) {
+  const locus::unit::Storage* storage = service.storage();
+  if (storage == nullptr) {
+    spdlog::warn("memory-only (no --data-dir): the positions are lost when this unit stops");
+    return;
+  }
+  const auto& r = storage->recovery();
+  spdlog::info(
+      "data in {} (fsync {}, incarnation {:016x}): {}, {} devices from {} snapshot positions and "
+      "{} logged batches in {:.3f} s{}",
+      storage->options().dir, locus::unit::toString(storage->options().fsync),
+      storage->incarnation(), r.fresh ? "new" : "recovered", service.index().size(),
+      r.snapshotReports, r.logRecords, r.seconds,
+      r.cutBytes > 0 ? fmt::format(", {} torn bytes cut", r.cutBytes) : "");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   locus::unit::UnitOptions options;
   CLI::App app{"locus-unit: one shard of a Locus cluster (store + index + query executor)"};
@@ -15,11 +36,25 @@ int main(int argc, char** argv) {
                          "a report's ts may be at most this far ahead of the unit's clock");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+  locus::addFlag(app, "--data-dir", options.dataDir,
+                 "keep a log and snapshots here and recover from them at start (empty = "
+                 "memory-only: positions are lost when the unit stops)");
+  std::string fsync = locus::unit::toString(options.fsync);
+  locus::addFlag(app, "--fsync", fsync,
+                 "when logged batches reach the disk: always (before each answer), interval "
+                 "(within --fsync-interval), never (when the OS writes back)")
+      ->check(CLI::IsMember({"always", "interval", "never"}));
+  locus::addDurationFlag(app, "--fsync-interval", options.fsyncIntervalMs,
+                         "with --fsync interval: the longest a batch waits for its sync");
+  locus::addFlag(app, "--snapshot-after-bytes", options.snapshotAfterBytes,
+                 "write a snapshot once the logs exceed this and the last snapshot's size");
   CLI11_PARSE(app, argc, argv);
+  options.fsync = *locus::unit::parseFsyncPolicy(fsync);
 
   return locus::runDaemon("locus-unit", options, "cannot serve on " + options.listen,
                           [&](zmq::context_t& context, int stopFd) {
                             locus::unit::UnitServer server(context, options);
+                            logStorage(server.service());
                             spdlog::info("{} listening on {} (ttl {} s)", server.service().name(),
                                          server.endpoint(), options.ttlS);
                             if (!options.httpListen.empty()) {

@@ -172,6 +172,12 @@ class LocationIndex::Impl {
     Position& pos = positions_[slot];
     if (r.tsMs < pos.tsMs) return ApplyOutcome::kStale;
     Record& rec = records_[slot];
+    if (loading_) {  // endLoad() builds the tree from the positions
+      rec.anchorDLat = rec.anchorDLon = 0;
+      pos = Position{latE7, lonE7, r.tsMs};
+      setExtras(slot, r);
+      return ApplyOutcome::kMoved;
+    }
     const int32_t anchorLat = pos.latE7 + rec.anchorDLat;
     const int32_t anchorLon = pos.lonE7 + rec.anchorDLon;
     const int64_t dLat = int64_t{anchorLat} - latE7;
@@ -188,6 +194,22 @@ class LocationIndex::Impl {
     pos = Position{latE7, lonE7, r.tsMs};
     setExtras(slot, r);
     return ApplyOutcome::kMoved;
+  }
+
+  void beginLoad() { loading_ = true; }
+
+  void endLoad() {
+    KJ_REQUIRE(loading_, "endLoad() without beginLoad()");
+    loading_ = false;
+    std::vector<TreeValue> values;
+    values.reserve(size());
+    for (uint32_t slot = 0; slot < size(); ++slot) values.push_back(treeValueOf(slot));
+    // The range constructor packs (STR bulk loading); inserting one by one
+    // would run the R* split and reinsertion for every value.
+    Tree packed(values.begin(), values.end(), bgi::dynamic_rstar(16), bgi::indexable<TreeValue>(),
+                bgi::equal_to<TreeValue>(), CountingAllocator<TreeValue>(&treeBytes_));
+    tree_.clear();
+    tree_.swap(packed);
   }
 
   bool remove(std::string_view id) {
@@ -297,6 +319,24 @@ class LocationIndex::Impl {
   }
 
   const IndexOptions& options() const { return options_; }
+
+  void forEach(const std::function<void(const Report&)>& visit) const {
+    for (uint32_t slot = 0; slot < size(); ++slot) {
+      const Position& p = positions_[slot];
+      Report r{.id = idOf(slot),
+               .lat = geo::fromE7(p.latE7),
+               .lon = geo::fromE7(p.lonE7),
+               .tsMs = p.tsMs};
+      if (!extras_.empty()) {
+        if (auto it = extras_.find(slot); it != extras_.end()) {
+          r.speedMps = it->second.speedMps;
+          r.headingDeg = it->second.headingDeg;
+          r.accuracyM = it->second.accuracyM;
+        }
+      }
+      visit(r);
+    }
+  }
 
  private:
   // The SlotTable's view of the keys: ids live in the arena.
@@ -463,7 +503,7 @@ class LocationIndex::Impl {
     records_.pushBack(Record{ids_.add(r.id), 0, 0});
     setExtras(slot, r);
     table_.insert(slot, hash);
-    tree_.insert(TreeValue(anchorPoint(latE7, lonE7), slot));
+    if (!loading_) tree_.insert(TreeValue(anchorPoint(latE7, lonE7), slot));
   }
 
   void setExtras(uint32_t slot, const Report& r) {
@@ -524,6 +564,7 @@ class LocationIndex::Impl {
   Table table_;
   size_t treeBytes_ = 0;
   Tree tree_;
+  bool loading_ = false;  // between beginLoad() and endLoad()
   size_t expireCursor_ = 0;
 };
 
@@ -549,6 +590,15 @@ QueryResult LocationIndex::nearest(const NearestQuery& q, int64_t nowMs) const {
 }
 QueryResult LocationIndex::within(const AreaQuery& q, int64_t nowMs) const {
   return impl_->within(q, nowMs);
+}
+void LocationIndex::beginLoad() {
+  impl_->beginLoad();
+}
+void LocationIndex::endLoad() {
+  impl_->endLoad();
+}
+void LocationIndex::forEach(const std::function<void(const Report&)>& visit) const {
+  impl_->forEach(visit);
 }
 size_t LocationIndex::size() const {
   return impl_->size();

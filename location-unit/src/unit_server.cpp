@@ -48,9 +48,41 @@ std::optional<std::string> UnitOptions::validate() const {
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
+  if (fsyncIntervalMs < 1 || fsyncIntervalMs > 10'000)
+    return fmt::format("--fsync-interval {} ms must be in [1 ms, 10 s]", fsyncIntervalMs);
+  if (snapshotAfterBytes < (uint64_t{1} << 20))
+    return fmt::format("--snapshot-after-bytes {} must be at least 1 MiB", snapshotAfterBytes);
   if (!httpListen.empty())
     return transport::checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
+}
+
+std::optional<StorageOptions> UnitOptions::storage() const {
+  if (dataDir.empty()) return std::nullopt;
+  return StorageOptions{.dir = dataDir,
+                        .fsync = fsync,
+                        .fsyncInterval = std::chrono::milliseconds(fsyncIntervalMs),
+                        .snapshotAfterBytes = snapshotAfterBytes};
+}
+
+void exposeStorage(metrics::Registry& r, const std::string& unit, const StorageCounters& c) {
+  const metrics::Labels u{{"unit", unit}};
+  r.counter("locus_unit_storage_appends_total", "Batches written to the unit's log", u, c.appends);
+  r.counter("locus_unit_storage_append_errors_total",
+            "Batches refused because the log could not be written (e.g. a full disk)", u,
+            c.appendErrors);
+  r.counter("locus_unit_storage_syncs_total", "fdatasync calls on the log that succeeded", u,
+            c.syncs);
+  r.counter("locus_unit_storage_snapshots_total", "Snapshots written", u, c.snapshots);
+  r.counter("locus_unit_storage_snapshot_errors_total", "Snapshots that failed (the logs stay)", u,
+            c.snapshotErrors);
+  r.gauge("locus_unit_storage_log_bytes", "Bytes in the logs since the last snapshot", u,
+          c.logBytes);
+  r.gauge("locus_unit_storage_snapshot_seconds", "How long the last snapshot took", u,
+          c.snapshotSeconds);
+  r.gauge("locus_unit_storage_writable",
+          "1 while the unit stores batches, 0 after a failed sync (until it restarts)", u,
+          c.writable);
 }
 
 void UnitCounters::expose(metrics::Registry& r, const std::string& unit) const {
@@ -91,12 +123,23 @@ class UnitService::Handler {
     for (auto r : in) reports.push_back(readReport(r));
     const Admission admission{nowMs_, s_.maxFutureSkewMs_, "unit"};
     BatchOutcome outcome;
+    std::vector<Report> admitted;
+    admitted.reserve(reports.size());
     for (uint32_t i = 0; i < reports.size(); ++i) {
       if (auto error = admitReport(reports[i], admission)) {
         outcome.rejected.emplace_back(i, std::move(*error));
-        continue;
+      } else {
+        admitted.push_back(reports[i]);
       }
-      if (s_.index_.apply(reports[i]) == ApplyOutcome::kStale) ++outcome.stale;
+    }
+    // Logged before applied: a batch the disk refuses changes nothing.
+    if (s_.storage_) {
+      if (auto error = s_.storage_->append(admitted)) {
+        return writeError(Error{ErrorCode::kUnavailable, std::move(*error)}, reply.initError());
+      }
+    }
+    for (const Report& r : admitted) {
+      if (s_.index_.apply(r) == ApplyOutcome::kStale) ++outcome.stale;
     }
     outcome.accepted = static_cast<uint32_t>(reports.size() - outcome.rejected.size());
     s_.counters_.reportsApplied += outcome.accepted - outcome.stale;
@@ -182,11 +225,26 @@ class UnitService::Handler {
   int64_t nowMs_;
 };
 
-UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutureSkewMs)
+UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutureSkewMs,
+                         std::optional<StorageOptions> storage)
     : name_(std::move(name)),
       incarnation_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1),
       maxFutureSkewMs_(maxFutureSkewMs),
-      index_(options) {}
+      index_(options) {
+  if (storage) {
+    storage_ = std::make_unique<Storage>(std::move(*storage), index_);
+    incarnation_ = storage_->incarnation();  // the data's, kept across restarts
+    counters_.devices.set(static_cast<double>(index_.size()));
+  }
+}
+
+void UnitService::tickStorage() {
+  if (storage_) storage_->tick(index_);
+}
+
+std::chrono::milliseconds UnitService::idleFor() const {
+  return storage_ ? storage_->idleFor() : std::chrono::milliseconds(1000);
+}
 
 zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs) {
   uint64_t requestId = 0;
@@ -276,7 +334,8 @@ void UnitService::tick(int64_t nowMs) {
 
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
     : socket_(context, zmq::socket_type::router),
-      service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}, options.maxFutureSkewMs) {
+      service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}, options.maxFutureSkewMs,
+               options.storage()) {
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   socket_.set(zmq::sockopt::linger, 0);
   socket_.bind(options.listen);
@@ -284,11 +343,21 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
   if (service_.name().empty()) service_.setName(endpoint_);
   if (!options.httpListen.empty()) {
     service_.counters().expose(registry_, service_.name());
+    if (const Storage* storage = service_.storage())
+      exposeStorage(registry_, service_.name(), storage->counters());
     http_ = std::make_unique<transport::HttpEndpoint>(options.httpListen, registry_, [this] {
       const auto& c = service_.counters();
-      return transport::Readiness{
-          serving_.load(),
-          {{"unit", service_.name()}, {"devices", static_cast<uint64_t>(c.devices.value())}}};
+      nlohmann::ordered_json detail{{"unit", service_.name()},
+                                    {"devices", static_cast<uint64_t>(c.devices.value())}};
+      if (const Storage* storage = service_.storage()) {
+        // Read across threads: the gauges are atomic, the options constant.
+        detail["storage"] = {{"dir", storage->options().dir},
+                             {"fsync", toString(storage->options().fsync)},
+                             {"writable", storage->counters().writable.value() > 0}};
+      } else {
+        detail["storage"] = "memory-only";
+      }
+      return transport::Readiness{serving_.load(), std::move(detail)};
     });
   }
 }
@@ -327,9 +396,10 @@ void UnitServer::run(int stopFd) {
   auto nextTick = std::chrono::steady_clock::now();
   serving_ = true;
   for (;;) {
-    zmq::poll(items.data(), items.size(), kTickInterval);
+    zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
     if (items[1].revents & ZMQ_POLLIN) break;
     serveQueued(kMaxBurst);
+    service_.tickStorage();
     if (const auto now = std::chrono::steady_clock::now(); now >= nextTick) {
       service_.tick(wallClockMs());
       nextTick = now + kTickInterval;

@@ -485,3 +485,50 @@ TEST_CASE("memory stays within 64 bytes per device beyond the ids", "[index]") {
 
 }  // namespace
 }  // namespace locus::unit
+
+namespace locus::unit {
+
+TEST_CASE("a bulk load answers like applying the same reports one by one", "[unit][index]") {
+  std::mt19937_64 rng(404);
+  std::uniform_real_distribution<double> lat(31.0, 31.5), lon(121.2, 121.8), step(-0.01, 0.01);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3000; ++i) ids.push_back("bulk-" + std::to_string(i));
+  std::vector<Report> reports;
+  for (int round = 0; round < 3; ++round) {  // later rounds move devices, some beyond the slack
+    for (size_t i = 0; i < ids.size(); i += 1 + round) {
+      reports.push_back(Report{.id = ids[i],
+                               .lat = lat(rng),
+                               .lon = lon(rng),
+                               .tsMs = 1'000 + round * 10 + static_cast<int64_t>(i % 7)});
+    }
+  }
+  testkit::BruteForce model;
+  LocationIndex applied, loaded;
+  loaded.beginLoad();
+  for (const Report& r : reports) {
+    model.apply(r);
+    applied.apply(r);
+    loaded.apply(r);
+  }
+  loaded.endLoad();
+  REQUIRE(loaded.size() == applied.size());
+  const auto check = [&](const LocationIndex& index) {
+    for (int q = 0; q < 40; ++q) {
+      const NearestQuery nearest{{lat(rng), lon(rng)}, 1 + static_cast<uint32_t>(q % 25)};
+      REQUIRE_SAME_ANSWER(index.nearest(nearest, 5'000), model.nearest(nearest, 5'000));
+      const AreaQuery box{.area = geo::Box{31.1, 121.3, 31.1 + 0.2 * (q % 3 + 1), 121.6}};
+      REQUIRE_SAME_ANSWER(index.within(box, 5'000), model.within(box, 5'000));
+    }
+  };
+  check(applied);
+  check(loaded);
+  // The packed tree takes moves like a grown one.
+  for (size_t i = 0; i < ids.size(); i += 3) {
+    const Report moved{.id = ids[i], .lat = lat(rng), .lon = lon(rng), .tsMs = 2'000};
+    model.apply(moved);
+    loaded.apply(moved);
+  }
+  check(loaded);
+}
+
+}  // namespace locus::unit

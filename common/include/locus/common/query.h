@@ -81,7 +81,8 @@ struct UnitStats {
   uint64_t reportsRejected = 0;  // reports that failed validation
   uint64_t queriesServed = 0;
   uint64_t memoryBytes = 0;  // the index's own accounting
-  uint64_t incarnation = 0;  // random per start of the unit's process; 0 = unknown
+  uint64_t incarnation =
+      0;  // the unit's data: per data dir, or per start if memory-only; 0 = unknown
 };
 
 // Why a query must be refused, or nothing when it is valid. One line a

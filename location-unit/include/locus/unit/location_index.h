@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -60,6 +61,14 @@ class LocationIndex {
   // Precondition: validateReport(report) found nothing.
   ApplyOutcome apply(const Report& report);
 
+  // Bulk loading, for recovery: between beginLoad() and endLoad(), apply()
+  // leaves the R-tree alone and endLoad() builds it once, packed, which is
+  // several times faster than growing it report by report. The outcome is
+  // that of applying the same reports in order. Nothing but apply() may be
+  // called in between.
+  void beginLoad();
+  void endLoad();
+
   // Forgets a device. False if it was not held.
   bool remove(std::string_view id);
 
@@ -78,6 +87,12 @@ class LocationIndex {
   // Devices inside a circle (ordered by distance, id), box or polygon
   // (ordered by id); count is every match. Precondition: validate(query).
   QueryResult within(const AreaQuery& query, int64_t nowMs) const;
+
+  // Calls `visit` with every stored position as a Report (its id views the
+  // index: valid during the call only), in no particular order. Expired
+  // positions that expire() has not reached yet are included. `visit` must
+  // not change the index.
+  void forEach(const std::function<void(const Report&)>& visit) const;
 
   // Devices held, including expired ones that expire() has not reached yet.
   size_t size() const;

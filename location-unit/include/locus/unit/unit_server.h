@@ -16,6 +16,7 @@
 #include "locus/common/report.h"
 #include "locus/transport/http_endpoint.h"
 #include "locus/unit/location_index.h"
+#include "locus/unit/storage.h"
 
 namespace locus::unit {
 
@@ -25,6 +26,13 @@ struct UnitOptions {
   int64_t ttlS = 0;                                   // 0 = positions never expire
   int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
   std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
+  std::string dataDir;     // empty = memory-only (storage.h)
+  FsyncPolicy fsync = FsyncPolicy::kInterval;
+  int64_t fsyncIntervalMs = 10;
+  uint64_t snapshotAfterBytes = StorageOptions{}.snapshotAfterBytes;
+
+  // The storage these options ask for, or nothing for a memory-only unit.
+  std::optional<StorageOptions> storage() const;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -56,9 +64,12 @@ struct UnitCounters {
 class UnitService {
  public:
   // Reports are admitted (admitReport) at the unit's clock with
-  // `maxFutureSkewMs`.
+  // `maxFutureSkewMs`. With `storage`, what its data dir holds is recovered
+  // first (it throws std::runtime_error if the dir cannot be used), and
+  // every batch is logged before it is applied and answered.
   UnitService(std::string name, IndexOptions options,
-              int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs);
+              int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs,
+              std::optional<StorageOptions> storage = std::nullopt);
 
   // Executes one request frame and returns the reply frame (a UnitReply).
   // Never throws: an unreadable request gets a typed error reply and changes
@@ -74,10 +85,17 @@ class UnitService {
 
   // Background work (TTL sweeps), in small slices; call often.
   void tick(int64_t nowMs);
+  // The storage's background work (the interval sync, snapshots): call
+  // after every burst of requests, and within idleFor() when idle.
+  void tickStorage();
+  std::chrono::milliseconds idleFor() const;
 
   const LocationIndex& index() const { return index_; }
   const UnitCounters& counters() const { return counters_; }
   const std::string& name() const { return name_; }
+  uint64_t incarnation() const { return incarnation_; }
+  // Null for a memory-only unit.
+  const Storage* storage() const { return storage_.get(); }
   void setName(std::string name) { name_ = std::move(name); }
 
  private:
@@ -89,6 +107,7 @@ class UnitService {
   uint64_t incarnation_;  // random, drawn at construction; never 0
   int64_t maxFutureSkewMs_;
   LocationIndex index_;
+  std::unique_ptr<Storage> storage_;  // null: memory-only
   UnitCounters counters_;
   std::chrono::steady_clock::time_point lastWarning_{};
 };
