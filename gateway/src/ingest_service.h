@@ -9,9 +9,10 @@ namespace locus::gateway {
 
 // Admits each report of a batch (admitReport: ts 0 stamped with the receive
 // time, validation, the future-skew bound), rejects the others by index with
-// a reason, and routes the rest. A
-// call resolves once its reports are in the router's buffers and the router
-// admits more (backpressure). Thread-affinity: the router's thread.
+// a reason, and routes the rest. A call is answered once each routed report
+// is stored by its unit or has failed (then rejected by index with why), and
+// the router admits more (backpressure). Thread-affinity: the router's
+// thread.
 class IngestImpl final : public wire::Ingest::Server {
  public:
   IngestImpl(Router& router, ProtocolCounters& counters, int64_t maxFutureSkewMs)

@@ -23,6 +23,25 @@ constexpr int64_t kLossLogIntervalMs = 1000;
 // Unanswered batches remembered per unit, so that a late answer is counted.
 constexpr size_t kUnconfirmedRemembered = 4096;
 
+// Settles the slots of an applied batch: each stored, but those the unit
+// rejected by index.
+template <typename Rejected>
+void settleApplied(std::vector<Router::Entry>& entries, Rejected rejected,
+                   const std::string& endpoint) {
+  std::vector<const char*> reasons(entries.size(), nullptr);
+  for (auto r : rejected) {
+    if (r.getIndex() < reasons.size()) reasons[r.getIndex()] = r.getReason().cStr();
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Router::Entry& e = entries[i];
+    if (reasons[i] == nullptr) {
+      e.acks->stored(e.slot);
+    } else {
+      e.acks->failed(e.slot, fmt::format("refused by unit {}: {}", endpoint, reasons[i]));
+    }
+  }
+}
+
 }  // namespace
 
 std::optional<std::string> RouterOptions::validate() const {
@@ -46,9 +65,9 @@ std::optional<std::string> RouterOptions::validate() const {
 struct Router::Shard {
   uint32_t index = 0;
   std::unique_ptr<transport::UnitChannel> channel;
-  std::vector<OwnedReport> buffer;  // oldest first
-  size_t inFlight = 0;              // batches sent and not yet answered
-  bool due = false;                 // the flush delay of the buffer's first report passed
+  std::vector<Entry> buffer;  // oldest first
+  size_t inFlight = 0;        // batches sent and not yet answered
+  bool due = false;           // the flush delay of the buffer's first report passed
   bool timerArmed = false;
   // When the first batch sent since the unit's last answer left: the unit
   // is stalled once this is batchTimeoutMs old.
@@ -139,9 +158,9 @@ void RouterCounters::expose(metrics::Registry& r) const {
           [this] {
             // Every sent report was routed first; the counters are read
             // one after the other, so clamp a momentary skew.
-            const uint64_t sent = reportsSent.value();
+            const uint64_t left = reportsSent.value() + reportsUnsent.value();
             const uint64_t routed = reportsRouted.value();
-            return routed > sent ? double(routed - sent) : 0.0;
+            return routed > left ? double(routed - left) : 0.0;
           });
 }
 
@@ -152,7 +171,7 @@ bool Router::stalled(const Shard& shard) const {
   return false;
 }
 
-std::optional<std::string> Router::add(const Report& report) {
+void Router::add(const Report& report, Acks& acks, uint32_t slot) {
   const uint32_t index = shardOf(report.id, shardCount());
   Shard& shard = *shards_[index];
   if (stalled(shard) && !closing_) {
@@ -166,14 +185,15 @@ std::optional<std::string> Router::add(const Report& report) {
     }
     // An empty batch asks whether it is back.
     if (shard.inFlight == 0) send(index, 0);
-    return fmt::format(
-        "unit {} ({}), which owns this id, has not answered for {} ms; not stored, retry later",
-        index, shard.channel->endpoint(), options_.batchTimeoutMs);
+    acks.failed(slot, stalledReason(shard));
+    return;
   }
-  OwnedReport& owned = shard.buffer.emplace_back();
-  owned.id.assign(report.id);
-  owned.fields = report;
-  owned.fields.id = {};
+  Entry& entry = shard.buffer.emplace_back();
+  entry.report.id.assign(report.id);
+  entry.report.fields = report;
+  entry.report.fields.id = {};
+  entry.acks = kj::addRef(acks);
+  entry.slot = slot;
   ++counters_.reportsRouted;
   if (shard.buffer.size() >= options_.batchReports || closing_) {
     pump(index);
@@ -186,7 +206,22 @@ std::optional<std::string> Router::add(const Report& report) {
       pump(index);
     }));
   }
-  return std::nullopt;
+}
+
+std::string Router::stalledReason(const Shard& shard) const {
+  return fmt::format("unit {} ({}), which owns this id, has not answered for {} ms; not stored, "
+                     "retry later",
+                     shard.index, shard.channel->endpoint(), options_.batchTimeoutMs);
+}
+
+void Router::refuseBuffered(Shard& shard) {
+  if (shard.buffer.empty()) return;
+  const std::string why = stalledReason(shard);
+  for (Entry& e : shard.buffer) e.acks->failed(e.slot, why);
+  counters_.reportsRefusedStalled += shard.buffer.size();
+  counters_.reportsUnsent += shard.buffer.size();
+  shard.buffer.clear();
+  shard.due = false;
 }
 
 void Router::pump(uint32_t index) {
@@ -204,13 +239,17 @@ void Router::send(uint32_t index, size_t count) {
   auto reports =
       message.initRoot<wire::UnitRequest>().initApply().initReports(static_cast<unsigned>(count));
   for (size_t i = 0; i < count; ++i) {
-    writeReport(shard.buffer[i].view(), reports[static_cast<unsigned>(i)]);
+    writeReport(shard.buffer[i].report.view(), reports[static_cast<unsigned>(i)]);
   }
+  std::vector<Entry> entries;
   if (count == shard.buffer.size()) {
-    shard.buffer.clear();
+    entries = std::move(shard.buffer);
+    shard.buffer.clear();  // moved from: make it empty
+    shard.buffer.reserve(options_.batchReports);
   } else {
-    shard.buffer.erase(shard.buffer.begin(),
-                       shard.buffer.begin() + static_cast<std::ptrdiff_t>(count));
+    const auto end = shard.buffer.begin() + static_cast<std::ptrdiff_t>(count);
+    entries.assign(std::make_move_iterator(shard.buffer.begin()), std::make_move_iterator(end));
+    shard.buffer.erase(shard.buffer.begin(), end);
   }
   ++shard.inFlight;
   if (count > 0) {
@@ -223,14 +262,16 @@ void Router::send(uint32_t index, size_t count) {
   // an earlier wait.
   if (shard.unansweredSince == nullptr) shard.unansweredSince = timer_.now();
   const uint64_t requestId = message.getRoot<wire::UnitRequest>().getRequestId();
-  tasks_->add(call.then([this, index, requestId, count](transport::UnitCallResult&& reply) {
-    answered(index, requestId, count, kj::mv(reply));
+  tasks_->add(call.then([this, index, requestId,
+                         entries = std::move(entries)](transport::UnitCallResult&& reply) mutable {
+    answered(index, requestId, entries, kj::mv(reply));
   }));
 }
 
-void Router::answered(uint32_t index, uint64_t requestId, size_t count,
+void Router::answered(uint32_t index, uint64_t requestId, std::vector<Entry>& entries,
                       transport::UnitCallResult&& reply) {
   Shard& s = *shards_[index];
+  const size_t count = entries.size();
   --s.inFlight;
   if (reply) {
     s.unansweredSince = nullptr;  // it answered
@@ -247,7 +288,10 @@ void Router::answered(uint32_t index, uint64_t requestId, size_t count,
     try {
       if (root->isApplied()) {
         if (count > 0) ++counters_.batchesApplied;
-        counters_.reportsRejected += root->getApplied().getRejected().size();
+        auto rejected = root->getApplied().getRejected();
+        counters_.reportsRejected += rejected.size();
+        settleApplied(entries, rejected, s.channel->endpoint());
+        entries.clear();
       } else {
         lost = "unexpected reply";
       }
@@ -276,6 +320,16 @@ void Router::answered(uint32_t index, uint64_t requestId, size_t count,
     }
     counters_.reportsLost += count;
   }
+  if (!entries.empty()) {
+    const std::string why =
+        unconfirmed
+            ? fmt::format(
+                  "not confirmed: unit {} ({}) did not answer within {} ms ({}); "
+                  "it may still store it: resend, the newest ts wins",
+                  index, s.channel->endpoint(), options_.batchTimeoutMs, lost)
+            : fmt::format("not stored: unit {} ({}): {}", index, s.channel->endpoint(), lost);
+    for (Entry& e : entries) e.acks->failed(e.slot, why);
+  }
   if (count > 0 && (unconfirmed || !lost.empty())) {
     ++s.lostSinceLog;
     const kj::TimePoint now = timer_.now();
@@ -286,6 +340,8 @@ void Router::answered(uint32_t index, uint64_t requestId, size_t count,
       s.lastLossLog = now;
     }
   }
+  // Stalled now: what waits for it would only wait a deadline more each.
+  if (stalled(s) && !closing_) refuseBuffered(s);
   pump(index);
   notifyIfReady();
 }

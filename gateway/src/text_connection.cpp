@@ -38,37 +38,93 @@ TextConnection::~TextConnection() {
 }
 
 void TextConnection::reject(std::string_view reason) {
-  appendError(replies_, reason);
-  ++counters_.rejected;
+  chunk_->failed(chunk_->add(), std::string(reason));
+}
+
+void TextConnection::wake(kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>>& waiter) {
+  KJ_IF_MAYBE (w, waiter) {
+    (*w)->fulfill();
+    waiter = nullptr;
+  }
 }
 
 kj::Promise<void> TextConnection::run() {
+  auto loops = kj::heapArrayBuilder<kj::Promise<void>>(2);
+  loops.add(readLoop());
+  loops.add(writeLoop().catch_([this](kj::Exception&& e) -> kj::Promise<void> {
+    // The peer stopped taking replies: the reader must not wait for room.
+    KJ_IF_MAYBE (w, readerWaits_) {
+      (*w)->reject(kj::cp(e));
+      readerWaits_ = nullptr;
+    }
+    return kj::mv(e);
+  }));
+  return kj::joinPromises(loops.finish());
+}
+
+kj::Promise<void> TextConnection::readLoop() {
   return stream_->tryRead(readBuffer_, 1, sizeof readBuffer_)
       .then([this](size_t n) -> kj::Promise<void> {
         if (n == 0) {
           // End of stream: an unterminated last line still gets its answer
           // (nc sends one); a line cut mid-way is invalid JSON and changes
-          // nothing. The peer may be gone: a failed write ends quietly.
+          // nothing.
           if (!overlong_ && !partial_.empty()) {
             std::string last = std::move(partial_);
             handleLine(last);
           }
-          if (replies_.empty()) return kj::READY_NOW;
-          writing_ = std::move(replies_);
-          replies_.clear();
-          return stream_->write(writing_.data(), writing_.size()).catch_([](kj::Exception&&) {});
+          endChunk();
+          readDone_ = true;
+          wake(writerWaits_);
+          return kj::READY_NOW;
         }
         consume(readBuffer_, n);
-        return flushReplies().then([this]() { return run(); });
+        endChunk();
+        return roomToRead().then([this]() { return readLoop(); });
       });
 }
 
-kj::Promise<void> TextConnection::flushReplies() {
-  if (replies_.empty()) return router_.whenReady();
-  writing_ = std::move(replies_);
-  replies_.clear();
-  return stream_->write(writing_.data(), writing_.size()).then([this]() {
-    return router_.whenReady();
+kj::Promise<void> TextConnection::roomToRead() {
+  if (chunks_.size() < kMaxChunksInFlight) return router_.whenReady();
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  readerWaits_ = kj::mv(paf.fulfiller);
+  return paf.promise.then([this]() { return roomToRead(); });
+}
+
+void TextConnection::endChunk() {
+  if (chunk_->slots() == 0) return;
+  chunks_.push_back(kj::mv(chunk_));
+  chunk_ = kj::refcounted<Acks>(0);
+  wake(writerWaits_);
+}
+
+kj::Promise<void> TextConnection::writeLoop() {
+  if (chunks_.empty()) {
+    if (readDone_) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    writerWaits_ = kj::mv(paf.fulfiller);
+    return paf.promise.then([this]() { return writeLoop(); });
+  }
+  return chunks_.front()->done().then([this]() {
+    const BatchOutcome outcome = chunks_.front()->outcome();
+    const size_t lines = chunks_.front()->slots();
+    writing_.clear();
+    auto failure = outcome.rejected.begin();
+    for (uint32_t line = 0; line < lines; ++line) {
+      if (failure != outcome.rejected.end() && failure->first == line) {
+        appendError(writing_, failure->second);
+        ++failure;
+      } else {
+        writing_ += kOk;
+      }
+    }
+    counters_.accepted += outcome.accepted;
+    counters_.rejected += outcome.rejected.size();
+    return stream_->write(writing_.data(), writing_.size()).then([this]() {
+      chunks_.pop_front();
+      wake(readerWaits_);
+      return writeLoop();
+    });
   });
 }
 
@@ -121,12 +177,7 @@ void TextConnection::handleLine(std::string_view line) {
     reject(*why);
     return;
   }
-  if (auto refused = router_.add(report)) {
-    reject(*refused);
-    return;
-  }
-  ++counters_.accepted;
-  replies_ += kOk;
+  router_.add(report, *chunk_, chunk_->add());
 }
 
 }  // namespace locus::gateway

@@ -3,42 +3,59 @@
 
 #include <kj/async-io.h>
 
+#include <deque>
 #include <string>
 #include <string_view>
 
+#include "locus/gateway/acks.h"
 #include "locus/gateway/gateway.h"
 #include "locus/gateway/router.h"
 
 namespace locus::gateway {
 
 // Reads lines from the stream and answers each with exactly one reply line,
-// in order. Reads a chunk, handles every complete line in it, writes all
-// their replies at once, then waits for the router to admit more before it
-// reads again (a slow unit or a client that does not read its replies stops
-// the reading). A line over kMaxLineBytes is skipped up to its newline and
-// answered with an error; the connection stays usable.
+// in order: `{"ok":true}` once its unit stored the report, else the error.
+//
+// Two loops share the connection. The reader reads a chunk, handles every
+// complete line in it (one Acks slot per line), queues the chunk, and reads
+// on while fewer than kMaxChunksInFlight chunks wait for their units and
+// the router admits more. The writer takes the oldest chunk once all its
+// lines are settled and writes their replies. So a slow unit, or a client
+// that does not read its replies, stops the reading. A line over
+// kMaxLineBytes is skipped up to its newline and answered with an error;
+// the connection stays usable.
 //
 // Thread-affinity: the router's thread. Ownership: the connection must
 // outlive the promise run() returned.
 class TextConnection {
  public:
+  // Chunks read whose replies are not written yet, at most.
+  static constexpr size_t kMaxChunksInFlight = 64;
+
   // Counts what it accepts and rejects, and itself as open, in `counters`.
   // Reports are admitted with admitReport() at the gateway's clock.
   TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router, ProtocolCounters& counters,
                  int64_t maxFutureSkewMs);
   ~TextConnection();
 
-  // Serves until the peer closes (resolves) or the stream fails (rejects).
+  // Serves until the peer closes and every reply is written (resolves), or
+  // the stream fails (rejects).
   kj::Promise<void> run();
 
  private:
-  // Handles `n` bytes read from the peer, appending replies to replies_.
+  kj::Promise<void> readLoop();
+  kj::Promise<void> writeLoop();
+  // Resolves when the reader may read again: room in the queue and the
+  // router admits more.
+  kj::Promise<void> roomToRead();
+  // Handles `n` bytes read from the peer.
   void consume(const char* data, size_t n);
-  // Sends replies_ (if any), then waits until the router admits more.
-  kj::Promise<void> flushReplies();
   void handleLine(std::string_view line);
   // Answers the current line with an error.
   void reject(std::string_view reason);
+  // Queues the lines handled since the last call for the writer.
+  void endChunk();
+  void wake(kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>>& waiter);
 
   kj::Own<kj::AsyncIoStream> stream_;
   Router& router_;
@@ -46,8 +63,12 @@ class TextConnection {
   int64_t maxFutureSkewMs_;
   std::string partial_;    // the line so far, when a read ended mid-line
   bool overlong_ = false;  // skipping the rest of a line over the limit
-  std::string replies_;    // replies not yet handed to write()
-  std::string writing_;    // the replies write() is sending
+  // The lines of the chunk being read: line i is slot i.
+  kj::Own<Acks> chunk_ = kj::refcounted<Acks>(0);
+  std::deque<kj::Own<Acks>> chunks_;  // read, replies not yet written, oldest first
+  bool readDone_ = false;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> writerWaits_, readerWaits_;
+  std::string writing_;  // the replies write() is sending
   char readBuffer_[8192];
 };
 

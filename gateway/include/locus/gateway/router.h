@@ -3,6 +3,12 @@
 // after its first report, with a bounded window of batches in flight per
 // unit and a bound on what waits in the buffers (backpressure).
 //
+// Every report carries a slot of its call's Acks (acks.h), settled when
+// its unit answers the batch: stored once the unit applied it (and logged
+// it, with --data-dir), failed with the reason otherwise — the unit refused
+// the batch, it could not be queued, or no answer came within
+// `batchTimeoutMs`. So a device hears `ok` only for what a unit stored.
+//
 // A stalled unit holds back only its own share: once a unit has left a
 // batch unanswered for `batchTimeoutMs`, reports for it are refused (the
 // device gets an error, not an ok) and no longer count against readiness,
@@ -24,6 +30,8 @@
 
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
+#include "locus/common/report_json.h"
+#include "locus/gateway/acks.h"
 #include "locus/transport/unit_channel.h"  // namespace locus::transport
 
 namespace locus::gateway {
@@ -33,8 +41,8 @@ struct RouterOptions {
   int64_t flushDelayUs = 1000;         // ... or this long after its first report
   size_t maxInFlightBatches = 8;       // per unit: batches sent and not yet answered
   size_t maxBufferedReports = 20'000;  // per unit: waiting to be sent; above it, readers wait
-  int64_t batchTimeoutMs = 2000;       // a batch unanswered by then is unconfirmed, not retried;
-                                       // a unit silent that long is stalled
+  int64_t batchTimeoutMs = 2000;       // a batch unanswered by then fails its reports (they
+                                       // may still be applied); a unit silent that long is stalled
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -43,11 +51,12 @@ struct RouterOptions {
 // What the router did so far. Written by the router's thread; any thread
 // may read it.
 //
-// What the counters say is what is known: a report is *lost* only when no
-// unit can have applied it (its batch could not be queued, or the unit
-// refused the batch); a batch unanswered by its deadline is *unconfirmed*
-// (it may still be applied: ZeroMQ delivers what it queued once the unit
-// is back) and moves to *applied late* when its answer comes after all.
+// None of these reports was acknowledged: each got an error. A report is
+// *lost* when no unit can have applied it (its batch could not be queued,
+// or the unit refused the batch); a batch unanswered by its deadline is
+// *unconfirmed* (it may still be applied: ZeroMQ delivers what it queued
+// once the unit is back) and moves to *applied late* when its answer comes
+// after all.
 struct RouterCounters {
   metrics::Counter reportsRouted;          // reports added to a buffer
   metrics::Counter batchesSent;            // apply batches handed to a unit's socket
@@ -62,6 +71,7 @@ struct RouterCounters {
   metrics::Counter reportsAppliedLate;     // reports of late-answered batches
   metrics::Counter reportsRejected;        // reports the units refused (should stay 0: we validate)
   metrics::Counter reportsRefusedStalled;  // not acknowledged: their unit was stalled
+  metrics::Counter reportsUnsent;          // of those, routed but failed in the buffer
 
   // Names every metric above in `registry`, and the reports waiting in the
   // buffers (routed, not yet sent).
@@ -86,10 +96,10 @@ class Router {
   // The channel to each unit, in shard order (for their health).
   std::vector<const transport::UnitChannel*> channels() const;
 
-  // Buffers a copy of `report` for the shard that owns its id, or refuses
-  // it when that unit is stalled: the reason, for the device. Precondition:
-  // admitReport(report) passed.
-  std::optional<std::string> add(const Report& report);
+  // Buffers a copy of `report` for the shard that owns its id; slot `slot`
+  // of `acks` is settled when its unit answers, or at once (failed) when
+  // that unit is stalled. Precondition: admitReport(report) passed.
+  void add(const Report& report, Acks& acks, uint32_t slot);
 
   // Resolves when every shard's buffer is below maxBufferedReports or its
   // unit is stalled: a connection waits on it before it reads (and
@@ -108,16 +118,26 @@ class Router {
 
   const RouterCounters& counters() const { return counters_; }
 
+  // A report in a buffer or a batch, and the slot it settles.
+  struct Entry {
+    OwnedReport report;
+    kj::Own<Acks> acks;
+    uint32_t slot = 0;
+  };
+
  private:
   struct Shard;
 
   // Sends as many batches of `shard` as its window and flush rule allow.
   void pump(uint32_t shard);
   void send(uint32_t shard, size_t count);
-  // What became of one batch (`count` reports; 0 for a probe).
-  void answered(uint32_t shard, uint64_t requestId, size_t count,
+  // What became of one batch (`entries` empty for a probe).
+  void answered(uint32_t shard, uint64_t requestId, std::vector<Entry>& entries,
                 transport::UnitCallResult&& reply);
   bool stalled(const Shard& shard) const;
+  std::string stalledReason(const Shard& shard) const;
+  // Fails what waits in a stalled shard's buffer, as add() would refuse it.
+  void refuseBuffered(Shard& shard);
   void notifyIfReady();
   // Wakes the waiters when the first shard holding them up turns stalled.
   void armStallCheck();

@@ -1,0 +1,47 @@
+#include "locus/gateway/acks.h"
+
+#include <kj/debug.h>
+
+#include <algorithm>
+
+namespace locus::gateway {
+
+void Acks::stored(uint32_t slot) {
+  ++stored_;
+  settleOne(slot);
+}
+
+void Acks::failed(uint32_t slot, std::string reason) {
+  failures_.emplace_back(slot, std::move(reason));
+  settleOne(slot);
+}
+
+void Acks::settleOne(uint32_t slot) {
+  KJ_REQUIRE(slot < slots_ && pending_ > 0, "a slot settled twice or out of range", slot, slots_,
+             pending_);
+  if (--pending_ > 0) return;
+  KJ_IF_MAYBE (waiter, waiter_) {
+    (*waiter)->fulfill();
+    waiter_ = nullptr;
+  }
+}
+
+kj::Promise<void> Acks::done() {
+  if (pending_ == 0) return kj::READY_NOW;
+  KJ_REQUIRE(waiter_ == nullptr, "done() called twice");
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiter_ = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
+
+BatchOutcome Acks::outcome() {
+  KJ_REQUIRE(pending_ == 0, "outcome() before every slot settled", pending_);
+  std::sort(failures_.begin(), failures_.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  BatchOutcome out;
+  out.accepted = stored_;
+  out.rejected = failures_;
+  return out;
+}
+
+}  // namespace locus::gateway
