@@ -87,6 +87,9 @@ nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
   // every time.
   flush();
   ingest.flush();
+  if (ingest.reconnects() > 0 || ingest.reportsResent() > 0)
+    progress << "locus send: reconnected " << ingest.reconnects() << " times and sent "
+             << ingest.reportsResent() << " reports again (harmless: the newest ts wins)\n";
   return summary.json();
 }
 

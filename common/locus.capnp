@@ -50,6 +50,10 @@ struct Rejection {
   # One report of a batch that was not accepted.
   index @0 :UInt32;   # position of the report in its batch
   reason @1 :Text;    # why, in words a person can act on
+  retry @2 :Bool;
+  # The report was valid but not stored (its unit refused the batch, was
+  # stalled, or did not answer in time): sending it again may succeed, and
+  # is harmless (the newest ts wins). False for a report that is invalid.
 }
 
 struct BatchResult {

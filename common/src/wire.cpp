@@ -244,6 +244,7 @@ BatchOutcome readBatchOutcome(wire::BatchResult::Reader r) {
   outcome.stale = r.getStale();
   for (auto rej : r.getRejected()) {
     outcome.rejected.emplace_back(rej.getIndex(), std::string(view(rej.getReason())));
+    if (rej.getRetry()) outcome.retryable.push_back(rej.getIndex());
   }
   return outcome;
 }
@@ -252,9 +253,13 @@ void writeBatchOutcome(const BatchOutcome& outcome, wire::BatchResult::Builder b
   b.setAccepted(outcome.accepted);
   b.setStale(outcome.stale);
   auto out = b.initRejected(static_cast<unsigned>(outcome.rejected.size()));
+  auto retry = outcome.retryable.begin();
   for (unsigned i = 0; i < outcome.rejected.size(); ++i) {
-    out[i].setIndex(outcome.rejected[i].first);
+    const uint32_t index = outcome.rejected[i].first;
+    out[i].setIndex(index);
     out[i].setReason(outcome.rejected[i].second);
+    while (retry != outcome.retryable.end() && *retry < index) ++retry;
+    out[i].setRetry(retry != outcome.retryable.end() && *retry == index);
   }
 }
 

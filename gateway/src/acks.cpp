@@ -11,8 +11,9 @@ void Acks::stored(uint32_t slot) {
   settleOne(slot);
 }
 
-void Acks::failed(uint32_t slot, std::string reason) {
+void Acks::failed(uint32_t slot, std::string reason, bool retry) {
   failures_.emplace_back(slot, std::move(reason));
+  if (retry) retryable_.push_back(slot);
   settleOne(slot);
 }
 
@@ -41,6 +42,8 @@ BatchOutcome Acks::outcome() {
   BatchOutcome out;
   out.accepted = stored_;
   out.rejected = failures_;
+  out.retryable = retryable_;
+  std::sort(out.retryable.begin(), out.retryable.end());
   return out;
 }
 

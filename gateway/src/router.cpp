@@ -185,7 +185,7 @@ void Router::add(const Report& report, Acks& acks, uint32_t slot) {
     }
     // An empty batch asks whether it is back.
     if (shard.inFlight == 0) send(index, 0);
-    acks.failed(slot, stalledReason(shard));
+    acks.failed(slot, stalledReason(shard), /*retry=*/true);
     return;
   }
   Entry& entry = shard.buffer.emplace_back();
@@ -217,7 +217,7 @@ std::string Router::stalledReason(const Shard& shard) const {
 void Router::refuseBuffered(Shard& shard) {
   if (shard.buffer.empty()) return;
   const std::string why = stalledReason(shard);
-  for (Entry& e : shard.buffer) e.acks->failed(e.slot, why);
+  for (Entry& e : shard.buffer) e.acks->failed(e.slot, why, /*retry=*/true);
   counters_.reportsRefusedStalled += shard.buffer.size();
   counters_.reportsUnsent += shard.buffer.size();
   shard.buffer.clear();
@@ -328,7 +328,7 @@ void Router::answered(uint32_t index, uint64_t requestId, std::vector<Entry>& en
                   "it may still store it: resend, the newest ts wins",
                   index, s.channel->endpoint(), options_.batchTimeoutMs, lost)
             : fmt::format("not stored: unit {} ({}): {}", index, s.channel->endpoint(), lost);
-    for (Entry& e : entries) e.acks->failed(e.slot, why);
+    for (Entry& e : entries) e.acks->failed(e.slot, why, /*retry=*/true);
   }
   if (count > 0 && (unconfirmed || !lost.empty())) {
     ++s.lostSinceLog;

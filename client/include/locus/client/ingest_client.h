@@ -3,22 +3,35 @@
 //
 // Each send() is one batch, one call; up to `callsInFlight` calls travel
 // unanswered on the connection, so the gateway is never idle waiting for
-// the next batch and the client never buffers without bound. Per-report
-// rejections come back in the batch's BatchOutcome (by index in the
-// batch); a gateway that cannot be reached or does not answer within the
-// call timeout throws kj::Exception.
+// the next batch and the client never buffers without bound. The gateway
+// answers a batch once each report is stored or has failed, so what the
+// caller hears is what is stored.
+//
+// It keeps every batch until it is answered, so nothing is lost in between:
+// a broken connection (the gateway restarted, say) is reopened and every
+// unanswered batch sent again, for up to `reconnectFor`; a report the
+// gateway could not store but calls worth retrying (Rejection.retry: a unit
+// was stalled or did not answer) is sent again up to `retries` times. Both
+// are harmless for what was stored already: the newest ts wins. Rejections
+// that remain come back in the batch's BatchOutcome (by index in the
+// batch); a gateway still unreachable after `reconnectFor` (or one never
+// reached, after `connectFor`) throws kj::Exception.
 //
 // Thread-affinity: as QueryClient (query_client.h).
 #pragma once
 
 #include <capnp/ez-rpc.h>
+#include <capnp/message.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "locus.capnp.h"
 #include "locus/common/report.h"
@@ -33,10 +46,16 @@ class IngestClient {
   struct Options {
     size_t callsInFlight = 8;
     kj::Duration callTimeout = 60 * kj::SECONDS;
+    // How long a gateway that answered before may stay unreachable, and
+    // one that never answered yet (a wrong address fails fast).
+    kj::Duration reconnectFor = 30 * kj::SECONDS;
+    kj::Duration connectFor = 0 * kj::SECONDS;
+    uint32_t retries = 5;
+    kj::Duration retryDelay = 200 * kj::MILLISECONDS;  // times the attempt
   };
   // Writes report `i` of a batch.
   using WriteReport = std::function<void(size_t i, wire::Report::Builder out)>;
-  // Runs with what the gateway said of one batch, in the order sent.
+  // Runs with what became of one batch, in the order sent.
   using Settled = std::function<void(const BatchOutcome&)>;
 
   explicit IngestClient(const std::string& address) : IngestClient(address, Options{}) {}
@@ -51,20 +70,41 @@ class IngestClient {
   void flush();
 
   size_t inFlight() const { return inFlight_.size(); }
-  kj::WaitScope& waitScope() { return rpc_.getWaitScope(); }
-  kj::Timer& timer() { return rpc_.getIoProvider().getTimer(); }
+  uint64_t reconnects() const { return reconnects_; }
+  uint64_t reportsResent() const { return resent_; }
+  kj::WaitScope& waitScope() { return rpc_->getWaitScope(); }
+  kj::Timer& timer() { return rpc_->getIoProvider().getTimer(); }
 
  private:
+  using Reply = capnp::Response<wire::Ingest::ReportResults>;
   struct Call {
-    kj::Promise<capnp::Response<wire::Ingest::ReportResults>> reply;
+    std::unique_ptr<capnp::MallocMessageBuilder> batch;  // root: the ReportBatch it carries
+    std::vector<uint32_t> original;  // the caller's index of each report in `batch`
+    BatchOutcome outcome;            // so far, by the caller's indexes
+    uint32_t attempt = 0;
     Settled settled;
+    std::optional<kj::Promise<Reply>> reply;
   };
+
+  void connect();
+  void start(Call& call);
   void settleOldest();
+  // Handles the oldest call's reply: true when it is settled, false when
+  // some of its reports go again.
+  bool handle(Call& call, const Reply& reply);
+  // After a failed call: reconnects and resends every call in flight, or
+  // rethrows `failure` once reconnectFor has passed.
+  void recover(const kj::Exception& failure);
 
   Options options_;
-  capnp::EzRpcClient rpc_;
-  wire::Ingest::Client ingest_;
+  std::string address_;
+  std::unique_ptr<capnp::EzRpcClient> rpc_;
+  std::optional<wire::Ingest::Client> ingest_;
   std::deque<Call> inFlight_;
+  std::optional<kj::TimePoint> failingSince_;
+  bool answeredOnce_ = false;  // the gateway has answered a call
+  uint64_t reconnects_ = 0;
+  uint64_t resent_ = 0;
 };
 
 }  // namespace locus::client

@@ -31,6 +31,7 @@ struct BatchOutcome {
   uint32_t accepted = 0;  // valid reports, stale ones included
   uint32_t stale = 0;     // of the accepted, older than the stored position
   std::vector<std::pair<uint32_t, std::string>> rejected;  // index in the batch, reason
+  std::vector<uint32_t> retryable;  // of the rejected, those worth sending again (ascending)
 };
 
 // Why `id` is not a valid device id, or nothing when it is.

@@ -30,7 +30,9 @@ class Acks final : public kj::Refcounted {
     return static_cast<uint32_t>(slots_++);
   }
   void stored(uint32_t slot);
-  void failed(uint32_t slot, std::string reason);
+  // `retry`: the report was valid but not stored; sending it again may
+  // succeed (Rejection.retry).
+  void failed(uint32_t slot, std::string reason, bool retry = false);
 
   // Resolves once every slot is settled (at once when they already are).
   // Call at most once.
@@ -49,6 +51,7 @@ class Acks final : public kj::Refcounted {
   size_t pending_;
   uint32_t stored_ = 0;
   std::vector<std::pair<uint32_t, std::string>> failures_;  // in settling order
+  std::vector<uint32_t> retryable_;                         // in settling order
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> waiter_;
 };
 

@@ -100,9 +100,10 @@ inline std::string httpAddressOf(ChildProcess& process, Http http) {
 }
 
 struct RunningUnit {
-  explicit RunningUnit(Http http = Http::kOff, const std::vector<std::string>& args = {})
-      : process(binary("locus-unit"),
-                withHttp(withArgs({"--listen", "tcp://127.0.0.1:0"}, args), http)) {
+  // `listen` as bound before, to restart a unit where its peers look for it.
+  explicit RunningUnit(Http http = Http::kOff, const std::vector<std::string>& args = {},
+                       const std::string& listen = "tcp://127.0.0.1:0")
+      : process(binary("locus-unit"), withHttp(withArgs({"--listen", listen}, args), http)) {
     endpoint = boundAddress(process, kUnitListening, "locus-unit");
     httpAddress = httpAddressOf(process, http);
   }
@@ -128,11 +129,13 @@ struct RunningServer {
 
 struct RunningGateway {
   // `env` adds "NAME=value" entries, e.g. LOCUS_* settings.
+  // `listen` as bound before, to restart a gateway where its clients look.
   explicit RunningGateway(const std::vector<std::string>& units,
-                          const std::vector<std::string>& env = {}, Http http = Http::kOff)
+                          const std::vector<std::string>& env = {}, Http http = Http::kOff,
+                          const std::string& listen = "127.0.0.1:0")
       : process(binary("locus-gateway"),
-                withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen",
-                          "127.0.0.1:0", "--listen-text", "127.0.0.1:0"},
+                withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen", listen,
+                          "--listen-text", "127.0.0.1:0"},
                          http),
                 env) {
     rpcAddress = boundAddress(process, kGatewayRpcListening, "locus-gateway");
