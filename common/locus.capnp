@@ -212,6 +212,16 @@ struct UnitRequest {
     # refuses (bad arguments, unknown id) gets its own `error` answer and
     # the others are answered.
   }
+  only @4 :PartitionSet;
+  # When set, every query of `queries` answers only for the devices of
+  # these partitions (as if the unit held no others): with replicas, the
+  # server asks each unit for the partitions it chose that unit for, so no
+  # device is counted twice. Unset: every device the unit holds.
+}
+
+struct PartitionSet {
+  partitions @0 :UInt32;        # the cluster's partition count (partitionOf)
+  serve @1 :List(UInt32);       # the partitions to answer for, each < partitions
 }
 
 struct QueryAnswer {

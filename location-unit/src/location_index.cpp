@@ -16,6 +16,7 @@
 
 #include "compact_storage.h"
 #include "locus/common/geo.h"
+#include "locus/common/placement.h"
 #include "locus/common/shard.h"
 
 // How the index stays exact and cheap to update
@@ -241,7 +242,7 @@ class LocationIndex::Impl {
     return hitOf(slot, std::numeric_limits<double>::quiet_NaN());
   }
 
-  QueryResult nearest(const NearestQuery& q, int64_t nowMs) const {
+  QueryResult nearest(const NearestQuery& q, int64_t nowMs, const PartitionFilter* only) const {
     QueryResult out;
     if (size() == 0) return out;
     const int64_t minTsMs = minTs(q.maxAgeS, nowMs);
@@ -263,6 +264,7 @@ class LocationIndex::Impl {
         if (best.size() == q.k && a > best.front().a * (1 + kARelTolerance)) return;
         const double d = geo::DistanceFrom::metresFromA(a);
         if (d > r) return;
+        if (only && !only->contains(idOf(slot))) return;
         offer(best, Scored{d, a, slot}, q.k, byDistance());
       });
       if (best.size() == q.k || r >= maxR) break;
@@ -277,12 +279,13 @@ class LocationIndex::Impl {
     return out;
   }
 
-  QueryResult within(const AreaQuery& q, int64_t nowMs) const {
+  QueryResult within(const AreaQuery& q, int64_t nowMs, const PartitionFilter* only) const {
     const int64_t minTsMs = minTs(q.maxAgeS, nowMs);
-    if (const auto* c = std::get_if<Circle>(&q.area)) return withinCircle(*c, q, minTsMs);
+    if (const auto* c = std::get_if<Circle>(&q.area)) return withinCircle(*c, q, minTsMs, only);
     std::vector<Scored> kept;
     QueryResult out;
     const auto keep = [&](uint32_t slot) {
+      if (only && !only->contains(idOf(slot))) return;
       ++out.count;
       if (!q.countOnly) offer(kept, Scored{0, 0, slot}, q.limit, byId());
     };
@@ -400,7 +403,8 @@ class LocationIndex::Impl {
     }
   }
 
-  QueryResult withinCircle(const Circle& c, const AreaQuery& q, int64_t minTsMs) const {
+  QueryResult withinCircle(const Circle& c, const AreaQuery& q, int64_t minTsMs,
+                           const PartitionFilter* only) const {
     QueryResult out;
     std::vector<Scored> kept;
     const geo::DistanceFrom from(c.center);
@@ -412,6 +416,7 @@ class LocationIndex::Impl {
       if (from.aLowerBound(at) > aR * (1 + 2 * kARelTolerance)) return;  // no trig spent
       const double a = from.a(at);
       if (a > aR * (1 + kARelTolerance)) return;
+      if (only && !only->contains(idOf(slot))) return;
       if (q.countOnly && a < aR * (1 - kARelTolerance)) {
         ++out.count;  // certainly inside; no need for metres
         return;
@@ -585,11 +590,25 @@ size_t LocationIndex::expire(int64_t nowMs, size_t maxScan) {
 std::optional<Hit> LocationIndex::get(std::string_view id, int64_t nowMs) const {
   return impl_->get(id, nowMs);
 }
-QueryResult LocationIndex::nearest(const NearestQuery& q, int64_t nowMs) const {
-  return impl_->nearest(q, nowMs);
+QueryResult LocationIndex::nearest(const NearestQuery& q, int64_t nowMs,
+                                   const PartitionFilter* only) const {
+  return impl_->nearest(q, nowMs, only);
 }
-QueryResult LocationIndex::within(const AreaQuery& q, int64_t nowMs) const {
-  return impl_->within(q, nowMs);
+QueryResult LocationIndex::within(const AreaQuery& q, int64_t nowMs,
+                                  const PartitionFilter* only) const {
+  return impl_->within(q, nowMs, only);
+}
+
+PartitionFilter::PartitionFilter(uint32_t partitions, const std::vector<uint32_t>& serve)
+    : serve_(partitions, false) {
+  for (uint32_t p : serve) {
+    KJ_REQUIRE(p < partitions, "a partition out of range", p, partitions);
+    serve_[p] = true;
+  }
+}
+
+bool PartitionFilter::contains(std::string_view id) const {
+  return serve_[partitionOf(id, partitions())];
 }
 void LocationIndex::beginLoad() {
   impl_->beginLoad();

@@ -9,6 +9,7 @@
 #include <zmq_addon.hpp>
 
 #include "locus/common/clock.h"
+#include "locus/common/placement.h"
 #include "locus/common/wire.h"
 #include "locus/transport/frame.h"
 #include "locus/transport/net.h"
@@ -37,6 +38,18 @@ std::chrono::steady_clock::duration since(std::chrono::steady_clock::time_point 
 
 uint64_t micros(std::chrono::steady_clock::duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+// Why a request's partition set cannot be served, or nothing.
+std::optional<std::string> checkPartitionSet(wire::PartitionSet::Reader set) {
+  const uint32_t partitions = set.getPartitions();
+  if (partitions < 1 || partitions > kMaxPartitions)
+    return fmt::format("a partition set of {} partitions; it must be 1..{}", partitions,
+                       kMaxPartitions);
+  for (uint32_t p : set.getServe()) {
+    if (p >= partitions) return fmt::format("partition {} of {} does not exist", p, partitions);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -150,15 +163,17 @@ class UnitService::Handler {
     writeBatchOutcome(outcome, reply.initApplied());
   }
 
-  // Answers one entry of a request's `queries`.
-  void query(wire::Query::Reader query, wire::QueryAnswer::Builder reply) {
+  // Answers one entry of a request's `queries`, for the devices of `only`
+  // (all when null).
+  void query(wire::Query::Reader query, wire::QueryAnswer::Builder reply,
+             const PartitionFilter* only) {
     const auto started = std::chrono::steady_clock::now();
     ++s_.counters_.queriesServed;
     switch (query.which()) {
       case wire::Query::NEAREST: {
         auto q = readNearestQuery(query.getNearest());
         if (!q) return writeError(q.error(), reply.initError());
-        return answer(QueryKind::kNearest, s_.index_.nearest(*q, nowMs_), started, reply);
+        return answer(QueryKind::kNearest, s_.index_.nearest(*q, nowMs_, only), started, reply);
       }
       case wire::Query::WITHIN: {
         auto q = readAreaQuery(query.getWithin());
@@ -167,7 +182,7 @@ class UnitService::Handler {
         // one message, and the count says by how much.
         const bool all = q->limit == 0 && !q->countOnly;
         if (all) q->limit = kMaxResults;
-        QueryResult result = s_.index_.within(*q, nowMs_);
+        QueryResult result = s_.index_.within(*q, nowMs_, only);
         if (all && result.count > kMaxResults) {
           return writeError(badRequest(tooManyMatches(result.count)), reply.initError());
         }
@@ -178,6 +193,7 @@ class UnitService::Handler {
         const std::string_view id(text.begin(), text.size());
         if (auto e = validateId(id)) return writeError(badRequest(*e), reply.initError());
         auto hit = s_.index_.get(id, nowMs_);
+        if (hit && only && !only->contains(id)) hit.reset();
         if (!hit) {
           return writeError(Error{ErrorCode::kNotFound, fmt::format("no device with id {}", id)},
                             reply.initError());
@@ -281,8 +297,20 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
                        reply.initError());
             break;
           }
+          std::optional<PartitionFilter> only;
+          if (request.hasOnly()) {
+            auto set = request.getOnly();
+            if (auto why = checkPartitionSet(set)) {
+              writeError(badRequest(*why), reply.initError());
+              break;
+            }
+            std::vector<uint32_t> serve;
+            for (uint32_t partition : set.getServe()) serve.push_back(partition);
+            only.emplace(set.getPartitions(), serve);
+          }
           auto answers = reply.initAnswers(queries.size());
-          for (unsigned i = 0; i < queries.size(); ++i) handler.query(queries[i], answers[i]);
+          for (unsigned i = 0; i < queries.size(); ++i)
+            handler.query(queries[i], answers[i], only ? &*only : nullptr);
           break;
         }
         default:

@@ -532,3 +532,49 @@ TEST_CASE("a bulk load answers like applying the same reports one by one", "[uni
 }
 
 }  // namespace locus::unit
+
+namespace locus::unit {
+
+TEST_CASE("a query for some partitions answers like brute force over just their devices",
+          "[unit][index][partitions]") {
+  constexpr uint32_t kPartitions = 16;
+  std::mt19937_64 rng(77);
+  std::uniform_real_distribution<double> lat(31.0, 31.5), lon(121.2, 121.8);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4000; ++i) ids.push_back("part-" + std::to_string(i));
+  LocationIndex index;
+  testkit::BruteForce all;
+  for (const auto& id : ids) {
+    const Report r{.id = id, .lat = lat(rng), .lon = lon(rng), .tsMs = 1'000};
+    index.apply(r);
+    all.apply(r);
+  }
+  for (const std::vector<uint32_t>& serve :
+       std::vector<std::vector<uint32_t>>{{}, {3}, {0, 1, 2, 3, 4, 5, 6, 7}, {1, 5, 9, 13, 15}}) {
+    INFO(serve.size() << " of " << kPartitions << " partitions");
+    const PartitionFilter only(kPartitions, serve);
+    testkit::BruteForce model;
+    for (const Hit& h : all.devices()) {
+      if (only.contains(h.id))
+        model.apply(Report{.id = h.id, .lat = h.lat, .lon = h.lon, .tsMs = h.tsMs});
+    }
+    for (int q = 0; q < 20; ++q) {
+      const geo::LatLon c{lat(rng), lon(rng)};
+      const NearestQuery nearest{c, 1 + static_cast<uint32_t>(q % 30)};
+      REQUIRE_SAME_ANSWER(index.nearest(nearest, 5'000, &only), model.nearest(nearest, 5'000));
+      const AreaQuery circle{.area = Circle{c, 3'000.0 * (1 + q % 4)}, .limit = q % 2 ? 0u : 7u};
+      REQUIRE_SAME_ANSWER(index.within(circle, 5'000, &only), model.within(circle, 5'000));
+      AreaQuery counted = circle;
+      counted.countOnly = true;
+      REQUIRE_SAME_ANSWER(index.within(counted, 5'000, &only), model.within(counted, 5'000));
+      const AreaQuery box{.area = geo::Box{31.1, 121.3, 31.1 + 0.1 * (q % 4 + 1), 121.7}};
+      REQUIRE_SAME_ANSWER(index.within(box, 5'000, &only), model.within(box, 5'000));
+      const AreaQuery polygon{
+          .area = geo::Polygon(
+              {{{31.1, 121.3}, {31.4, 121.35}, {31.45, 121.7}, {31.15, 121.6}, {31.1, 121.3}}})};
+      REQUIRE_SAME_ANSWER(index.within(polygon, 5'000, &only), model.within(polygon, 5'000));
+    }
+  }
+}
+
+}  // namespace locus::unit

@@ -59,8 +59,8 @@ std::map<std::string, std::string> contents(const LocationIndex& index) {
   index.forEach([&](const Report& r) {
     std::ostringstream s;
     s.precision(17);
-    s << r.lat << " " << r.lon << " " << r.tsMs << " " << r.speedMps << " " << r.headingDeg
-      << " " << r.accuracyM;
+    s << r.lat << " " << r.lon << " " << r.tsMs << " " << r.speedMps << " " << r.headingDeg << " "
+      << r.accuracyM;
     out[std::string(r.id)] = s.str();
   });
   return out;

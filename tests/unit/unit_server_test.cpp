@@ -25,6 +25,7 @@
 #include <zmq_addon.hpp>
 
 #include "locus/common/geo.h"
+#include "locus/common/placement.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/process.h"
@@ -1195,4 +1196,75 @@ TEST_CASE("UnitService: an area query with no limit over kMaxResults matches is 
 }
 
 }  // namespace
+}  // namespace locus::unit
+
+namespace locus::unit {
+
+// A request of one query for the devices of `serve` among `partitions`.
+template <typename Write>
+zmq::message_t onlyFrame(uint64_t requestId, uint32_t partitions,
+                         const std::vector<uint32_t>& serve, Write write) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.setRequestId(requestId);
+  write(request.initQueries(1)[0]);
+  auto only = request.initOnly();
+  only.setPartitions(partitions);
+  auto list = only.initServe(static_cast<unsigned>(serve.size()));
+  for (unsigned i = 0; i < serve.size(); ++i) list.set(i, serve[i]);
+  return transport::toFrame(message);
+}
+
+TEST_CASE("UnitService: a request for some partitions answers for their devices only",
+          "[unit][partitions]") {
+  Service s;
+  std::vector<TestReport> reports;
+  for (int i = 0; i < 300; ++i)
+    reports.push_back({"p-" + std::to_string(i), 31.0 + i * 0.001, 121.5, kNowMs});
+  REQUIRE(appliedOf(*s.apply(reports)).accepted == 300);
+  const std::vector<uint32_t> serve{2, 5};
+  size_t inside = 0;
+  std::string in, out;
+  for (const auto& r : reports) {
+    const bool mine = partitionOf(r.id, 8) == 2 || partitionOf(r.id, 8) == 5;
+    inside += mine;
+    (mine ? in : out) = r.id;
+  }
+  REQUIRE(inside > 0);
+  REQUIRE(inside < 300);
+
+  const auto nearest = resultOf(*s.send(onlyFrame(1, 8, serve, [](wire::Query::Builder q) {
+    writeNearestQuery(NearestQuery{{31.1, 121.5}, 1000}, q.initNearest());
+  })));
+  CHECK(nearest.hits.size() == inside);
+  for (const Hit& h : nearest.hits) {
+    INFO(h.id);
+    CHECK((partitionOf(h.id, 8) == 2 || partitionOf(h.id, 8) == 5));
+  }
+  const auto counted = resultOf(*s.send(onlyFrame(2, 8, serve, [](wire::Query::Builder q) {
+    writeAreaQuery(AreaQuery{.area = geo::Box{30, 121, 32, 122}, .countOnly = true},
+                   q.initWithin());
+  })));
+  CHECK(counted.count == inside);
+  CHECK(resultOf(*s.send(onlyFrame(3, 8, serve, [&](wire::Query::Builder q) {
+          q.setGet(in);
+        }))).hits.size() == 1);
+  CHECK(errorOf(*s.send(onlyFrame(4, 8, serve, [&](wire::Query::Builder q) {
+          q.setGet(out);
+        }))).code == ErrorCode::kNotFound);
+  // Without a set: everything, as before.
+  CHECK(resultOf(*s.get(out)).hits.size() == 1);
+}
+
+TEST_CASE("UnitService: a partition set that cannot be is refused whole", "[unit][partitions]") {
+  Service s;
+  const auto stats = [](wire::Query::Builder q) { q.setStats(); };
+  const Error none = errorOf(*s.send(onlyFrame(1, 0, {}, stats)));
+  CHECK(none.code == ErrorCode::kBadRequest);
+  CHECK_THAT(none.message, Catch::Contains("partitions"));
+  const Error outside = errorOf(*s.send(onlyFrame(2, 8, {8}, stats)));
+  CHECK(outside.code == ErrorCode::kBadRequest);
+  CHECK_THAT(outside.message, Catch::Contains("partition 8 of 8"));
+}
+
 }  // namespace locus::unit

@@ -16,11 +16,26 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "locus/common/query.h"
 #include "locus/common/report.h"
 
 namespace locus::unit {
+
+// The partitions a query answers for (SPEC "Replication and durability"):
+// with replicas, the server asks each unit for only the partitions it
+// chose that unit for, so that no device is counted twice. A device is in
+// when partitionOf(id, partitions) is one of `serve`.
+class PartitionFilter {
+ public:
+  PartitionFilter(uint32_t partitions, const std::vector<uint32_t>& serve);
+  bool contains(std::string_view id) const;
+  uint32_t partitions() const { return static_cast<uint32_t>(serve_.size()); }
+
+ private:
+  std::vector<bool> serve_;  // by partition
+};
 
 struct IndexOptions {
   // Positions whose tsMs is more than ttlMs before "now" are expired: no query
@@ -81,12 +96,16 @@ class LocationIndex {
   std::optional<Hit> get(std::string_view id, int64_t nowMs) const;
 
   // The k nearest devices, ordered by (distance, id); count = hits.size().
-  // Precondition: validate(query) found nothing.
-  QueryResult nearest(const NearestQuery& query, int64_t nowMs) const;
+  // With `only`, devices outside its partitions are not there for the
+  // query. Precondition: validate(query) found nothing.
+  QueryResult nearest(const NearestQuery& query, int64_t nowMs,
+                      const PartitionFilter* only = nullptr) const;
 
   // Devices inside a circle (ordered by distance, id), box or polygon
-  // (ordered by id); count is every match. Precondition: validate(query).
-  QueryResult within(const AreaQuery& query, int64_t nowMs) const;
+  // (ordered by id); count is every match; `only` as for nearest().
+  // Precondition: validate(query).
+  QueryResult within(const AreaQuery& query, int64_t nowMs,
+                     const PartitionFilter* only = nullptr) const;
 
   // Calls `visit` with every stored position as a Report (its id views the
   // index: valid during the call only), in no particular order. Expired
