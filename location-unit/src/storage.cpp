@@ -263,8 +263,14 @@ std::optional<std::string> Storage::append(std::span<const Report> reports) {
   ++counters_.appends;
   counters_.logBytes.set(static_cast<double>(logBytes_));
   dirty_ = true;
-  if (options_.fsync == FsyncPolicy::kAlways) return sync();
+  if (options_.fsync == FsyncPolicy::kAlways && !grouping_) return sync();
   return std::nullopt;
+}
+
+std::optional<std::string> Storage::endGroup() {
+  grouping_ = false;
+  if (options_.fsync == FsyncPolicy::kAlways) return sync();
+  return failed_;
 }
 
 std::optional<std::string> Storage::sync() {

@@ -150,6 +150,7 @@ class UnitService::Handler {
       if (auto error = s_.storage_->append(admitted)) {
         return writeError(Error{ErrorCode::kUnavailable, std::move(*error)}, reply.initError());
       }
+      s_.appendedRequest_ = reply.getRequestId();
     }
     for (const Report& r : admitted) {
       if (s_.index_.apply(r) == ApplyOutcome::kStale) ++outcome.stale;
@@ -254,6 +255,22 @@ UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutu
   }
 }
 
+void UnitService::beginGroup() {
+  if (storage_) storage_->beginGroup();
+}
+
+std::optional<std::string> UnitService::endGroup() {
+  return storage_ ? storage_->endGroup() : std::nullopt;
+}
+
+zmq::message_t UnitService::refuseUnstored(uint64_t requestId, const std::string& why) {
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::UnitReply>();
+  reply.setRequestId(requestId);
+  writeError(Error{ErrorCode::kUnavailable, why}, reply.initError());
+  return transport::toFrame(message);
+}
+
 void UnitService::tickStorage() {
   if (storage_) storage_->tick(index_);
 }
@@ -263,6 +280,7 @@ std::chrono::milliseconds UnitService::idleFor() const {
 }
 
 zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs) {
+  appendedRequest_.reset();
   uint64_t requestId = 0;
   std::string problem;
   FlatMessage message(data, size);
@@ -391,9 +409,18 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
 }
 
 size_t UnitServer::serveQueued(size_t max) {
+  // Every reply of the burst waits for one sync of what it logged (group
+  // commit), then all leave.
+  struct Outgoing {
+    zmq::message_t identity;
+    bool withDelimiter;
+    zmq::message_t reply;
+    std::optional<uint64_t> appended;  // the logged batch's request id
+  };
+  std::vector<Outgoing> out;
   std::vector<zmq::message_t> frames;
-  size_t served = 0;
-  for (; served < max; ++served) {
+  service_.beginGroup();
+  for (size_t served = 0; served < max; ++served) {
     if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
       break;
     }
@@ -402,18 +429,25 @@ size_t UnitServer::serveQueued(size_t max) {
     // echoed whenever the request had one, malformed envelopes included.
     const bool withDelimiter = frames.size() >= 3 && frames[1].size() == 0;
     zmq::message_t reply;
+    std::optional<uint64_t> appended;
     if (frames.size() == 2 || (withDelimiter && frames.size() == 3)) {
       const zmq::message_t& payload = frames.back();
       reply = service_.handle(payload.data(), payload.size(), wallClockMs());
+      appended = service_.appendedRequest();
     } else {
       reply = service_.refuseEnvelope(frames.size() - 1);
     }
-    socket_.send(frames[0], zmq::send_flags::sndmore);
-    if (withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
-    socket_.send(reply, zmq::send_flags::dontwait);
+    out.push_back(Outgoing{std::move(frames[0]), withDelimiter, std::move(reply), appended});
     frames.clear();
   }
-  return served;
+  const auto unstored = service_.endGroup();
+  for (Outgoing& o : out) {
+    if (unstored && o.appended) o.reply = service_.refuseUnstored(*o.appended, *unstored);
+    socket_.send(o.identity, zmq::send_flags::sndmore);
+    if (o.withDelimiter) socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    socket_.send(o.reply, zmq::send_flags::dontwait);
+  }
+  return out.size();
 }
 
 void UnitServer::run(int stopFd) {

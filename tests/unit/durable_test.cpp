@@ -11,8 +11,11 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/wire.h"
 #include "locus/testkit/cluster.h"
+#include "locus/testkit/http.h"
 #include "locus/testkit/temp_dir.h"
+#include "locus/transport/frame.h"
 #include "locus/transport/unit_client.h"
 
 namespace locus::unit {
@@ -133,6 +136,47 @@ TEST_CASE("a memory-only locus-unit says so, and restarts as a new incarnation",
   auto stats = client.stats();
   REQUIRE(stats);
   CHECK(stats->incarnation != incarnation);
+}
+
+TEST_CASE("locus-unit --fsync always syncs once per burst of batches, not once per batch",
+          "[unit][durable]") {
+  TempDir dir;
+  RunningUnit unit(Http::kOn, {"--data-dir", dir.path(), "--fsync", "always"});
+  constexpr int kBatches = 50;
+  std::vector<zmq::message_t> frames;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back("burst-" + std::to_string(i));
+  for (int b = 0; b < kBatches; ++b) {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<wire::UnitRequest>();
+    request.setRequestId(static_cast<uint64_t>(b + 1));
+    auto reports = request.initApply().initReports(1000);
+    for (unsigned i = 0; i < 1000; ++i)
+      writeReport(Report{.id = ids[i], .lat = 31.2, .lon = 121.5, .tsMs = testkit::kTsMs + b},
+                  reports[i]);
+    frames.push_back(transport::toFrame(message));
+  }
+  zmq::context_t context;
+  zmq::socket_t dealer(context, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(unit.endpoint);
+  for (auto& f : frames) dealer.send(f, zmq::send_flags::none);  // all at once
+  int applied = 0;
+  for (int b = 0; b < kBatches; ++b) {
+    zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+    REQUIRE(zmq::poll(&item, 1, testkit::kWait) == 1);
+    zmq::message_t reply;
+    REQUIRE(dealer.recv(reply));
+    FlatMessage flat(reply.data(), reply.size());
+    REQUIRE(!flat.error());
+    applied += flat.root<wire::UnitReply>().isApplied() ? 1 : 0;
+  }
+  CHECK(applied == kBatches);
+  const auto metrics = testkit::httpGet(unit.httpAddress, "/metrics").body;
+  INFO(metrics);
+  const double syncs = testkit::metricSum(metrics, "locus_unit_storage_syncs_total");
+  CHECK(syncs >= 1);
+  CHECK(syncs < kBatches);  // batches that arrived together shared a sync
 }
 
 }  // namespace locus::unit

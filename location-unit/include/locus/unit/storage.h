@@ -97,6 +97,13 @@ class Storage {
   // later write is refused: what the kernel dropped cannot be told apart.
   std::optional<std::string> append(std::span<const Report> reports);
 
+  // Group commit: between beginGroup() and endGroup(), FsyncPolicy::kAlways
+  // syncs once, at endGroup(), for every batch appended in between; the
+  // caller answers those batches only after endGroup() (with its error, if
+  // it returns one).
+  void beginGroup() { grouping_ = true; }
+  std::optional<std::string> endGroup();
+
   // Background work, called often from the unit's loop: the interval sync,
   // and a snapshot of `index` when the logs have grown enough.
   void tick(const LocationIndex& index);
@@ -121,6 +128,7 @@ class Storage {
   uint64_t logFileBytes_ = 0;  // bytes in the current log file
   uint64_t lastSnapshotBytes_ = 0;
   bool dirty_ = false;                 // appended since the last sync
+  bool grouping_ = false;              // between beginGroup() and endGroup()
   std::optional<std::string> failed_;  // why writes are refused for good
   std::chrono::steady_clock::time_point lastSync_;
   std::chrono::steady_clock::time_point nextSnapshotTry_{};

@@ -79,6 +79,17 @@ class UnitService {
   // a reply that would still be larger is refused whole.
   zmq::message_t handle(const void* data, size_t size, int64_t nowMs);
 
+  // Group commit over a burst of requests (Storage::beginGroup): between
+  // the two, a logged batch's reply must not be sent before endGroup()
+  // returned; a batch of the group is one whose handle() left
+  // appendedRequest() set. With an error from endGroup(), answer those with
+  // refuseUnstored() instead.
+  void beginGroup();
+  std::optional<std::string> endGroup();
+  // The request id of the batch the last handle() logged, if it logged one.
+  std::optional<uint64_t> appendedRequest() const { return appendedRequest_; }
+  zmq::message_t refuseUnstored(uint64_t requestId, const std::string& why);
+
   // The error reply to a message that is not a request envelope at all
   // (`frames` frames after the peer's identity).
   zmq::message_t refuseEnvelope(size_t frames);
@@ -108,6 +119,7 @@ class UnitService {
   int64_t maxFutureSkewMs_;
   LocationIndex index_;
   std::unique_ptr<Storage> storage_;  // null: memory-only
+  std::optional<uint64_t> appendedRequest_;
   UnitCounters counters_;
   std::chrono::steady_clock::time_point lastWarning_{};
 };
