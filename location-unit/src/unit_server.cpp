@@ -25,8 +25,10 @@ constexpr int kMaxBurst = 256;
 // After a stop: how long the unit keeps answering requests it had already
 // received, and how long their replies may take to leave.
 constexpr auto kDrainLimit = std::chrono::milliseconds(1000);
-// ... and for how long an empty queue must stay empty to end the drain.
-constexpr auto kDrainQuiet = std::chrono::milliseconds(20);
+// ... and for how long an empty queue must stay empty to end the drain: long
+// enough for ZeroMQ's io thread, paused at the receive high-water mark, to
+// be scheduled and read the rest on a loaded machine (20 ms was not).
+constexpr auto kDrainQuiet = std::chrono::milliseconds(100);
 // First segment of a reply: a nearest-10 answer is ~150 words, an apply
 // outcome a few. Larger answers grow more segments. (The default, 1,024
 // words, was an 8 KiB calloc per request.)
