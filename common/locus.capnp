@@ -164,6 +164,9 @@ struct UnitStats {
   # Random (never 0), the id of the data the unit holds: drawn when its
   # data dir is first used (kept across restarts), or at every start of a
   # memory-only unit. A change means the unit restarted without its data.
+  durable @8 :Bool;           # it keeps a log in a data dir (--data-dir)
+  writable @9 :Bool = true;   # it stores writes (false after a failed sync, until restart)
+  logBytes @10 :UInt64;       # bytes in its logs since the last snapshot
 }
 
 struct ClusterStats {

@@ -1,5 +1,7 @@
 #include "locus/common/json.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 namespace locus {
@@ -30,7 +32,12 @@ nlohmann::ordered_json toJson(const UnitStats& s) {
           {"reports_stale", s.reportsStale},
           {"reports_rejected", s.reportsRejected},
           {"queries_served", s.queriesServed},
-          {"memory_bytes", s.memoryBytes}};
+          {"memory_bytes", s.memoryBytes},
+          {"incarnation", fmt::format("{:016x}", s.incarnation)},
+          {"storage", s.durable ? nlohmann::ordered_json{{"durable", true},
+                                                         {"writable", s.writable},
+                                                         {"log_bytes", s.logBytes}}
+                                : nlohmann::ordered_json{{"durable", false}}}};
 }
 
 nlohmann::ordered_json errorJson(const std::string& message) {

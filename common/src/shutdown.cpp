@@ -23,13 +23,17 @@ ShutdownSignal::ShutdownSignal() {
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
 }
 
-ShutdownSignal::~ShutdownSignal() { close(fd_); }
+ShutdownSignal::~ShutdownSignal() {
+  close(fd_);
+}
 
 StopEvent::StopEvent() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
 
-StopEvent::~StopEvent() { close(fd_); }
+StopEvent::~StopEvent() {
+  close(fd_);
+}
 
 void StopEvent::notify() {
   const uint64_t one = 1;

@@ -273,6 +273,9 @@ UnitStats readUnitStats(wire::UnitStats::Reader r) {
   s.queriesServed = r.getQueriesServed();
   s.memoryBytes = r.getMemoryBytes();
   s.incarnation = r.getIncarnation();
+  s.durable = r.getDurable();
+  s.writable = r.getWritable();
+  s.logBytes = r.getLogBytes();
   return s;
 }
 
@@ -285,6 +288,9 @@ void writeUnitStats(const UnitStats& s, wire::UnitStats::Builder b) {
   b.setQueriesServed(s.queriesServed);
   b.setMemoryBytes(s.memoryBytes);
   b.setIncarnation(s.incarnation);
+  b.setDurable(s.durable);
+  b.setWritable(s.writable);
+  b.setLogBytes(s.logBytes);
 }
 
 Error readError(wire::Error::Reader r) {

@@ -20,6 +20,9 @@ namespace {
 // TTL sweeping: how many devices one tick examines (a few hundred µs).
 constexpr size_t kExpireScanPerTick = 20'000;
 constexpr auto kTickInterval = std::chrono::milliseconds(50);
+// Replies queued per peer before a ROUTER drops more (ZeroMQ's default is
+// 1,000, as many as the requests it queues).
+constexpr int kReplyQueue = 10'000;
 // Requests served between checks of the stop fd and the tick clock.
 constexpr int kMaxBurst = 256;
 // After a stop: how long the unit keeps answering requests it had already
@@ -233,11 +236,20 @@ class UnitService::Handler {
 
   void stats(wire::UnitStats::Builder out) {
     const auto& c = s_.counters_;
-    writeUnitStats(
-        UnitStats{s_.name_, s_.index_.size(), c.reportsApplied.value(), c.reportsStale.value(),
-                  c.reportsRejected.value(), c.queriesServed.value(),
-                  s_.index_.memoryUsage().total(), s_.incarnation_},
-        out);
+    UnitStats stats{s_.name_,
+                    s_.index_.size(),
+                    c.reportsApplied.value(),
+                    c.reportsStale.value(),
+                    c.reportsRejected.value(),
+                    c.queriesServed.value(),
+                    s_.index_.memoryUsage().total(),
+                    s_.incarnation_};
+    if (const Storage* storage = s_.storage_.get()) {
+      stats.durable = true;
+      stats.writable = storage->counters().writable.value() > 0;
+      stats.logBytes = static_cast<uint64_t>(storage->counters().logBytes.value());
+    }
+    writeUnitStats(stats, out);
   }
 
   UnitService& s_;
@@ -386,6 +398,11 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
                options.storage()) {
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   socket_.set(zmq::sockopt::linger, 0);
+  // A ROUTER drops, silently, what it sends to a peer whose queue is at the
+  // high-water mark. Replies leave a burst at a time, and a peer may have
+  // sent a thousand requests before it reads: give replies room beyond the
+  // 1,000 requests the receive side queues.
+  socket_.set(zmq::sockopt::sndhwm, kReplyQueue);
   socket_.bind(options.listen);
   endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
   if (service_.name().empty()) service_.setName(endpoint_);

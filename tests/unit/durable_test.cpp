@@ -96,6 +96,9 @@ TEST_CASE("locus-unit --data-dir keeps every acknowledged batch through kill -9 
     auto stats = client.stats();
     REQUIRE(stats);
     CHECK(stats->incarnation == incarnation);
+    CHECK(stats->durable);
+    CHECK(stats->writable);
+    CHECK(stats->logBytes > 0);
     size_t missing = 0;
     for (const Report& want : acked.latest) {
       if (want.tsMs == 0) continue;
@@ -128,6 +131,7 @@ TEST_CASE("a memory-only locus-unit says so, and restarts as a new incarnation",
     transport::UnitClient client(context, unit.endpoint, 1000ms);
     auto stats = client.stats();
     REQUIRE(stats);
+    CHECK(!stats->durable);
     incarnation = stats->incarnation;
   }
   RunningUnit again;

@@ -81,8 +81,13 @@ struct UnitStats {
   uint64_t reportsRejected = 0;  // reports that failed validation
   uint64_t queriesServed = 0;
   uint64_t memoryBytes = 0;  // the index's own accounting
-  uint64_t incarnation =
-      0;  // the unit's data: per data dir, or per start if memory-only; 0 = unknown
+  // The unit's data: per data dir, or per start if memory-only; 0 = unknown.
+  uint64_t incarnation = 0;
+  // Where its positions live: a data dir (durable), and whether it stores
+  // writes (false after a failed sync), and the bytes in its logs.
+  bool durable = false;
+  bool writable = true;
+  uint64_t logBytes = 0;
 };
 
 // Why a query must be refused, or nothing when it is valid. One line a
