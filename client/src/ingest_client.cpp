@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "locus/common/clock.h"
 #include "locus/common/wire.h"
 
 namespace locus::client {
@@ -45,8 +46,13 @@ void IngestClient::send(size_t count, const WriteReport& write, Settled settled)
   call.batch = std::make_unique<capnp::MallocMessageBuilder>();
   auto out = call.batch->initRoot<wire::ReportBatch>().initReports(static_cast<unsigned>(count));
   call.original.resize(count);
+  const int64_t nowMs = wallClockMs();
   for (size_t i = 0; i < count; ++i) {
-    write(i, out[static_cast<unsigned>(i)]);
+    auto report = out[static_cast<unsigned>(i)];
+    write(i, report);
+    // Stamped here, once: were the gateway to stamp a resend with its
+    // later receive time, it could bury a newer position of the device.
+    if (report.getTsMs() == 0) report.setTsMs(nowMs);
     call.original[i] = static_cast<uint32_t>(i);
   }
   call.settled = std::move(settled);
@@ -62,34 +68,38 @@ void IngestClient::flush() {
 void IngestClient::settleOldest() {
   for (;;) {
     Call& call = inFlight_.front();
+    KJ_REQUIRE(call.reply.has_value(), "a call in flight without a request");
+    std::optional<Reply> reply;
     try {
-      KJ_REQUIRE(call.reply.has_value(), "a call in flight without a request");
-      auto reply =
-          timer().timeoutAfter(options_.callTimeout, kj::mv(*call.reply)).wait(waitScope());
-      call.reply.reset();
-      failingSince_.reset();
-      answeredOnce_ = true;
-      if (handle(call, reply)) {
-        Call done = std::move(inFlight_.front());
-        inFlight_.pop_front();
-        std::sort(done.outcome.rejected.begin(), done.outcome.rejected.end());
-        std::sort(done.outcome.retryable.begin(), done.outcome.retryable.end());
-        if (done.settled) done.settled(done.outcome);
-        return;
-      }
+      reply.emplace(
+          timer().timeoutAfter(options_.callTimeout, kj::mv(*call.reply)).wait(waitScope()));
     } catch (const kj::Exception& e) {
-      recover(e);
+      recover(e);  // only the call itself: a malformed answer or the callback is no reason
+      continue;
     }
+    call.reply.reset();
+    failingSince_.reset();
+    backoff_ = kFirstBackoff;
+    answeredOnce_ = true;
+    if (!handle(call, *reply)) continue;  // some of it goes again
+    Call done = std::move(inFlight_.front());
+    inFlight_.pop_front();
+    std::sort(done.outcome.rejected.begin(), done.outcome.rejected.end());
+    std::sort(done.outcome.retryable.begin(), done.outcome.retryable.end());
+    if (done.settled) done.settled(done.outcome);
+    return;
   }
 }
 
 bool IngestClient::handle(Call& call, const Reply& reply) {
   const BatchOutcome got = readBatchOutcome(reply.getResult());
+  for (const auto& rejection : got.rejected)
+    KJ_REQUIRE(rejection.first < call.original.size(), "a rejection out of the batch",
+               rejection.first, call.original.size());
   call.outcome.accepted += got.accepted;
   call.outcome.stale += got.stale;
   std::vector<uint32_t> again;  // positions in call.batch
   for (const auto& [index, reason] : got.rejected) {
-    KJ_REQUIRE(index < call.original.size(), "a rejection out of the batch", index);
     const bool retry = std::binary_search(got.retryable.begin(), got.retryable.end(), index);
     if (retry && call.attempt < options_.retries) {
       again.push_back(index);
@@ -121,12 +131,13 @@ bool IngestClient::handle(Call& call, const Reply& reply) {
 void IngestClient::recover(const kj::Exception& failure) {
   const kj::TimePoint now = timer().now();
   if (!failingSince_) failingSince_ = now;
-  auto backoff = kFirstBackoff;
   for (;;) {
     const kj::Duration patience = answeredOnce_ ? options_.reconnectFor : options_.connectFor;
     if (timer().now() - *failingSince_ >= patience) kj::throwFatalException(kj::cp(failure));
-    timer().afterDelay(backoff).wait(waitScope());
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    // The backoff grows across failures, until a call is answered: the
+    // new connection is lazy, so its failure shows only on the next wait.
+    timer().afterDelay(backoff_).wait(waitScope());
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
     try {
       connect();
       ++reconnects_;

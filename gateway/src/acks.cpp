@@ -7,19 +7,20 @@
 namespace locus::gateway {
 
 void Acks::stored(uint32_t slot) {
-  ++stored_;
   settleOne(slot);
+  ++stored_;
 }
 
 void Acks::failed(uint32_t slot, std::string reason, bool retry) {
+  settleOne(slot);
   failures_.emplace_back(slot, std::move(reason));
   if (retry) retryable_.push_back(slot);
-  settleOne(slot);
 }
 
 void Acks::settleOne(uint32_t slot) {
-  KJ_REQUIRE(slot < slots_ && pending_ > 0, "a slot settled twice or out of range", slot, slots_,
-             pending_);
+  KJ_REQUIRE(slot < slots_ && !settled_[slot], "a slot settled twice or out of range", slot,
+             slots_);
+  settled_[slot] = true;
   if (--pending_ > 0) return;
   KJ_IF_MAYBE (waiter, waiter_) {
     (*waiter)->fulfill();

@@ -209,9 +209,10 @@ void Router::add(const Report& report, Acks& acks, uint32_t slot) {
 }
 
 std::string Router::stalledReason(const Shard& shard) const {
-  return fmt::format("unit {} ({}), which owns this id, has not answered for {} ms; not stored, "
-                     "retry later",
-                     shard.index, shard.channel->endpoint(), options_.batchTimeoutMs);
+  return fmt::format(
+      "unit {} ({}), which owns this id, has not answered for {} ms; not stored, "
+      "retry later",
+      shard.index, shard.channel->endpoint(), options_.batchTimeoutMs);
 }
 
 void Router::refuseBuffered(Shard& shard) {
@@ -392,6 +393,11 @@ void Router::notifyIfReady() {
 
 void Router::close() {
   closing_ = true;
+  // Whoever waits for room gets it now and sees closing(): an RPC call
+  // whose reports are all settled is answered instead of hanging.
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& waiter : waiters) waiter->fulfill();
   for (uint32_t i = 0; i < shardCount(); ++i) pump(i);
 }
 

@@ -49,17 +49,11 @@ void TextConnection::wake(kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>>& waiter
 }
 
 kj::Promise<void> TextConnection::run() {
-  auto loops = kj::heapArrayBuilder<kj::Promise<void>>(2);
-  loops.add(readLoop());
-  loops.add(writeLoop().catch_([this](kj::Exception&& e) -> kj::Promise<void> {
-    // The peer stopped taking replies: the reader must not wait for room.
-    KJ_IF_MAYBE (w, readerWaits_) {
-      (*w)->reject(kj::cp(e));
-      readerWaits_ = nullptr;
-    }
-    return kj::mv(e);
-  }));
-  return kj::joinPromises(loops.finish());
+  // Done when the writer has answered everything the reader read to the
+  // end of the stream; the first failure of either side (a reset peer, one
+  // that takes no replies) ends both at once.
+  return writeLoop().exclusiveJoin(
+      readLoop().then([]() -> kj::Promise<void> { return kj::NEVER_DONE; }));
 }
 
 kj::Promise<void> TextConnection::readLoop() {
@@ -85,6 +79,8 @@ kj::Promise<void> TextConnection::readLoop() {
 }
 
 kj::Promise<void> TextConnection::roomToRead() {
+  // Stopping: nothing more is read; what was read is still answered.
+  if (router_.closing()) return kj::NEVER_DONE;
   if (chunks_.size() < kMaxChunksInFlight) return router_.whenReady();
   auto paf = kj::newPromiseAndFulfiller<void>();
   readerWaits_ = kj::mv(paf.fulfiller);

@@ -112,6 +112,7 @@ Scan scan(std::string_view data, const std::function<void(const Report&)>& onRep
     if (rest.size() < kHeaderBytes) {
       s.problem =
           fmt::format("a record header cut short ({} of {} bytes)", rest.size(), kHeaderBytes);
+      s.atTail = true;
       break;
     }
     uint32_t length = 0, kind = 0;
@@ -121,16 +122,19 @@ Scan scan(std::string_view data, const std::function<void(const Report&)>& onRep
     std::memcpy(&sum, rest.data() + 8, 8);
     if (length > kMaxPayloadBytes) {
       s.problem = fmt::format("a record claims {} bytes, more than any record holds", length);
+      s.atTail = rest.size() - kHeaderBytes < kMaxPayloadBytes;  // a torn header, maybe
       break;
     }
     if (rest.size() - kHeaderBytes < length) {
       s.problem =
           fmt::format("a record cut short ({} of {} bytes)", rest.size() - kHeaderBytes, length);
+      s.atTail = true;
       break;
     }
     const std::string_view payload = rest.substr(kHeaderBytes, length);
     if (checksum(payload, kind) != sum) {
       s.problem = "a record whose checksum does not match";
+      s.atTail = rest.size() == kHeaderBytes + length;
       break;
     }
     if (kind != static_cast<uint32_t>(Kind::kBatch)) {

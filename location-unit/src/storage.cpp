@@ -92,9 +92,10 @@ DataFiles listDataFiles(const fs::path& dir) {
     }
     unsigned long long n = 0;
     char kind[16] = {};
-    char rest = 0;
-    if (std::sscanf(name.c_str(), "%15[a-z]-%llu.locu%c", kind, &n, &rest) != 3 || rest != 's')
-      continue;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "%15[a-z]-%llu.locus%n", kind, &n, &used) != 2 ||
+        static_cast<size_t>(used) != name.size())
+      continue;  // not ours, or ours with something after it (a copy, a backup)
     if (std::strcmp(kind, "log") == 0) files.logs[n] = entry.path();
     if (std::strcmp(kind, "snapshot") == 0) files.snapshots[n] = entry.path();
   }
@@ -158,43 +159,60 @@ Storage::Storage(StorageOptions options, LocationIndex& index) : options_(std::m
                              ")");
   }
 
-  DataFiles files = listDataFiles(dir);
-  const fs::path incarnationPath = dir / "INCARNATION";
-  if (fs::exists(incarnationPath)) {
-    incarnation_ = std::stoull(readFile(incarnationPath), nullptr, 16);
-  } else {
-    if (!files.logs.empty() || !files.snapshots.empty())
-      throw std::runtime_error(options_.dir +
-                               " holds data files but no INCARNATION: not a unit's data dir, "
-                               "or damaged");
-    incarnation_ = newIncarnation();
-    writeDurably(incarnationPath, fmt::format("{:016x}\n", incarnation_));
-    recovery_.fresh = true;
-  }
+  // A start that fails releases the dir: a later try in this process
+  // (a test, an embedded unit) must not find it locked.
+  try {
+    DataFiles files = listDataFiles(dir);
+    const fs::path incarnationPath = dir / "INCARNATION";
+    if (fs::exists(incarnationPath)) {
+      incarnation_ = std::stoull(readFile(incarnationPath), nullptr, 16);
+    } else {
+      if (!files.logs.empty() || !files.snapshots.empty())
+        throw std::runtime_error(options_.dir +
+                                 " holds data files but no INCARNATION: not a unit's data dir, "
+                                 "or damaged");
+      incarnation_ = newIncarnation();
+      writeDurably(incarnationPath, fmt::format("{:016x}\n", incarnation_));
+      recovery_.fresh = true;
+    }
 
-  // The newest snapshot, then every log from its number on.
-  index.beginLoad();
-  uint64_t from = 0;
-  if (!files.snapshots.empty()) {
-    const auto& [n, path] = *files.snapshots.rbegin();
-    const std::string data = readFile(path);
-    const logfmt::Scan s = logfmt::scan(data, [&](const Report& r) { index.apply(r); });
-    if (s.problem)
-      throw std::runtime_error("snapshot " + path.string() + " is damaged at byte " +
-                               std::to_string(s.validBytes) + ": " + *s.problem +
-                               " (it was synced before use, so the disk lost data)");
-    recovery_.snapshotReports = s.reports;
-    lastSnapshotBytes_ = data.size();
-    from = n;
-  }
-  for (const auto& [n, path] : files.logs) {
-    if (n < from) continue;
-    const std::string data = readFile(path);
-    const logfmt::Scan s = logfmt::scan(data, [&](const Report& r) { index.apply(r); });
-    recovery_.logRecords += s.records;
-    recovery_.logReports += s.reports;
-    logBytes_ += s.validBytes;
-    if (s.problem) {
+    // The newest snapshot, then every log from its number on.
+    index.beginLoad();
+    uint64_t from = 0;
+    if (!files.snapshots.empty()) {
+      const auto& [n, path] = *files.snapshots.rbegin();
+      const std::string data = readFile(path);
+      const logfmt::Scan s = logfmt::scan(data, [&](const Report& r) { index.apply(r); });
+      if (s.problem)
+        throw std::runtime_error("snapshot " + path.string() + " is damaged at byte " +
+                                 std::to_string(s.validBytes) + ": " + *s.problem +
+                                 " (it was synced before use, so the disk lost data)");
+      recovery_.snapshotReports = s.reports;
+      lastSnapshotBytes_ = data.size();
+      from = n;
+    }
+    // Only the last log that holds anything can end in a torn write: every
+    // start begins a new log, and a refused append is cut at once.
+    uint64_t lastWritten = 0;
+    for (const auto& [n, path] : files.logs) {
+      if (n >= from && fs::file_size(path) > 0) lastWritten = n;
+    }
+    for (const auto& [n, path] : files.logs) {
+      if (n < from) continue;
+      const std::string data = readFile(path);
+      const logfmt::Scan s = logfmt::scan(data, [&](const Report& r) { index.apply(r); });
+      recovery_.logRecords += s.records;
+      recovery_.logReports += s.reports;
+      logBytes_ += s.validBytes;
+      if (!s.problem) continue;
+      if (n != lastWritten || !s.atTail) {
+        // Damage, not a torn write: cutting it would drop acknowledged
+        // batches after it. Say so and let an operator decide.
+        throw std::runtime_error(fmt::format(
+            "{} is damaged at byte {} of {} ({} after {} intact records); it is not a torn "
+            "write at the end, so it is not cut: move it aside to start without what follows",
+            path.string(), s.validBytes, data.size(), *s.problem, s.records));
+      }
       const uint64_t cut = data.size() - s.validBytes;
       spdlog::warn("{}: {} after {} intact records: cut {} bytes there (a write the crash tore)",
                    path.string(), *s.problem, s.records, cut);
@@ -202,21 +220,26 @@ Storage::Storage(StorageOptions options, LocationIndex& index) : options_(std::m
         throw failure("cannot cut " + path.string(), errno);
       recovery_.cutBytes += cut;
     }
+    index.endLoad();
+    // What a snapshot made redundant, should a crash have left it.
+    for (const auto& [n, path] : files.logs) {
+      if (n < from) fs::remove(path);
+    }
+    for (const auto& [n, path] : files.snapshots) {
+      if (n < from) fs::remove(path);
+    }
+    logSeq_ = files.highest();
+    openNextLog();
+    recovery_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    lastSync_ = Clock::now();
+    counters_.writable.set(1);
+    counters_.logBytes.set(static_cast<double>(logBytes_));
+  } catch (...) {
+    if (logFd_ >= 0) ::close(logFd_);
+    ::close(lockFd_);
+    logFd_ = lockFd_ = -1;
+    throw;
   }
-  index.endLoad();
-  // What a snapshot made redundant, should a crash have left it.
-  for (const auto& [n, path] : files.logs) {
-    if (n < from) fs::remove(path);
-  }
-  for (const auto& [n, path] : files.snapshots) {
-    if (n < from) fs::remove(path);
-  }
-  logSeq_ = files.highest();
-  openNextLog();
-  recovery_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  lastSync_ = Clock::now();
-  counters_.writable.set(1);
-  counters_.logBytes.set(static_cast<double>(logBytes_));
 }
 
 Storage::~Storage() {
@@ -235,7 +258,15 @@ void Storage::openNextLog() {
     throw failure("cannot sync " + options_.dir, error);
   }
   if (logFd_ >= 0) {
-    if (dirty_ && ::fdatasync(logFd_) == 0) ++counters_.syncs;
+    if (dirty_ && !failed_) {
+      if (::fdatasync(logFd_) == 0) {
+        ++counters_.syncs;
+      } else {
+        failed_ = fmt::format("cannot sync the log in {}: {}", options_.dir, errnoText(errno));
+        counters_.writable.set(0);
+        spdlog::error("{}; this unit stores nothing more until it restarts", *failed_);
+      }
+    }
     ::close(logFd_);
   }
   logFd_ = fd;
@@ -316,7 +347,13 @@ std::optional<std::string> Storage::snapshot(const LocationIndex& index) {
   const auto started = Clock::now();
   // Reports applied from now on go to a new log, which the snapshot does
   // not cover; the snapshot covers every log before it.
-  openNextLog();
+  try {
+    openNextLog();
+  } catch (const std::exception& e) {
+    ++counters_.snapshotErrors;
+    return fmt::format("cannot start a log for the snapshot: {}", e.what());
+  }
+  if (failed_) return failed_;
   const uint64_t n = logSeq_;
   const fs::path path = fs::path(options_.dir) / fileName("snapshot", n);
   const std::string tmp = path.string() + ".tmp";

@@ -151,7 +151,7 @@ class UnitService::Handler {
       }
     }
     // Logged before applied: a batch the disk refuses changes nothing.
-    if (s_.storage_) {
+    if (s_.storage_ && !admitted.empty()) {
       if (auto error = s_.storage_->append(admitted)) {
         return writeError(Error{ErrorCode::kUnavailable, std::move(*error)}, reply.initError());
       }

@@ -148,5 +148,53 @@ TEST_CASE("TextConnection stops reading while a unit holds its buffer full, unti
   CHECK(router.counters().reportsLost.value() == 0);
 }
 
+// A stream that fails its second read, as a reset peer's does.
+class ResetAfterFirstRead final : public kj::AsyncIoStream {
+ public:
+  explicit ResetAfterFirstRead(kj::Own<kj::AsyncIoStream> inner) : inner_(kj::mv(inner)) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    if (reads_++ > 0) return KJ_EXCEPTION(DISCONNECTED, "connection reset by peer");
+    return inner_->tryRead(buffer, minBytes, maxBytes);
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+
+ private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  int reads_ = 0;
+};
+
+TEST_CASE("TextConnection ends when its peer resets, even with replies still owed",
+          "[gateway][library]") {
+  zmq::context_t context;
+  SilentUnit silent(context, "tc-reset-0");  // never answers: replies stay owed
+  auto io = kj::setupAsyncIo();
+  Router router(RouterOptions{}, context, io.unixEventPort, io.provider->getTimer(),
+                {silent.endpoint});
+  ProtocolCounters counters;
+  auto ends = io.provider->newTwoWayPipe();
+  {
+    TextConnection connection(kj::heap<ResetAfterFirstRead>(kj::mv(ends.ends[0])), router, counters,
+                              kDefaultMaxFutureSkewMs);
+    const std::string lines = line("reset-0") + line("reset-1");
+    ends.ends[1]->write(lines.data(), lines.size()).wait(io.waitScope);
+    // The read after the first fails: run() must end (with that error), not
+    // wait for the silent unit's answers or a writer that has nothing left.
+    bool ended = false;
+    auto served =
+        connection.run().then([&] { ended = true; }, [&](kj::Exception&&) { ended = true; });
+    io.provider->getTimer().timeoutAfter(3 * kj::SECONDS, kj::mv(served)).wait(io.waitScope);
+    CHECK(ended);
+    CHECK(counters.connections.value() == 1);
+  }
+  CHECK(counters.connections.value() == 0);
+}
+
 }  // namespace
 }  // namespace locus::gateway

@@ -309,3 +309,47 @@ TEST_CASE("a write the disk refuses is refused, leaves nothing behind, and later
 }
 
 }  // namespace locus::unit
+
+namespace locus::unit {
+
+TEST_CASE("damage before the end of a log is refused, not cut, and the dir is released",
+          "[unit][storage]") {
+  TempDir dir;
+  Batch a("a-", 100, kTsMs), b("b-", 100, kTsMs);
+  {
+    LocationIndex index;
+    Storage storage(optionsFor(dir), index);
+    REQUIRE(!storage.append(a.reports));
+    REQUIRE(!storage.append(b.reports));
+  }
+  const auto log = filesIn(dir.path(), "log-").front();
+  const auto size = fs::file_size(log);
+  {  // a flipped byte in the first record: the second is whole after it
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7f');
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the lock is not left held
+    LocationIndex index;
+    CHECK_THROWS_WITH(Storage(optionsFor(dir), index), Catch::Contains("is damaged"));
+  }
+  CHECK(fs::file_size(log) == size);  // nothing cut
+}
+
+TEST_CASE("files that only look like data files are left alone", "[unit][storage]") {
+  TempDir dir;
+  Batch a("a-", 10, kTsMs);
+  {
+    LocationIndex index;
+    Storage storage(optionsFor(dir), index);
+    REQUIRE(!storage.append(a.reports));
+  }
+  const auto log = filesIn(dir.path(), "log-").front();
+  std::ofstream(log + ".bak") << "not a log";
+  LocationIndex index;
+  Storage storage(optionsFor(dir), index);
+  CHECK(index.size() == 10);
+  CHECK(fs::exists(log + ".bak"));
+}
+
+}  // namespace locus::unit

@@ -12,7 +12,8 @@
 // unanswered batch sent again, for up to `reconnectFor`; a report the
 // gateway could not store but calls worth retrying (Rejection.retry: a unit
 // was stalled or did not answer) is sent again up to `retries` times. Both
-// are harmless for what was stored already: the newest ts wins. Rejections
+// are harmless for what was stored already: the newest ts wins (a report
+// without a ts is stamped here, once, so a resend keeps it). Rejections
 // that remain come back in the batch's BatchOutcome (by index in the
 // batch); a gateway still unreachable after `reconnectFor` (or one never
 // reached, after `connectFor`) throws kj::Exception.
@@ -103,6 +104,7 @@ class IngestClient {
   std::deque<Call> inFlight_;
   std::optional<kj::TimePoint> failingSince_;
   bool answeredOnce_ = false;  // the gateway has answered a call
+  kj::Duration backoff_ = 100 * kj::MILLISECONDS;
   uint64_t reconnects_ = 0;
   uint64_t resent_ = 0;
 };

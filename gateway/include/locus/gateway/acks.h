@@ -22,11 +22,12 @@ namespace locus::gateway {
 
 class Acks final : public kj::Refcounted {
  public:
-  explicit Acks(size_t slots) : slots_(slots), pending_(slots) {}
+  explicit Acks(size_t slots) : slots_(slots), pending_(slots), settled_(slots, false) {}
 
   // One more slot (before done() is called): its number.
   uint32_t add() {
     ++pending_;
+    settled_.push_back(false);
     return static_cast<uint32_t>(slots_++);
   }
   void stored(uint32_t slot);
@@ -50,6 +51,7 @@ class Acks final : public kj::Refcounted {
   size_t slots_;
   size_t pending_;
   uint32_t stored_ = 0;
+  std::vector<bool> settled_;                               // by slot
   std::vector<std::pair<uint32_t, std::string>> failures_;  // in settling order
   std::vector<uint32_t> retryable_;                         // in settling order
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> waiter_;

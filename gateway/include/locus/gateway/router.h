@@ -103,7 +103,8 @@ class Router {
 
   // Resolves when every shard's buffer is below maxBufferedReports or its
   // unit is stalled: a connection waits on it before it reads (and
-  // acknowledges) more. Never resolves once close() ran.
+  // acknowledges) more. close() resolves every wait; a wait that starts
+  // after it never resolves: check closing().
   kj::Promise<void> whenReady();
   bool ready() const;
 

@@ -57,6 +57,10 @@ struct Scan {
   // Why reading stopped before the end: a torn tail (a record cut short)
   // or corruption (a bad checksum, a malformed payload). Nothing at the end.
   std::optional<std::string> problem;
+  // With a problem: the bad record is the file's last (it is cut short, or
+  // ends exactly at the end), as a write torn by a crash leaves it. A bad
+  // record with whole records after it is damage, not a torn write.
+  bool atTail = false;
 };
 
 // Reads the records of `data` in order and calls `onReport` with each
