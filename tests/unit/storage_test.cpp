@@ -70,6 +70,13 @@ StorageOptions optionsFor(const TempDir& dir, FsyncPolicy fsync = FsyncPolicy::k
   return StorageOptions{.dir = dir.path(), .fsync = fsync};
 }
 
+// Stores `batches` in the data dir `dir`, as a unit that then stops would.
+void store(const TempDir& dir, std::initializer_list<const Batch*> batches) {
+  LocationIndex index;
+  Storage storage(optionsFor(dir), index);
+  for (const Batch* b : batches) REQUIRE(!storage.append(b->reports));
+}
+
 }  // namespace
 
 // ------------------------------------------------------------- the format
@@ -176,11 +183,7 @@ TEST_CASE("Storage recovers every batch it stored, with its incarnation", "[unit
 TEST_CASE("Storage cuts a torn tail and keeps what came before", "[unit][storage]") {
   TempDir dir;
   Batch kept("k-", 100, kTsMs);
-  {
-    LocationIndex index;
-    Storage storage(optionsFor(dir), index);
-    REQUIRE(!storage.append(kept.reports));
-  }
+  store(dir, {&kept});
   const auto logs = filesIn(dir.path(), "log-");
   REQUIRE(!logs.empty());
   const std::string log = logs.back();
@@ -259,12 +262,8 @@ TEST_CASE("one data dir serves one unit at a time", "[unit][storage]") {
 TEST_CASE("a dir with data but no INCARNATION is refused, not taken for a new one",
           "[unit][storage]") {
   TempDir dir;
-  {
-    LocationIndex index;
-    Storage storage(optionsFor(dir), index);
-    Batch b("d-", 3, kTsMs);
-    REQUIRE(!storage.append(b.reports));
-  }
+  const Batch b("d-", 3, kTsMs);
+  store(dir, {&b});
   fs::remove(dir / "INCARNATION");
   LocationIndex index;
   CHECK_THROWS_WITH(Storage(optionsFor(dir), index), Catch::Contains("no INCARNATION"));
@@ -316,12 +315,7 @@ TEST_CASE("damage before the end of a log is refused, not cut, and the dir is re
           "[unit][storage]") {
   TempDir dir;
   Batch a("a-", 100, kTsMs), b("b-", 100, kTsMs);
-  {
-    LocationIndex index;
-    Storage storage(optionsFor(dir), index);
-    REQUIRE(!storage.append(a.reports));
-    REQUIRE(!storage.append(b.reports));
-  }
+  store(dir, {&a, &b});
   const auto log = filesIn(dir.path(), "log-").front();
   const auto size = fs::file_size(log);
   {  // a flipped byte in the first record: the second is whole after it
@@ -339,11 +333,7 @@ TEST_CASE("damage before the end of a log is refused, not cut, and the dir is re
 TEST_CASE("files that only look like data files are left alone", "[unit][storage]") {
   TempDir dir;
   Batch a("a-", 10, kTsMs);
-  {
-    LocationIndex index;
-    Storage storage(optionsFor(dir), index);
-    REQUIRE(!storage.append(a.reports));
-  }
+  store(dir, {&a});
   const auto log = filesIn(dir.path(), "log-").front();
   std::ofstream(log + ".bak") << "not a log";
   LocationIndex index;
