@@ -195,6 +195,7 @@ class Roles {
     unit::UnitOptions o;
     o.listen = unitEndpoints_[i];
     o.name = fmt::format("unit-{}", i);
+    if (!options_.dataDir.empty()) o.dataDir = fmt::format("{}/unit-{}", options_.dataDir, i);
     unit::UnitServer unit(context_, o);
     serving();
     unit.run(stopFd_);

@@ -17,6 +17,7 @@ struct LocalOptions {
   std::string textListen = "127.0.0.1:7701";     // NDJSON
   std::string serverListen = "127.0.0.1:7800";   // Cap'n Proto LocationService
   int64_t timeoutMs = 250;
+  std::string dataDir;  // empty = memory-only; else unit i keeps its data in DIR/unit-<i>
 
   std::optional<std::string> validate() const;
 };

@@ -154,6 +154,9 @@ void Commands::addLocal(CLI::App& app) {
       ->capture_default_str();
   localCmd->add_option("--timeout-ms", local.timeoutMs, "per-query deadline for the units")
       ->capture_default_str();
+  localCmd->add_option("--data-dir", local.dataDir,
+                       "keep each unit's log and snapshots in DIR/unit-<i> and recover them at "
+                       "start (default: memory-only)");
 }
 
 // The query the command line asks, checked before anything touches the

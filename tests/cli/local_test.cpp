@@ -3,6 +3,7 @@
 // and the NDJSON port, and stops cleanly on SIGINT.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/process.h"
+#include "locus/testkit/temp_dir.h"
 
 namespace {
 
@@ -134,3 +136,49 @@ TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
 }
 
 }  // namespace
+
+namespace {
+
+// A locus local on free ports; its server and NDJSON addresses.
+struct Local {
+  explicit Local(const std::vector<std::string>& more) : process(kBin + "/locus", withPorts(more)) {
+    const auto ready = process.waitForStderr(std::regex("ready: "), 30s);
+    INFO(process.stderrText());
+    REQUIRE(ready);
+    std::smatch m;
+    const std::string log = process.stderrText();
+    REQUIRE(std::regex_search(log, m, std::regex(R"(server listening on (\S+))")));
+    server = m[1];
+    REQUIRE(std::regex_search(
+        log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
+    text = m[2];
+  }
+  static std::vector<std::string> withPorts(std::vector<std::string> args) {
+    args.insert(args.begin(), {"local", "--gateway-listen", "127.0.0.1:0", "--text-listen",
+                               "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
+    return args;
+  }
+  locus::testkit::ChildProcess process;
+  std::string server, text;
+};
+
+}  // namespace
+
+TEST_CASE("locus local --data-dir keeps what it stored across a restart", "[local]") {
+  locus::testkit::TempDir dir;
+  {
+    Local local({"--units", "2", "--data-dir", dir.path()});
+    CHECK(talk(local.text,
+               R"({"id":"kept","lat":31.2,"lon":121.4,"ts":1763000000000})"
+               "\n",
+               1) == "{\"ok\":true}\n");
+    local.process.signal(SIGTERM);
+    REQUIRE(local.process.waitExit(10'000ms));
+  }
+  Local again({"--units", "2", "--data-dir", dir.path()});
+  const auto got =
+      nlohmann::json::parse(run(kBin + "/locus --server " + again.server + " get kept"));
+  INFO(got.dump());
+  REQUIRE(got["results"].size() == 1);
+  CHECK(got["results"][0]["ts"] == 1763000000000);
+}
