@@ -203,6 +203,10 @@ struct UnitRequest {
     # Retired (one query, answered with a bare result): kept only so that
     # the ordinals stay put. Units refuse it with `error`.
     queries @3 :List(Query);
+    dump @5 :DumpRequest;
+    # A page of the unit's devices (their newest reports), answered with
+    # `page`: how a replica that missed writes copies a partition from one
+    # that has it (catch-up), or an operator exports a unit.
     # The one query shape: one or more queries in one frame, answered in
     # one reply (`answers`, same order, one answer each). The server sends
     # the nearest and area queries that reach it in the same event-loop turn
@@ -220,6 +224,21 @@ struct UnitRequest {
   # these partitions (as if the unit held no others): with replicas, the
   # server asks each unit for the partitions it chose that unit for, so no
   # device is counted twice. Unset: every device the unit holds.
+}
+
+struct DumpRequest {
+  only @0 :PartitionSet;       # the partitions to copy; unset: every device
+  cursor @1 :UInt64;           # 0 to start, then the previous page's cursor
+  limit @2 :UInt32 = 10000;    # devices per page, 1..kMaxDumpPage
+}
+
+struct DumpPage {
+  reports @0 :List(Report);    # the newest report of each device, with its ts
+  cursor @1 :UInt64;           # for the next page; 0 = done
+  # Devices stored after the dump began are on later pages; one moved after
+  # its page was read comes back at its older position, so a copier also
+  # takes live writes and keeps the newest (the usual rule). The unit does
+  # not expire positions while a dump is being read (a page within 10 s).
 }
 
 struct PartitionSet {
@@ -246,6 +265,7 @@ struct UnitReply {
     error @4 :Error;         # the request was not acted upon
     answers @5 :List(QueryAnswer);
     # Answer to `queries`: one per query, in the request's order.
+    page @6 :DumpPage;             # answer to `dump`
   }
 }
 

@@ -324,14 +324,23 @@ class LocationIndex::Impl {
   const IndexOptions& options() const { return options_; }
 
   void forEach(const std::function<void(const Report&)>& visit) const {
-    for (uint32_t slot = 0; slot < size(); ++slot) {
+    scan(0, SIZE_MAX, nullptr, visit);
+  }
+
+  size_t scan(size_t from, size_t limit, const PartitionFilter* only,
+              const std::function<void(const Report&)>& visit) const {
+    size_t visited = 0;
+    size_t slot = from;
+    for (; slot < size() && visited < limit; ++slot) {
+      if (only && !only->contains(idOf(static_cast<uint32_t>(slot)))) continue;
+      ++visited;
       const Position& p = positions_[slot];
-      Report r{.id = idOf(slot),
+      Report r{.id = idOf(static_cast<uint32_t>(slot)),
                .lat = geo::fromE7(p.latE7),
                .lon = geo::fromE7(p.lonE7),
                .tsMs = p.tsMs};
       if (!extras_.empty()) {
-        if (auto it = extras_.find(slot); it != extras_.end()) {
+        if (auto it = extras_.find(static_cast<uint32_t>(slot)); it != extras_.end()) {
           r.speedMps = it->second.speedMps;
           r.headingDeg = it->second.headingDeg;
           r.accuracyM = it->second.accuracyM;
@@ -339,6 +348,7 @@ class LocationIndex::Impl {
       }
       visit(r);
     }
+    return slot;
   }
 
  private:
@@ -615,6 +625,10 @@ void LocationIndex::beginLoad() {
 }
 void LocationIndex::endLoad() {
   impl_->endLoad();
+}
+size_t LocationIndex::scan(size_t from, size_t limit, const PartitionFilter* only,
+                           const std::function<void(const Report&)>& visit) const {
+  return impl_->scan(from, limit, only, visit);
 }
 void LocationIndex::forEach(const std::function<void(const Report&)>& visit) const {
   impl_->forEach(visit);

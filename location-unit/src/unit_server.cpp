@@ -20,6 +20,9 @@ namespace {
 // TTL sweeping: how many devices one tick examines (a few hundred µs).
 constexpr size_t kExpireScanPerTick = 20'000;
 constexpr auto kTickInterval = std::chrono::milliseconds(50);
+// No expiry while a dump was read this recently (a dump's cursor is a
+// position, and expiring moves devices between positions).
+constexpr auto kDumpQuiet = std::chrono::seconds(10);
 // Replies queued per peer before a ROUTER drops more (ZeroMQ's default is
 // 1,000, as many as the requests it queues).
 constexpr int kReplyQueue = 10'000;
@@ -55,6 +58,12 @@ std::optional<std::string> checkPartitionSet(wire::PartitionSet::Reader set) {
     if (p >= partitions) return fmt::format("partition {} of {} does not exist", p, partitions);
   }
   return std::nullopt;
+}
+
+PartitionFilter filterOf(wire::PartitionSet::Reader set) {
+  std::vector<uint32_t> serve;
+  for (uint32_t partition : set.getServe()) serve.push_back(partition);
+  return PartitionFilter(set.getPartitions(), serve);
 }
 
 }  // namespace
@@ -167,6 +176,38 @@ class UnitService::Handler {
     ++s_.counters_.batches;
     s_.counters_.devices.set(static_cast<double>(s_.index_.size()));
     writeBatchOutcome(outcome, reply.initApplied());
+  }
+
+  // A page of the unit's devices from the request's cursor on.
+  void dump(wire::DumpRequest::Reader request, wire::UnitReply::Builder reply) {
+    std::optional<PartitionFilter> only;
+    if (request.hasOnly()) {
+      if (auto why = checkPartitionSet(request.getOnly()))
+        return writeError(badRequest(*why), reply.initError());
+      only.emplace(filterOf(request.getOnly()));
+    }
+    const uint32_t limit = request.getLimit();
+    if (limit < 1 || limit > kMaxDumpPage)
+      return writeError(badRequest(fmt::format("a dump page of {} devices; it must be 1..{}", limit,
+                                               kMaxDumpPage)),
+                        reply.initError());
+    const uint64_t cursor = request.getCursor();
+    const size_t from = cursor == 0 ? 0 : static_cast<size_t>(cursor - 1);
+    std::vector<Report> reports;
+    reports.reserve(limit);
+    std::vector<std::string> ids;  // the reports view the index only during scan()
+    ids.reserve(limit);
+    const size_t next = s_.index_.scan(from, limit, only ? &*only : nullptr, [&](const Report& r) {
+      ids.emplace_back(r.id);
+      reports.push_back(r);
+      reports.back().id = ids.back();
+    });
+    auto page = reply.initPage();
+    auto out = page.initReports(static_cast<unsigned>(reports.size()));
+    for (size_t i = 0; i < reports.size(); ++i)
+      writeReport(reports[i], out[static_cast<unsigned>(i)]);
+    page.setCursor(next >= s_.index_.size() ? 0 : next + 1);
+    s_.lastDump_ = std::chrono::steady_clock::now();
   }
 
   // Answers one entry of a request's `queries`, for the devices of `only`
@@ -317,6 +358,9 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
         case wire::UnitRequest::APPLY:
           handler.apply(request.getApply(), reply);
           break;
+        case wire::UnitRequest::DUMP:
+          handler.dump(request.getDump(), reply);
+          break;
         case wire::UnitRequest::OBSOLETE_QUERY:
           writeError(badRequest("the single-query request is retired: send `queries`"),
                      reply.initError());
@@ -336,9 +380,7 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
               writeError(badRequest(*why), reply.initError());
               break;
             }
-            std::vector<uint32_t> serve;
-            for (uint32_t partition : set.getServe()) serve.push_back(partition);
-            only.emplace(set.getPartitions(), serve);
+            only.emplace(filterOf(set));
           }
           auto answers = reply.initAnswers(queries.size());
           for (unsigned i = 0; i < queries.size(); ++i)
@@ -385,7 +427,9 @@ zmq::message_t UnitService::refuse(uint64_t requestId, const std::string& proble
 }
 
 void UnitService::tick(int64_t nowMs) {
-  if (const size_t n = index_.expire(nowMs, kExpireScanPerTick); n > 0) {
+  // Expiring moves devices between positions: not while a dump is read.
+  const bool dumping = std::chrono::steady_clock::now() - lastDump_ < kDumpQuiet;
+  if (const size_t n = dumping ? 0 : index_.expire(nowMs, kExpireScanPerTick); n > 0) {
     spdlog::debug("{}: expired {} positions", name_, n);
   }
   counters_.devices.set(static_cast<double>(index_.size()));

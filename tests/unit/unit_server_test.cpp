@@ -1268,3 +1268,98 @@ TEST_CASE("UnitService: a partition set that cannot be is refused whole", "[unit
 }
 
 }  // namespace locus::unit
+
+namespace locus::unit {
+
+// One dump page request.
+zmq::message_t dumpFrame(uint64_t requestId, uint64_t cursor, uint32_t limit,
+                         std::optional<std::pair<uint32_t, std::vector<uint32_t>>> only = {}) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.setRequestId(requestId);
+  auto dump = request.initDump();
+  dump.setCursor(cursor);
+  dump.setLimit(limit);
+  if (only) {
+    auto set = dump.initOnly();
+    set.setPartitions(only->first);
+    auto list = set.initServe(static_cast<unsigned>(only->second.size()));
+    for (unsigned i = 0; i < only->second.size(); ++i) list.set(i, only->second[i]);
+  }
+  return transport::toFrame(message);
+}
+
+// Every page of a dump, read to the end: id → ts. `between` runs after
+// each page.
+std::map<std::string, int64_t> dumpAll(
+    Service& s, uint32_t limit, std::optional<std::pair<uint32_t, std::vector<uint32_t>>> only,
+    const std::function<void()>& between = [] {}) {
+  std::map<std::string, int64_t> out;
+  uint64_t cursor = 0;
+  for (int pages = 0; pages < 10'000; ++pages) {
+    auto reply = s.send(dumpFrame(static_cast<uint64_t>(pages + 1), cursor, limit, only));
+    requireKind(*reply, wire::UnitReply::PAGE);
+    auto page = reply->root().getPage();
+    CHECK(page.getReports().size() <= limit);
+    for (auto r : page.getReports()) {
+      CHECK(out.count(r.getId().cStr()) == 0);  // each device once
+      out[r.getId().cStr()] = r.getTsMs();
+    }
+    cursor = page.getCursor();
+    if (cursor == 0) return out;
+    between();
+  }
+  FAIL("the dump never ended");
+  return out;
+}
+
+TEST_CASE("UnitService: a dump pages through every device, newest report each", "[unit][dump]") {
+  Service s;
+  std::vector<TestReport> reports;
+  for (int i = 0; i < 250; ++i) reports.push_back({"d-" + std::to_string(i), 31.2, 121.5, kNowMs});
+  REQUIRE(appliedOf(*s.apply(reports)).accepted == 250);
+  REQUIRE(appliedOf(*s.apply({{"d-7", 31.3, 121.6, kNowMs + 5}})).accepted == 1);  // a move
+  const auto all = dumpAll(s, 7, std::nullopt);
+  CHECK(all.size() == 250);
+  CHECK(all.at("d-7") == kNowMs + 5);
+
+  // Only some partitions.
+  const auto some = dumpAll(s, 10, std::make_pair(4u, std::vector<uint32_t>{1, 3}));
+  size_t expected = 0;
+  for (const auto& r : reports) expected += (partitionOf(r.id, 4) % 2 == 1) ? 1 : 0;
+  CHECK(some.size() == expected);
+  for (const auto& [id, ts] : some) CHECK(partitionOf(id, 4) % 2 == 1);
+}
+
+TEST_CASE("UnitService: devices stored while a dump is read are in it", "[unit][dump]") {
+  Service s;
+  std::vector<TestReport> first;
+  for (int i = 0; i < 40; ++i) first.push_back({"a-" + std::to_string(i), 31.2, 121.5, kNowMs});
+  REQUIRE(appliedOf(*s.apply(first)).accepted == 40);
+  int added = 0;
+  const auto all = dumpAll(s, 5, std::nullopt, [&] {
+    if (added < 20) {
+      REQUIRE(
+          appliedOf(*s.apply({{"late-" + std::to_string(added), 31.2, 121.5, kNowMs}})).accepted ==
+          1);
+      ++added;
+    }
+  });
+  CHECK(all.size() == 40u + static_cast<size_t>(added));
+}
+
+TEST_CASE("UnitService: a dump page that cannot be is refused", "[unit][dump]") {
+  Service s;
+  CHECK(errorOf(*s.send(dumpFrame(1, 0, 0))).code == ErrorCode::kBadRequest);
+  CHECK_THAT(errorOf(*s.send(dumpFrame(2, 0, kMaxDumpPage + 1))).message,
+             Catch::Contains("1..10000"));
+  CHECK(errorOf(*s.send(dumpFrame(3, 0, 10, std::make_pair(4u, std::vector<uint32_t>{4})))).code ==
+        ErrorCode::kBadRequest);
+  // A cursor past the end is an empty, finished page.
+  auto reply = s.send(dumpFrame(4, 1'000'000, 10));
+  requireKind(*reply, wire::UnitReply::PAGE);
+  CHECK(reply->root().getPage().getReports().size() == 0);
+  CHECK(reply->root().getPage().getCursor() == 0);
+}
+
+}  // namespace locus::unit

@@ -22,6 +22,9 @@
 
 namespace locus {
 
+// The most devices one UnitRequest.dump page carries (~600 KB of reports).
+inline constexpr uint32_t kMaxDumpPage = 10'000;
+
 // Largest message a Locus endpoint accepts (ZMQ_MAXMSGSIZE on internal
 // sockets). A report batch of 10,000 reports with 128-byte ids is ~2 MiB.
 inline constexpr int64_t kMaxMessageBytes = 16 << 20;

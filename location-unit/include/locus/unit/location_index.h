@@ -113,6 +113,14 @@ class LocationIndex {
   // not change the index.
   void forEach(const std::function<void(const Report&)>& visit) const;
 
+  // Calls `visit` with up to `limit` stored positions from position `from`
+  // of the index's own order on (devices outside `only` skipped), and
+  // returns where the next call should start: size() when it reached the
+  // end. Positions are stable while nothing is removed (remove(),
+  // expire()); devices stored later come after every earlier one.
+  size_t scan(size_t from, size_t limit, const PartitionFilter* only,
+              const std::function<void(const Report&)>& visit) const;
+
   // Devices held, including expired ones that expire() has not reached yet.
   size_t size() const;
   MemoryUsage memoryUsage() const;

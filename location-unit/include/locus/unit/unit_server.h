@@ -122,6 +122,7 @@ class UnitService {
   std::optional<uint64_t> appendedRequest_;
   UnitCounters counters_;
   std::chrono::steady_clock::time_point lastWarning_{};
+  std::chrono::steady_clock::time_point lastDump_{};  // the last dump page read
 };
 
 class UnitServer {
