@@ -279,12 +279,15 @@ TEST_CASE("every role serves health, readiness and metrics that follow the clust
     const auto body = nlohmann::json::parse(r.body);
     CHECK(body["units"][1]["up"] == false);
     CHECK(body["units"][0]["up"] == true);
+    CHECK(body["units"][0]["storage"] == "memory-only");  // where its positions live
   }
   CHECK(rpc.nearest(q).partial);
   const std::string after = httpGet(cluster.server->httpAddress, "/metrics").body;
   CHECK(metricValue(after, R"(locus_server_partial_answers_total{kind="nearest"})") == 1.0);
   CHECK(metricValue(after,
                     "locus_unit_up{shard=\"1\",endpoint=\"" + cluster.endpoints[1] + "\"}") == 0.0);
+  CHECK(metricValue(after, "locus_unit_durable{shard=\"0\",endpoint=\"" + cluster.endpoints[0] +
+                               "\"}") == 0.0);
 }
 
 }  // namespace

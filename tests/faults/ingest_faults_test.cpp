@@ -302,6 +302,9 @@ TEST_CASE("a unit on a full filesystem refuses writes, acknowledges nothing unst
     const auto metrics = httpGet(http, "/metrics").body;
     INFO(metrics);
     CHECK(metricSum(metrics, "locus_unit_storage_append_errors_total") > 0);
+    // A full disk is not a failed sync: the unit still stores once there is room.
+    CHECK(stats->durable);
+    CHECK(stats->writable);
   }
   unit.reset();
   limited.reset();

@@ -21,6 +21,8 @@ struct UnitHealth::Unit {
   metrics::Gauge devices;             // as the unit reported in that answer
   metrics::Counter restarts;          // incarnation changes seen
   metrics::Counter positionsDropped;  // positions held before those restarts
+  metrics::Gauge durable;             // 1 when it keeps a data dir, as last reported
+  metrics::Gauge writable;            // 1 while it stores writes, as last reported
   uint64_t incarnation = 0;           // the latest seen; 0 = none yet
   bool logged = false;                // the current state has been logged
 
@@ -72,6 +74,12 @@ kj::Promise<void> UnitHealth::probe(Unit& unit) {
             }
             unit.incarnation = stats.getIncarnation();
             unit.devices.set(static_cast<double>(stats.getDevices()));
+            const bool wasWritable = unit.writable.value() > 0;
+            unit.durable.set(stats.getDurable() ? 1 : 0);
+            unit.writable.set(stats.getWritable() ? 1 : 0);
+            if (wasWritable && !stats.getWritable())
+              spdlog::error("unit {} ({}) no longer stores writes (a failed sync of its log)",
+                            unit.shard, unit.channel.endpoint());
             answered = true;
           } catch (const kj::Exception&) {
             // Malformed: counts as not answering.
@@ -103,6 +111,12 @@ Readiness UnitHealth::readiness() const {
                                     {"endpoint", unit->channel.endpoint()},
                                     {"up", up},
                                     {"devices", static_cast<uint64_t>(unit->devices.value())}};
+    if (unit->up.value() > 0) {
+      entry["storage"] =
+          unit->durable.value() > 0
+              ? nlohmann::ordered_json{{"durable", true}, {"writable", unit->writable.value() > 0}}
+              : nlohmann::ordered_json("memory-only");
+    }
     if (unit->data) {
       entry["channel"] = {{"answering", answering},
                           {"resets", unit->data->health().resets.value()}};
@@ -124,6 +138,12 @@ void UnitHealth::expose(metrics::Registry& registry) const {
     registry.counter("locus_unit_restarts_total",
                      "Restarts of the unit seen by the health probe (a new incarnation)", labels,
                      unit->restarts);
+    registry.gauge("locus_unit_durable",
+                   "1 when the unit keeps its positions in a data dir (--data-dir), else 0", labels,
+                   unit->durable);
+    registry.gauge("locus_unit_writable",
+                   "1 while the unit stores writes; 0 after a failed sync of its log", labels,
+                   unit->writable);
     registry.counter("locus_unit_positions_dropped_total",
                      "Positions a unit held at its last probe before a restart (memory-only "
                      "units restart empty)",
