@@ -174,7 +174,19 @@ void walkRequest(FlatMessage& flat) {
         (void)locus::validateReport(locus::readReport(r));
       }
       break;
+    case locus::wire::UnitRequest::DUMP: {
+      auto dump = req.getDump();
+      (void)dump.getCursor();
+      (void)dump.getLimit();
+      if (dump.hasOnly()) {
+        for (uint32_t p : dump.getOnly().getServe()) (void)p;
+      }
+      break;
+    }
     case locus::wire::UnitRequest::QUERIES:
+      if (req.hasOnly()) {
+        for (uint32_t p : req.getOnly().getServe()) (void)p;
+      }
       for (auto q : req.getQueries()) {
         switch (q.which()) {
           case locus::wire::Query::NEAREST:
