@@ -57,6 +57,7 @@ kj::Promise<void> TextConnection::run() {
 }
 
 kj::Promise<void> TextConnection::readLoop() {
+  if (router_.closing()) return kj::NEVER_DONE;  // stopping: read nothing more
   return stream_->tryRead(readBuffer_, 1, sizeof readBuffer_)
       .then([this](size_t n) -> kj::Promise<void> {
         if (n == 0) {
