@@ -4,6 +4,8 @@
 //   - the gateway killed -9 while `locus send` streams: it reconnects and
 //     sends again what was not acknowledged;
 //   - every unit killed -9 at once, with --data-dir and --fsync always;
+//   - a unit stopped (SIGSTOP) for 5 s: its reports get errors, never an
+//     ok; queries keep their deadline and say they are partial;
 //   - a unit's data dir on a full filesystem (a small tmpfs): writes are
 //     refused, nothing unstored is acknowledged, queries are still served.
 //
@@ -26,6 +28,7 @@
 #include <zmq.hpp>
 
 #include "locus/client/ingest_client.h"
+#include "locus/client/query_client.h"
 #include "locus/common/report_json.h"
 #include "locus/common/shard.h"
 #include "locus/common/wire.h"
@@ -229,6 +232,62 @@ TEST_CASE("every unit killed -9 at once with --fsync always: every acknowledged 
   REQUIRE(acked > 0);
   zmq::context_t context;
   CHECK(recorder.missing(context, units) == 0);
+}
+
+TEST_CASE("a unit stopped for 5 s: no false ok, loud partial answers in time, then complete",
+          "[faults]") {
+  RunningUnit a, b;
+  const std::vector<std::string> units{a.endpoint, b.endpoint};
+  RunningGateway gateway(units, {"LOCUS_BATCH_TIMEOUT_MS=500"});
+  RunningServer server(units, 250);
+
+  Recorder recorder(20'000);
+  Load load(gateway.rpcAddress, recorder, client::IngestClient::Options{});
+  std::atomic<bool> stopQueries{false};
+  std::atomic<uint64_t> answered{0}, partial{0}, slowest{0};
+  std::string queryFailure;
+  std::thread queries([&] {
+    try {
+      client::QueryClient client(server.address, 10 * kj::SECONDS);
+      while (!stopQueries) {
+        const auto start = std::chrono::steady_clock::now();
+        auto answer = client.nearest(NearestQuery{{31.25, 121.5}, 10});
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+        slowest = std::max<uint64_t>(slowest, static_cast<uint64_t>(us));
+        if (!answer) throw std::runtime_error(answer.error().message);
+        ++answered;
+        if (answer->partial) ++partial;
+      }
+    } catch (const std::exception& e) {
+      queryFailure = e.what();
+    } catch (const kj::Exception& e) {
+      queryFailure = e.getDescription().cStr();
+    }
+  });
+  std::this_thread::sleep_for(500ms);
+  a.process.signal(SIGSTOP);
+  std::this_thread::sleep_for(5s);
+  const uint64_t partialDuringStop = partial;
+  a.process.signal(SIGCONT);
+  std::this_thread::sleep_for(1500ms);
+  stopQueries = true;
+  queries.join();
+  load.stop();
+
+  INFO(queryFailure << " / " << load.failure());
+  CHECK(queryFailure.empty());
+  CHECK(load.failure().empty());
+  CHECK(answered > 0);
+  CHECK(partialDuringStop > 0);  // said, not hidden: a unit's devices were missing
+  CHECK(slowest < 3'000'000);    // every answer came (the deadline is 250 ms): no hang
+  client::QueryClient client(server.address);
+  auto after = client.nearest(NearestQuery{{31.25, 121.5}, 10});
+  REQUIRE(after);
+  CHECK(!after->partial);  // back: complete again
+  zmq::context_t context;
+  CHECK(recorder.missing(context, units) == 0);  // no ok for what was not stored
 }
 
 TEST_CASE("a unit on a full filesystem refuses writes, acknowledges nothing unstored, serves on",
