@@ -69,15 +69,15 @@ void IngestClient::settleOldest() {
   for (;;) {
     Call& call = inFlight_.front();
     KJ_REQUIRE(call.reply.has_value(), "a call in flight without a request");
+    kj::Promise<Reply> pending = kj::mv(*call.reply);
+    call.reply.reset();  // whatever happens next, it is not waited on twice
     std::optional<Reply> reply;
     try {
-      reply.emplace(
-          timer().timeoutAfter(options_.callTimeout, kj::mv(*call.reply)).wait(waitScope()));
+      reply.emplace(timer().timeoutAfter(options_.callTimeout, kj::mv(pending)).wait(waitScope()));
     } catch (const kj::Exception& e) {
       recover(e);  // only the call itself: a malformed answer or the callback is no reason
       continue;
     }
-    call.reply.reset();
     failingSince_.reset();
     backoff_ = kFirstBackoff;
     answeredOnce_ = true;

@@ -73,6 +73,7 @@ kj::Promise<void> TextConnection::readLoop() {
           wake(writerWaits_);
           return kj::READY_NOW;
         }
+        if (router_.closing()) return kj::NEVER_DONE;  // read while stopping: not taken
         consume(readBuffer_, n);
         endChunk();
         return roomToRead().then([this]() { return readLoop(); });

@@ -66,6 +66,23 @@ std::optional<std::string> decodeBatch(std::string_view payload, std::vector<Rep
   return std::nullopt;
 }
 
+// Whether a whole record with a matching checksum starts anywhere at or
+// after `from`: a bad stretch with one after it is damage, not a torn tail.
+// Cheap on garbage and zeros: only a header of the batch kind is checked.
+bool intactRecordAfter(std::string_view data, size_t from) {
+  for (size_t at = from; at + kHeaderBytes <= data.size(); ++at) {
+    uint32_t length = 0, kind = 0;
+    uint64_t sum = 0;
+    std::memcpy(&kind, data.data() + at + 4, 4);
+    if (kind != static_cast<uint32_t>(Kind::kBatch)) continue;
+    std::memcpy(&length, data.data() + at, 4);
+    if (length > kMaxPayloadBytes || data.size() - at - kHeaderBytes < length) continue;
+    std::memcpy(&sum, data.data() + at + 8, 8);
+    if (checksum(data.substr(at + kHeaderBytes, length), kind) == sum) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 BatchEncoder::BatchEncoder(std::string& out) : out_(out), start_(out.size()) {
@@ -112,7 +129,6 @@ Scan scan(std::string_view data, const std::function<void(const Report&)>& onRep
     if (rest.size() < kHeaderBytes) {
       s.problem =
           fmt::format("a record header cut short ({} of {} bytes)", rest.size(), kHeaderBytes);
-      s.atTail = true;
       break;
     }
     uint32_t length = 0, kind = 0;
@@ -122,19 +138,16 @@ Scan scan(std::string_view data, const std::function<void(const Report&)>& onRep
     std::memcpy(&sum, rest.data() + 8, 8);
     if (length > kMaxPayloadBytes) {
       s.problem = fmt::format("a record claims {} bytes, more than any record holds", length);
-      s.atTail = rest.size() - kHeaderBytes < kMaxPayloadBytes;  // a torn header, maybe
       break;
     }
     if (rest.size() - kHeaderBytes < length) {
       s.problem =
           fmt::format("a record cut short ({} of {} bytes)", rest.size() - kHeaderBytes, length);
-      s.atTail = true;
       break;
     }
     const std::string_view payload = rest.substr(kHeaderBytes, length);
     if (checksum(payload, kind) != sum) {
       s.problem = "a record whose checksum does not match";
-      s.atTail = rest.size() == kHeaderBytes + length;
       break;
     }
     if (kind != static_cast<uint32_t>(Kind::kBatch)) {
@@ -151,6 +164,7 @@ Scan scan(std::string_view data, const std::function<void(const Report&)>& onRep
     ++s.records;
     s.validBytes += kHeaderBytes + length;
   }
+  if (s.problem) s.atTail = !intactRecordAfter(data, s.validBytes + 1);
   return s;
 }
 

@@ -221,6 +221,20 @@ Storage::Storage(StorageOptions options, LocationIndex& index) : options_(std::m
       recovery_.cutBytes += cut;
     }
     index.endLoad();
+    // What was read may still be only in the page cache (a killed process
+    // loses nothing, a machine may): make it durable before writing after
+    // it, so that after a power loss it is never a torn stretch followed
+    // by newer records.
+    for (const auto& [n, path] : files.logs) {
+      if (n < from) continue;
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || ::fsync(fd) != 0) {
+        const int error = errno;
+        if (fd >= 0) ::close(fd);
+        throw failure("cannot sync " + path.string(), error);
+      }
+      ::close(fd);
+    }
     // What a snapshot made redundant, should a crash have left it.
     for (const auto& [n, path] : files.logs) {
       if (n < from) fs::remove(path);

@@ -525,6 +525,12 @@ void UnitServer::run(int stopFd) {
     if (items[1].revents & ZMQ_POLLIN) break;
     serveQueued(kMaxBurst);
     service_.tickStorage();
+    if (auto why = service_.storageFailure()) {
+      // The index may hold batches whose sync failed (they were applied
+      // before it, and answered with an error): only a restart, recovering
+      // from the log, tells what was stored. Stop, loudly.
+      throw std::runtime_error(*why + "; stopping: at restart the log says what was stored");
+    }
     if (const auto now = std::chrono::steady_clock::now(); now >= nextTick) {
       service_.tick(wallClockMs());
       nextTick = now + kTickInterval;

@@ -343,3 +343,37 @@ TEST_CASE("files that only look like data files are left alone", "[unit][storage
 }
 
 }  // namespace locus::unit
+
+namespace locus::unit {
+
+TEST_CASE("a flipped length is damage, a zeroed tail is a torn write", "[unit][storage]") {
+  SECTION("a record that claims more bytes than it has, with a whole record after it") {
+    TempDir dir;
+    const Batch a("a-", 50, kTsMs), b("b-", 50, kTsMs);
+    store(dir, {&a, &b});
+    const auto log = filesIn(dir.path(), "log-").front();
+    const auto size = fs::file_size(log);
+    {
+      std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(2);  // the length's third byte: now far longer than the file
+      f.put('\x40');
+    }
+    LocationIndex index;
+    CHECK_THROWS_WITH(Storage(optionsFor(dir), index), Catch::Contains("is damaged"));
+    CHECK(fs::file_size(log) == size);
+  }
+  SECTION("zeros where the last record should be (a write-back the power cut)") {
+    TempDir dir;
+    const Batch a("a-", 50, kTsMs);
+    store(dir, {&a});
+    const auto log = filesIn(dir.path(), "log-").front();
+    const auto intact = fs::file_size(log);
+    std::ofstream(log, std::ios::binary | std::ios::app) << std::string(3000, '\0');
+    LocationIndex index;
+    Storage storage(optionsFor(dir), index);
+    CHECK(index.size() == 50);
+    CHECK(fs::file_size(log) == intact);
+  }
+}
+
+}  // namespace locus::unit

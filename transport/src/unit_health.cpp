@@ -24,6 +24,7 @@ struct UnitHealth::Unit {
   metrics::Gauge durable;             // 1 when it keeps a data dir, as last reported
   metrics::Gauge writable;            // 1 while it stores writes, as last reported
   uint64_t incarnation = 0;           // the latest seen; 0 = none yet
+  bool seen = false;                  // a probe has been answered
   bool logged = false;                // the current state has been logged
 
   Unit(uint32_t shard, zmq::context_t& context, kj::UnixEventPort& eventPort, kj::Timer& timer,
@@ -74,7 +75,8 @@ kj::Promise<void> UnitHealth::probe(Unit& unit) {
             }
             unit.incarnation = stats.getIncarnation();
             unit.devices.set(static_cast<double>(stats.getDevices()));
-            const bool wasWritable = unit.writable.value() > 0;
+            const bool wasWritable = !unit.seen || unit.writable.value() > 0;
+            unit.seen = true;
             unit.durable.set(stats.getDurable() ? 1 : 0);
             unit.writable.set(stats.getWritable() ? 1 : 0);
             if (wasWritable && !stats.getWritable())

@@ -57,9 +57,10 @@ struct Scan {
   // Why reading stopped before the end: a torn tail (a record cut short)
   // or corruption (a bad checksum, a malformed payload). Nothing at the end.
   std::optional<std::string> problem;
-  // With a problem: the bad record is the file's last (it is cut short, or
-  // ends exactly at the end), as a write torn by a crash leaves it. A bad
-  // record with whole records after it is damage, not a torn write.
+  // With a problem: no intact record follows the bad one anywhere in the
+  // file, as a write torn by a crash leaves it (cut short, garbage, zeros).
+  // A bad stretch with an intact record after it is damage, not a torn
+  // write (a flipped length, say).
   bool atTail = false;
 };
 

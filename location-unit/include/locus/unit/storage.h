@@ -87,6 +87,8 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
 
   uint64_t incarnation() const { return incarnation_; }
+  // Why writes are refused for good (a failed sync), or nothing.
+  const std::optional<std::string>& brokenBecause() const { return failed_; }
   const Recovery& recovery() const { return recovery_; }
   const StorageOptions& options() const { return options_; }
   const StorageCounters& counters() const { return counters_; }

@@ -107,6 +107,10 @@ class UnitService {
   uint64_t incarnation() const { return incarnation_; }
   // Null for a memory-only unit.
   const Storage* storage() const { return storage_.get(); }
+  // Why the storage failed for good, or nothing (memory-only: nothing).
+  std::optional<std::string> storageFailure() const {
+    return storage_ ? storage_->brokenBecause() : std::nullopt;
+  }
   void setName(std::string name) { name_ = std::move(name); }
 
  private:
