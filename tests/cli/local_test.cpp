@@ -57,21 +57,34 @@ std::string talk(const std::string& address, const std::string& text, int lines)
   return reply;
 }
 
+// A locus local on free ports, started and ready; the addresses it bound.
+struct Local {
+  explicit Local(const std::vector<std::string>& more) : process(kBin + "/locus", withPorts(more)) {
+    const auto ready = process.waitForStderr(std::regex("ready: "), 30s);
+    INFO(process.stderrText());
+    REQUIRE(ready);
+    std::smatch m;
+    const std::string log = process.stderrText();
+    REQUIRE(std::regex_search(log, m, std::regex(R"(server listening on (\S+))")));
+    server = m[1];
+    REQUIRE(std::regex_search(
+        log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
+    gateway = m[1];
+    text = m[2];
+  }
+  static std::vector<std::string> withPorts(std::vector<std::string> args) {
+    args.insert(args.begin(), {"local", "--gateway-listen", "127.0.0.1:0", "--text-listen",
+                               "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
+    return args;
+  }
+  locus::testkit::ChildProcess process;
+  std::string server, gateway, text;
+};
+
 TEST_CASE("locus local answers a nearest query within seconds of starting", "[local]") {
-  locus::testkit::ChildProcess local(
-      kBin + "/locus",
-      {"local", "--units", "3", "--simulate", "20000", "--rate", "5000", "--gateway-listen",
-       "127.0.0.1:0", "--text-listen", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
-  const auto ready = local.waitForStderr(std::regex("ready: "), 30s);
-  INFO(local.stderrText());
-  REQUIRE(ready);
-  std::smatch m;
-  const std::string log = local.stderrText();
-  REQUIRE(std::regex_search(log, m, std::regex(R"(server listening on (\S+))")));
-  const std::string server = m[1];
-  REQUIRE(std::regex_search(
-      log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
-  const std::string gateway = m[1], text = m[2];
+  Local cluster({"--units", "3", "--simulate", "20000", "--rate", "5000"});
+  auto& local = cluster.process;
+  const std::string server = cluster.server, gateway = cluster.gateway, text = cluster.text;
 
   const auto nearest = nlohmann::json::parse(
       run(kBin + "/locus --server " + server + " nearest --lat 31.23 --lon 121.47 -k 5"));
@@ -134,33 +147,6 @@ TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
   CHECK(status->code != 0);
   CHECK_THAT(clash.stderrText(), Catch::Contains("cannot start server"));
 }
-
-}  // namespace
-
-namespace {
-
-// A locus local on free ports; its server and NDJSON addresses.
-struct Local {
-  explicit Local(const std::vector<std::string>& more) : process(kBin + "/locus", withPorts(more)) {
-    const auto ready = process.waitForStderr(std::regex("ready: "), 30s);
-    INFO(process.stderrText());
-    REQUIRE(ready);
-    std::smatch m;
-    const std::string log = process.stderrText();
-    REQUIRE(std::regex_search(log, m, std::regex(R"(server listening on (\S+))")));
-    server = m[1];
-    REQUIRE(std::regex_search(
-        log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
-    text = m[2];
-  }
-  static std::vector<std::string> withPorts(std::vector<std::string> args) {
-    args.insert(args.begin(), {"local", "--gateway-listen", "127.0.0.1:0", "--text-listen",
-                               "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
-    return args;
-  }
-  locus::testkit::ChildProcess process;
-  std::string server, text;
-};
 
 }  // namespace
 
