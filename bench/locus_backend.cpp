@@ -169,6 +169,9 @@ class LocusBackend final : public Backend {
       totals.reportsSeen += s.reportsApplied + s.reportsStale + s.reportsRejected;
       totals.memoryBytes += s.memoryBytes;
     }
+    // Every device and report is on each replica of its partition.
+    totals.devices /= stats->replicas;
+    totals.reportsSeen /= stats->replicas;
     totals.shardsTotal = stats->shards.total;
     totals.shardsAnswered = stats->shards.answered;
     return totals;

@@ -196,6 +196,7 @@ class Roles {
     o.listen = unitEndpoints_[i];
     o.name = fmt::format("unit-{}", i);
     if (!options_.dataDir.empty()) o.dataDir = fmt::format("{}/unit-{}", options_.dataDir, i);
+    o.replicas = options_.replicas;
     unit::UnitServer unit(context_, o);
     serving();
     unit.run(stopFd_);
@@ -207,6 +208,7 @@ class Roles {
     o.units = unitEndpoints_;
     o.listen = options_.serverListen;
     o.timeoutMs = options_.timeoutMs;
+    o.replication.replicas = options_.replicas;
     server::Server server(o, context_, io);
     serverAddress = server.address();
     spdlog::info("server listening on {}", serverAddress);
@@ -220,6 +222,7 @@ class Roles {
     o.units = unitEndpoints_;
     o.listen = options_.gatewayListen;
     o.listenText = options_.textListen;
+    o.routing.replicas = options_.replicas;
     gateway::Gateway gateway(o, context_, io);
     gatewayAddress = gateway.rpcAddress();
     textAddress = gateway.textAddress();
@@ -289,6 +292,9 @@ std::optional<std::string> LocalOptions::validate() const {
   if (simulate > 50'000'000) return fmt::format("--simulate {} is more than 50,000,000", simulate);
   if (simulate > 0 && ratePerS == 0) return "--rate must be at least 1 report per second";
   if (timeoutMs < 1) return "--timeout-ms must be at least 1";
+  if (replicas < 1 || replicas > units || replicas > kMaxReplicas)
+    return fmt::format("--replicas {} must be in [1, {}]", replicas,
+                       std::min<uint32_t>(units, kMaxReplicas));
   return std::nullopt;
 }
 

@@ -17,7 +17,8 @@ struct LocalOptions {
   std::string textListen = "127.0.0.1:7701";     // NDJSON
   std::string serverListen = "127.0.0.1:7800";   // Cap'n Proto LocationService
   int64_t timeoutMs = 250;
-  std::string dataDir;  // empty = memory-only; else unit i keeps its data in DIR/unit-<i>
+  std::string dataDir;    // empty = memory-only; else unit i keeps its data in DIR/unit-<i>
+  uint32_t replicas = 1;  // units each partition lives on (embedded: 1 unless asked)
 
   std::optional<std::string> validate() const;
 };

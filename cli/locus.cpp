@@ -77,7 +77,9 @@ int printStats(const Result<client::StatsAnswer>& stats, bool requireComplete) {
   const Coverage& shards = stats->shards;
   std::cout << json{{"units", std::move(units)},
                     {"partial", stats->partial()},
-                    {"shards", {{"total", shards.total}, {"answered", shards.answered}}}}
+                    {"shards", {{"total", shards.total}, {"answered", shards.answered}}},
+                    {"partitions", stats->partitions},
+                    {"replicas", stats->replicas}}
                    .dump()
             << "\n";
   if (stats->partial()) return partialAnswer(shards.answered, shards.total, requireComplete);
@@ -157,6 +159,10 @@ void Commands::addLocal(CLI::App& app) {
   localCmd->add_option("--data-dir", local.dataDir,
                        "keep each unit's log and snapshots in DIR/unit-<i> and recover them at "
                        "start (default: memory-only)");
+  localCmd
+      ->add_option("--replicas", local.replicas,
+                   "units each partition lives on (answers stay complete while a unit is down)")
+      ->capture_default_str();
 }
 
 // The query the command line asks, checked before anything touches the

@@ -137,6 +137,12 @@ struct Hit {
 struct ShardCoverage {
   total @0 :UInt32;     # units the query was sent to
   answered @1 :UInt32;  # units that answered before the deadline
+  partitions @2 :UInt32;
+  # The cluster's partitions (0 from a peer that predates them: then units
+  # are the measure)...
+  partitionsAnswered @3 :UInt32;
+  # ... and how many of them a serving replica answered for. The answer is
+  # partial exactly when this is less than `partitions`.
 }
 
 struct QueryResult {
@@ -167,11 +173,21 @@ struct UnitStats {
   durable @8 :Bool;           # it keeps a log in a data dir (--data-dir)
   writable @9 :Bool = true;   # it stores writes (false after a failed sync, until restart)
   logBytes @10 :UInt64;       # bytes in its logs since the last snapshot
+  partitions @11 :UInt32;     # the cluster's partition count (--partitions)
+  notServing @12 :List(UInt32);
+  # Partitions it does not answer for (ascending): it restarted in a
+  # replicated cluster and has not caught up yet, or was told it missed
+  # writes. Empty once every partition it holds is caught up.
+  copying @13 :Bool;          # a catch-up copy is running
+  copiedDevices @14 :UInt64;  # positions copied from replicas since it started
+  catchUpPending @15 :UInt32; # of notServing, those a running copy will bring up
 }
 
 struct ClusterStats {
   units @0 :List(UnitStats);
   shards @1 :ShardCoverage;
+  partitions @2 :UInt32;  # the cluster's partition count
+  replicas @3 :UInt32;    # units each partition lives on: each device is counted this often
 }
 
 # ------------------------------------------------------------------- errors
@@ -204,6 +220,10 @@ struct UnitRequest {
     # the ordinals stay put. Units refuse it with `error`.
     queries @3 :List(Query);
     dump @5 :DumpRequest;
+    catchUp @6 :CatchUpRequest;
+    # Sent by a gateway: stop answering for these partitions and copy them
+    # from their live replicas; answered with `applied` (nothing rejected)
+    # once the order is taken, not when the copy is done.
     # A page of the unit's devices (their newest reports), answered with
     # `page`: how a replica that missed writes copies a partition from one
     # that has it (catch-up), or an operator exports a unit.
@@ -235,10 +255,27 @@ struct DumpRequest {
 struct DumpPage {
   reports @0 :List(Report);    # the newest report of each device, with its ts
   cursor @1 :UInt64;           # for the next page; 0 = done
+  epoch @2 :UInt64;
+  # What the cursor is a position in: it changes when the unit restarts or
+  # removes devices (expiry), and a page of another epoch than the first
+  # means the copier must start over.
   # Devices stored after the dump began are on later pages; one moved after
   # its page was read comes back at its older position, so a copier also
   # takes live writes and keeps the newest (the usual rule). The unit does
   # not expire positions while a dump is being read (a page within 10 s).
+}
+
+struct CatchUpRequest {
+  partitions @0 :UInt32;             # the cluster's partition count
+  copies @1 :List(CatchUpCopy);      # what to copy, from where
+  wait @2 :List(UInt32);
+  # Partitions to stop answering for that have no live replica to copy
+  # from now: the next order brings them a source.
+}
+
+struct CatchUpCopy {
+  source @0 :Text;              # a replica's ZeroMQ endpoint
+  serve @1 :List(UInt32);       # the partitions to copy from it
 }
 
 struct PartitionSet {
@@ -267,6 +304,10 @@ struct UnitReply {
     # Answer to `queries`: one per query, in the request's order.
     page @6 :DumpPage;             # answer to `dump`
   }
+  notServing @7 :List(UInt32);
+  # With `answers`: the partitions asked for (`only`, or all) that the unit
+  # is not serving (catching up), and answered for as if it held none of
+  # their devices. The server asks another replica for them.
 }
 
 # ---------------------------------------------------- external: Cap'n Proto RPC

@@ -29,7 +29,17 @@ int main(int argc, char** argv) {
                  "client connections open at once, both protocols (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+  locus::addFlag(app, "--partitions", options.routing.partitions,
+                 "the cluster's partition count (the same on every role)");
+  locus::addFlag(app, "--replicas", options.routing.replicas,
+                 "units each partition lives on (0 = 2 with two or more units, else 1)");
+  std::string acks = locus::gateway::toString(options.routing.acks);
+  locus::addFlag(app, "--acks", acks,
+                 "replicas that must store a report before its ok: 1, or all (every replica "
+                 "that is up, i.e. not stalled past --batch-timeout-ms)")
+      ->check(CLI::IsMember({"1", "all"}));
   CLI11_PARSE(app, argc, argv);
+  options.routing.acks = *locus::gateway::parseAckPolicy(acks);
 
   return locus::runDaemon("locus-gateway", options,
                           fmt::format("cannot serve on {} / {} for units {}", options.listen,

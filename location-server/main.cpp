@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
                  "client connections open at once (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+  locus::addFlag(app, "--partitions", options.replication.partitions,
+                 "the cluster's partition count (the same on every role)");
+  locus::addFlag(app, "--replicas", options.replication.replicas,
+                 "units each partition lives on (0 = 2 with two or more units, else 1)");
   CLI11_PARSE(app, argc, argv);
 
   return locus::runDaemon(

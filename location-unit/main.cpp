@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
                          "with --fsync interval: the longest a batch waits for its sync");
   locus::addFlag(app, "--snapshot-after-bytes", options.snapshotAfterBytes,
                  "write a snapshot once the logs exceed this and the last snapshot's size");
+  locus::addFlag(app, "--partitions", options.partitions,
+                 "the cluster's partition count (the same on every role)");
+  locus::addFlag(app, "--replicas", options.replicas,
+                 "the cluster's replica count: above 1 the unit answers for a partition only "
+                 "once it caught up from a live replica (a gateway orders it)");
   CLI11_PARSE(app, argc, argv);
   options.fsync = *locus::unit::parseFsyncPolicy(fsync);
 

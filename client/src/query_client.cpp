@@ -1,5 +1,7 @@
 #include "locus/client/query_client.h"
 
+#include <algorithm>
+
 #include "locus/common/wire.h"
 
 namespace locus::client {
@@ -42,7 +44,9 @@ Result<StatsAnswer> QueryClient::stats() {
     auto stats = response.getStats();
     StatsAnswer out;
     for (auto unit : stats.getUnits()) out.units.push_back(readUnitStats(unit));
-    out.shards = Coverage{stats.getShards().getTotal(), stats.getShards().getAnswered()};
+    out.shards = readCoverage(stats.getShards());
+    out.partitions = stats.getPartitions();
+    out.replicas = std::max<uint32_t>(1, stats.getReplicas());
     return out;
   }));
 }

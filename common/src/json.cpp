@@ -18,11 +18,15 @@ nlohmann::ordered_json toJson(const Hit& hit) {
 nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64_t tookUs) {
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
   for (const Hit& hit : result.hits) results.push_back(toJson(hit));
-  return {{"results", std::move(results)},
-          {"count", result.count},
-          {"partial", shards.answered < shards.total},
-          {"shards", {{"total", shards.total}, {"answered", shards.answered}}},
-          {"took_us", tookUs}};
+  nlohmann::ordered_json j = {{"results", std::move(results)},
+                              {"count", result.count},
+                              {"partial", shards.partial()},
+                              {"shards", {{"total", shards.total}, {"answered", shards.answered}}}};
+  if (shards.partitions > 0) {
+    j["partitions"] = {{"total", shards.partitions}, {"answered", shards.partitionsAnswered}};
+  }
+  j["took_us"] = tookUs;
+  return j;
 }
 
 nlohmann::ordered_json toJson(const UnitStats& s) {
@@ -37,7 +41,13 @@ nlohmann::ordered_json toJson(const UnitStats& s) {
           {"storage", s.durable ? nlohmann::ordered_json{{"durable", true},
                                                          {"writable", s.writable},
                                                          {"log_bytes", s.logBytes}}
-                                : nlohmann::ordered_json{{"durable", false}}}};
+                                : nlohmann::ordered_json{{"durable", false}}},
+          {"partitions",
+           {{"total", s.partitions},
+            {"not_serving", s.notServing.size()},
+            {"catching_up", s.copying},
+            {"catch_up_pending", s.catchUpPending},
+            {"copied_devices", s.copiedDevices}}}};
 }
 
 nlohmann::ordered_json errorJson(const std::string& message) {

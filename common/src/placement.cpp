@@ -36,8 +36,9 @@ std::optional<std::string> Placement::check(uint32_t units, uint32_t partitions,
   if (units < 1) return "a cluster has at least one unit";
   if (partitions < 1 || partitions > kMaxPartitions)
     return fmt::format("--partitions {} must be in [1, {}]", partitions, kMaxPartitions);
-  if (replicas < 1 || replicas > units)
-    return fmt::format("--replicas {} must be in [1, {}] (the number of units)", replicas, units);
+  if (replicas < 1 || replicas > units || replicas > kMaxReplicas)
+    return fmt::format("--replicas {} must be in [1, {}] (the number of units, at most {})",
+                       replicas, std::min(units, kMaxReplicas), kMaxReplicas);
   return std::nullopt;
 }
 

@@ -276,6 +276,11 @@ UnitStats readUnitStats(wire::UnitStats::Reader r) {
   s.durable = r.getDurable();
   s.writable = r.getWritable();
   s.logBytes = r.getLogBytes();
+  s.partitions = r.getPartitions();
+  for (uint32_t p : r.getNotServing()) s.notServing.push_back(p);
+  s.copying = r.getCopying();
+  s.copiedDevices = r.getCopiedDevices();
+  s.catchUpPending = r.getCatchUpPending();
   return s;
 }
 
@@ -291,6 +296,24 @@ void writeUnitStats(const UnitStats& s, wire::UnitStats::Builder b) {
   b.setDurable(s.durable);
   b.setWritable(s.writable);
   b.setLogBytes(s.logBytes);
+  b.setPartitions(s.partitions);
+  auto notServing = b.initNotServing(static_cast<unsigned>(s.notServing.size()));
+  for (size_t i = 0; i < s.notServing.size(); ++i)
+    notServing.set(static_cast<unsigned>(i), s.notServing[i]);
+  b.setCopying(s.copying);
+  b.setCopiedDevices(s.copiedDevices);
+  b.setCatchUpPending(s.catchUpPending);
+}
+
+Coverage readCoverage(wire::ShardCoverage::Reader r) {
+  return Coverage{r.getTotal(), r.getAnswered(), r.getPartitions(), r.getPartitionsAnswered()};
+}
+
+void writeCoverage(const Coverage& c, wire::ShardCoverage::Builder b) {
+  b.setTotal(c.total);
+  b.setAnswered(c.answered);
+  b.setPartitions(c.partitions);
+  b.setPartitionsAnswered(c.partitionsAnswered);
 }
 
 Error readError(wire::Error::Reader r) {

@@ -41,7 +41,7 @@ std::optional<std::string> GatewayOptions::validate() const {
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
-  return routing.validate();
+  return routing.validate(units.size());
 }
 
 // The listeners and the open connections: everything that reads from
@@ -71,6 +71,8 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
     : io_(io),
       routing_(options.routing),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
+      catchUp_(std::make_unique<CatchUpCoordinator>(
+          context, io.unixEventPort, io.provider->getTimer(), options.units, router_)),
       maxFutureSkewMs_(options.maxFutureSkewMs),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
@@ -84,6 +86,7 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
   if (!options.httpListen.empty()) {
     ingest_.expose(registry_);
     router_.counters().expose(registry_);
+    catchUp_->expose(registry_);
     limit_.expose(registry_);
     connections_->rpcListener->expose(registry_);
     connections_->textListener->expose(registry_);
@@ -91,8 +94,30 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
         context, io, options.units, router_.channels(),
         std::vector<const transport::Listener*>{connections_->rpcListener.get(),
                                                 connections_->textListener.get()},
-        options.httpListen, registry_);
+        options.httpListen, registry_, [this] { return partitionsWritable(); });
   }
+}
+
+transport::Readiness Gateway::partitionsWritable() const {
+  // Ready while every partition has a replica that answers its probe: a
+  // report for it can be stored (with --acks all, on those that are up).
+  const Placement& placement = router_.placement();
+  const transport::UnitHealth& health = http_->health();
+  uint32_t writable = 0;
+  for (uint32_t p = 0; p < placement.partitions(); ++p) {
+    for (uint32_t u : placement.replicasOf(p)) {
+      if (health.up(u)) {
+        ++writable;
+        break;
+      }
+    }
+  }
+  transport::Readiness r{writable == placement.partitions(), {}};
+  r.detail["partitions"] = {{"total", placement.partitions()},
+                            {"writable", writable},
+                            {"replicas", placement.replicas()},
+                            {"acks", toString(routing_.acks)}};
+  return r;
 }
 
 std::string Gateway::httpAddress() const {

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <utility>
 
@@ -44,7 +45,21 @@ void settleApplied(std::vector<Router::Entry>& entries, Rejected rejected,
 
 }  // namespace
 
-std::optional<std::string> RouterOptions::validate() const {
+std::optional<AckPolicy> parseAckPolicy(std::string_view text) {
+  if (text == "1") return AckPolicy::kOne;
+  if (text == "all") return AckPolicy::kAll;
+  return std::nullopt;
+}
+
+const char* toString(AckPolicy policy) {
+  return policy == AckPolicy::kOne ? "1" : "all";
+}
+
+std::optional<std::string> RouterOptions::validate(size_t units) const {
+  if (units > 0) {
+    if (auto why = Placement::check(static_cast<uint32_t>(units), partitions, replicasFor(units)))
+      return why;
+  }
   if (batchReports < 1 || batchReports > 100'000) {
     return fmt::format("batch size {} must be in 1..100000", batchReports);
   }
@@ -73,6 +88,8 @@ struct Router::Shard {
   // is stalled once this is batchTimeoutMs old.
   kj::Maybe<kj::TimePoint> unansweredSince;
   bool stallLogged = false;
+  bool behind = false;                     // may have missed writes since takeBehind()
+  bool down = false;                       // its probes go unanswered (setDown)
   std::map<uint64_t, size_t> unconfirmed;  // request id → reports, for late answers
   uint64_t lostSinceLog = 0;               // batches lost since the last log line
   kj::TimePoint lastLossLog = kj::origin<kj::TimePoint>();
@@ -88,6 +105,8 @@ class Router::ErrorHandler final : public kj::TaskSet::ErrorHandler {
 Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEventPort& eventPort,
                kj::Timer& timer, const std::vector<std::string>& units)
     : options_(options),
+      placement_(static_cast<uint32_t>(units.size()), options.partitions,
+                 options.replicasFor(units.size())),
       timer_(timer),
       errorHandler_(std::make_unique<ErrorHandler>()),
       tasks_(std::make_unique<kj::TaskSet>(*errorHandler_)) {
@@ -154,6 +173,9 @@ void RouterCounters::expose(metrics::Registry& r) const {
   r.counter("locus_gateway_reports_refused_total",
             "Reports refused with an error (not acknowledged) because their unit was stalled",
             {{"reason", "unit_stalled"}}, reportsRefusedStalled);
+  r.counter("locus_gateway_copies_skipped_total",
+            "Report copies not sent because their replica was stalled (it catches up later)", {},
+            copiesSkipped);
   r.gauge("locus_gateway_buffered_reports", "Reports waiting to be sent to their units", {},
           [this] {
             // Every sent report was routed first; the counters are read
@@ -164,30 +186,70 @@ void RouterCounters::expose(metrics::Registry& r) const {
           });
 }
 
+void Router::setDown(uint32_t unit, bool down) {
+  Shard& shard = *shards_[unit];
+  if (shard.down == down) return;
+  shard.down = down;
+  if (down) {
+    spdlog::warn("unit {} ({}) does not answer its probes: not sending it reports", unit,
+                 shard.channel->endpoint());
+    if (!closing_) refuseBuffered(shard);
+  } else {
+    spdlog::info("unit {} ({}) answers its probes again", unit, shard.channel->endpoint());
+    pump(unit);
+  }
+  notifyIfReady();
+}
+
 bool Router::stalled(const Shard& shard) const {
+  if (shard.down) return true;
   KJ_IF_MAYBE (since, shard.unansweredSince) {
     return timer_.now() - *since >= options_.batchTimeoutMs * kj::MILLISECONDS;
   }
   return false;
 }
 
+bool Router::takeBehind(uint32_t unit) {
+  Shard& shard = *shards_[unit];
+  const bool was = shard.behind;
+  shard.behind = false;
+  return was;
+}
+
 void Router::add(const Report& report, Acks& acks, uint32_t slot) {
-  const uint32_t index = shardOf(report.id, shardCount());
-  Shard& shard = *shards_[index];
-  if (stalled(shard) && !closing_) {
-    ++counters_.reportsRefusedStalled;
+  const auto replicas = placement_.replicasOf(partitionOf(report.id, placement_.partitions()));
+  std::array<uint32_t, kMaxReplicas> targets;  // the copies that go out
+  uint32_t copies = 0;
+  for (uint32_t unit : replicas) {
+    Shard& shard = *shards_[unit];
+    if (!stalled(shard) || closing_) {
+      if (copies < targets.size()) targets[copies++] = unit;
+      continue;
+    }
+    shard.behind = true;
+    ++counters_.copiesSkipped;
     if (!shard.stallLogged) {
       spdlog::warn(
-          "unit {} ({}) has left a batch unanswered for {} ms: refusing its reports "
-          "until it answers",
-          index, shard.channel->endpoint(), options_.batchTimeoutMs);
+          "unit {} ({}) has left a batch unanswered for {} ms: not sending it reports until it "
+          "answers (it catches up then)",
+          unit, shard.channel->endpoint(), options_.batchTimeoutMs);
       shard.stallLogged = true;
     }
     // An empty batch asks whether it is back.
-    if (shard.inFlight == 0) send(index, 0);
-    acks.failed(slot, stalledReason(shard), /*retry=*/true);
+    if (shard.inFlight == 0) send(unit, 0);
+  }
+  if (copies == 0) {
+    ++counters_.reportsRefusedStalled;
+    acks.failed(slot, stalledReason(*shards_[replicas[0]]), /*retry=*/true);
     return;
   }
+  if (copies > 1 || replicas.size() > 1)
+    acks.expect(slot, copies, options_.acks == AckPolicy::kOne ? 1 : copies);
+  for (uint32_t i = 0; i < copies; ++i) buffer(targets[i], report, acks, slot);
+}
+
+void Router::buffer(uint32_t index, const Report& report, Acks& acks, uint32_t slot) {
+  Shard& shard = *shards_[index];
   Entry& entry = shard.buffer.emplace_back();
   entry.report.id.assign(report.id);
   entry.report.fields = report;
@@ -210,14 +272,16 @@ void Router::add(const Report& report, Acks& acks, uint32_t slot) {
 
 std::string Router::stalledReason(const Shard& shard) const {
   return fmt::format(
-      "unit {} ({}), which owns this id, has not answered for {} ms; not stored, "
+      "unit {} ({}), which owns this id{}, has not answered for {} ms; not stored, "
       "retry later",
-      shard.index, shard.channel->endpoint(), options_.batchTimeoutMs);
+      shard.index, shard.channel->endpoint(),
+      placement_.replicas() > 1 ? ", and every other replica of it" : "", options_.batchTimeoutMs);
 }
 
 void Router::refuseBuffered(Shard& shard) {
   if (shard.buffer.empty()) return;
   const std::string why = stalledReason(shard);
+  shard.behind = true;
   for (Entry& e : shard.buffer) e.acks->failed(e.slot, why, /*retry=*/true);
   counters_.reportsRefusedStalled += shard.buffer.size();
   counters_.reportsUnsent += shard.buffer.size();
@@ -308,6 +372,9 @@ void Router::answered(uint32_t index, uint64_t requestId, std::vector<Entry>& en
   } else {
     lost = root.error().message;  // the unit refused the batch, or its reply is unreadable
   }
+  // A copy that may not have been stored: the unit catches up before it
+  // serves this partition again.
+  if (count > 0 && (unconfirmed || !lost.empty())) s.behind = true;
   if (count > 0 && unconfirmed) {
     ++counters_.batchesUnanswered;
     counters_.reportsUnconfirmed += count;

@@ -21,11 +21,6 @@ uint64_t elapsedUs(Clock::time_point since) {
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - since).count());
 }
 
-void writeCoverage(const Coverage& shards, wire::ShardCoverage::Builder b) {
-  b.setTotal(shards.total);
-  b.setAnswered(shards.answered);
-}
-
 void writeAnswer(const GatheredResult& gathered, Clock::time_point started,
                  wire::QueryResult::Builder b) {
   writeQueryResult(gathered.result, b);
@@ -157,6 +152,8 @@ kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
         writeUnitStats(g.units[i], units[static_cast<unsigned>(i)]);
       }
       writeCoverage(g.shards, out.initShards());
+      out.setPartitions(g.partitions);
+      out.setReplicas(g.replicas);
     });
   });
 }

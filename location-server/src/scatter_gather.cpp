@@ -16,7 +16,6 @@
 #include <utility>
 
 #include "locus/common/reduce.h"
-#include "locus/common/shard.h"
 #include "locus/common/wire.h"
 
 namespace locus::server {
@@ -28,27 +27,169 @@ constexpr unsigned kSmallRequestWords = 64;
 
 }  // namespace
 
+struct ScatterGather::Unit {
+  uint32_t index;
+  std::unique_ptr<transport::UnitChannel> channel;  // queries
+  std::unique_ptr<transport::UnitChannel> prober;   // stats probes, apart from the data path
+  bool down = true;                   // missed a hedge or a probe: skipped while a replica is up
+  bool seen = false;                  // a probe was answered since the start
+  int answeredProbes = 0;             // in a row, while down
+  std::vector<bool> serving;          // by partition, as the unit last said
+  std::atomic<bool> routable{false};  // !down, for readiness() on other threads
+  std::atomic<uint32_t> notServing{0};
+};
+
+// One batch of queries on its way through the rounds of a gather.
+struct ScatterGather::Gather {
+  enum State : uint8_t { kOpen, kAsked, kCovered };
+  struct Call {
+    uint32_t unit;
+    std::vector<uint32_t> partitions;
+    bool live = true;  // waited for
+  };
+  explicit Gather(size_t words) : message(static_cast<unsigned>(words)) {}
+
+  kj::Array<Pending> batch;
+  capnp::MallocMessageBuilder message;  // the queries; `only` is rewritten per call
+  std::vector<Parts> parts;             // by query
+  std::vector<State> state;             // by partition
+  std::vector<uint8_t> tried;           // by partition: replicas asked so far
+  std::vector<Call> calls;
+  size_t outstanding = 0;             // live calls
+  std::vector<bool> asked, answered;  // by unit
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> roundDone;
+  kj::Vector<kj::Promise<void>> inFlight;  // declared last: destroyed first
+};
+
 ScatterGather::ScatterGather(zmq::context_t& context, kj::UnixEventPort& eventPort,
                              kj::Timer& timer, const std::vector<std::string>& units,
-                             int64_t timeoutMs)
-    : timer_(timer), timeoutMs_(timeoutMs), tasks_(*this) {
-  channels_.reserve(units.size());
-  for (const auto& endpoint : units) {
-    channels_.push_back(
-        std::make_unique<transport::UnitChannel>(context, eventPort, timer, endpoint));
+                             int64_t timeoutMs, Replication replication)
+    : timer_(timer),
+      timeoutMs_(timeoutMs),
+      placement_(static_cast<uint32_t>(units.size()), replication.partitions,
+                 replication.replicas != 0 ? replication.replicas
+                                           : defaultReplicas(static_cast<uint32_t>(units.size()))),
+      tasks_(*this),
+      probing_(nullptr) {
+  units_.reserve(units.size());
+  for (uint32_t i = 0; i < units.size(); ++i) {
+    auto unit = std::make_unique<Unit>();
+    unit->index = i;
+    unit->channel = std::make_unique<transport::UnitChannel>(context, eventPort, timer, units[i]);
+    unit->prober = std::make_unique<transport::UnitChannel>(context, eventPort, timer, units[i],
+                                                            /*maxQueued=*/1);
+    unit->serving.assign(placement_.partitions(), true);
+    units_.push_back(std::move(unit));
   }
+  auto loops = kj::heapArrayBuilder<kj::Promise<void>>(units_.size());
+  for (auto& unit : units_) loops.add(probe(*unit));
+  probing_ = kj::joinPromises(loops.finish()).eagerlyEvaluate([](kj::Exception&& e) {
+    spdlog::error("unit probes stopped: {}", e.getDescription().cStr());
+  });
+}
+
+ScatterGather::~ScatterGather() {
+  probing_ = nullptr;  // before the channels the probes use
 }
 
 std::vector<const transport::UnitChannel*> ScatterGather::channels() const {
   std::vector<const transport::UnitChannel*> out;
-  for (const auto& c : channels_) out.push_back(c.get());
+  for (const auto& u : units_) out.push_back(u->channel.get());
   return out;
 }
 
 size_t ScatterGather::pending() const {
   size_t n = 0;
-  for (const auto& c : channels_) n += c->pending();
+  for (const auto& u : units_) n += u->channel->pending();
   return n;
+}
+
+void ScatterGather::markDown(Unit& unit, const std::string& why) {
+  unit.answeredProbes = 0;
+  if (unit.down) return;
+  unit.down = true;
+  unit.routable = false;
+  if (placement_.replicas() > 1) {
+    spdlog::warn("unit {} ({}) {}: asking other replicas of its partitions until it answers again",
+                 unit.index, unit.channel->endpoint(), why);
+  } else {
+    spdlog::warn("unit {} ({}) {}", unit.index, unit.channel->endpoint(), why);
+  }
+  refreshReadiness();
+}
+
+kj::Promise<void> ScatterGather::probe(Unit& unit) {
+  capnp::MallocMessageBuilder message(kSmallRequestWords);
+  message.initRoot<wire::UnitRequest>().initQueries(1)[0].setStats();
+  const kj::TimePoint next = timer_.now() + kProbeInterval;
+  return unit.prober->call(message, next)
+      .then([this, &unit, next](transport::UnitCallResult&& reply) {
+        auto root = transport::replyOf(reply, unit.prober->endpoint());
+        bool answered = false;
+        try {
+          if (root && root->isAnswers() && root->getAnswers().size() == 1 &&
+              root->getAnswers()[0].isStats()) {
+            auto stats = root->getAnswers()[0].getStats();
+            std::fill(unit.serving.begin(), unit.serving.end(), true);
+            uint32_t notServing = 0;
+            if (stats.getPartitions() == placement_.partitions()) {
+              for (uint32_t p : stats.getNotServing()) {
+                if (p < unit.serving.size() && unit.serving[p]) {
+                  unit.serving[p] = false;
+                  ++notServing;
+                }
+              }
+            }
+            unit.notServing = notServing;
+            answered = true;
+          }
+        } catch (const kj::Exception&) {
+          // Malformed: counts as not answering.
+        }
+        if (!answered) {
+          markDown(unit, "does not answer its probe");
+        } else if (unit.down && (!unit.seen || ++unit.answeredProbes >= kUpAfterProbes)) {
+          // At the start one answer will do: nobody has missed anything yet.
+          unit.down = false;
+          unit.routable = true;
+          spdlog::info("unit {} ({}) answers{}: routing to it", unit.index,
+                       unit.channel->endpoint(), unit.seen ? " again" : "");
+        }
+        unit.seen = unit.seen || answered;
+        refreshReadiness();
+        return timer_.atTime(next);
+      })
+      .then([this, &unit]() { return probe(unit); });
+}
+
+void ScatterGather::refreshReadiness() {
+  uint32_t served = 0;
+  for (uint32_t p = 0; p < placement_.partitions(); ++p) {
+    for (uint32_t u : placement_.replicasOf(p)) {
+      if (!units_[u]->down && units_[u]->serving[p]) {
+        ++served;
+        break;
+      }
+    }
+  }
+  servedPartitions_ = served;
+}
+
+transport::Readiness ScatterGather::readiness() const {
+  transport::Readiness r;
+  const uint32_t served = servedPartitions_.load();
+  r.ready = served == placement_.partitions();
+  r.detail["partitions"] = {
+      {"total", placement_.partitions()}, {"served", served}, {"replicas", placement_.replicas()}};
+  auto units = nlohmann::ordered_json::array();
+  for (const auto& u : units_) {
+    units.push_back({{"shard", u->index},
+                     {"endpoint", u->channel->endpoint()},
+                     {"routed", u->routable.load()},
+                     {"partitions_not_serving", u->notServing.load()}});
+  }
+  r.detail["routing"] = std::move(units);
+  return r;
 }
 
 kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder& message) {
@@ -57,16 +198,16 @@ kj::Promise<ScatterGather::Replies> ScatterGather::scatter(capnp::MessageBuilder
   // records its reply; the deadline cancels the calls still waiting, whose
   // slots keep their timeout.
   auto replies = kj::heap<Replies>();
-  replies->reserve(channels_.size());
+  replies->reserve(units_.size());
   // (No message to format per query: a timeout is counted, not told.)
-  for (size_t shard = 0; shard < channels_.size(); ++shard) {
+  for (size_t shard = 0; shard < units_.size(); ++shard) {
     replies->push_back(Error{ErrorCode::kTimeout, "no reply"});
   }
   Replies* slots = replies.get();
-  auto calls = kj::heapArrayBuilder<kj::Promise<void>>(channels_.size());
-  for (size_t shard = 0; shard < channels_.size(); ++shard) {
-    calls.add(channels_[shard]
-                  ->callUnbounded(message)
+  auto calls = kj::heapArrayBuilder<kj::Promise<void>>(units_.size());
+  for (size_t shard = 0; shard < units_.size(); ++shard) {
+    calls.add(units_[shard]
+                  ->channel->callUnbounded(message)
                   .then([slots, shard](transport::UnitCallResult&& reply) {
                     (*slots)[shard] = kj::mv(reply);
                   })
@@ -84,16 +225,33 @@ namespace {
 // Adds one shard's answer to `parts`: a result, or the refusal when the
 // shard found the query itself at fault (badRequest); logs why it is
 // neither. A timeout is only counted (as missing), not logged per query.
+// Whether the answer counts for the query (a result or a refusal).
 template <typename Parts>
-void collect(const Result<wire::QueryResult::Reader>& answer, Parts& parts, const std::string& what,
+bool collect(const Result<wire::QueryResult::Reader>& answer, Parts& parts, const std::string& what,
              size_t shard) {
   if (answer) {
     parts.results.push_back(readQueryResult(*answer));
-  } else if (answer.error().code == ErrorCode::kBadRequest) {
+    return true;
+  }
+  if (answer.error().code == ErrorCode::kBadRequest) {
     if (!parts.refused) parts.refused = answer.error();
-  } else if (answer.error().code != ErrorCode::kTimeout) {
+    return true;
+  }
+  if (answer.error().code != ErrorCode::kTimeout) {
     spdlog::warn("{}: shard {}: {}", what, shard, answer.error().message);
   }
+  return false;
+}
+
+const char* kindOf(const std::variant<NearestQuery, AreaQuery>& query) {
+  return std::holds_alternative<NearestQuery>(query) ? "nearest" : "within";
+}
+
+template <typename List>
+bool holds(List list, uint32_t value) {
+  for (uint32_t v : list)
+    if (v == value) return true;
+  return false;
 }
 
 // The query result one answer of a batch carries, or why it carries none.
@@ -105,34 +263,134 @@ Result<wire::QueryResult::Reader> resultIn(wire::QueryAnswer::Reader answer) {
 
 }  // namespace
 
-ScatterGather::Parts ScatterGather::resultsOf(Replies& replies, const std::string& what,
-                                              size_t index, size_t batch) const {
-  Parts parts;
-  parts.results.reserve(replies.size());
-  for (size_t shard = 0; shard < replies.size(); ++shard) {
-    auto root = transport::replyOf(replies[shard], channels_[shard]->endpoint());
-    try {
-      if (!root) {
-        // The whole request refused (or no reply): missing for each of its
-        // queries, not a refusal of any one of them.
-        Error error = root.error();
-        if (error.code == ErrorCode::kBadRequest) {
-          error = Error{ErrorCode::kInternal, "refused the request: " + error.message};
-        }
-        collect(error, parts, what, shard);
-      } else if (root->isAnswers() && root->getAnswers().size() == batch) {
-        // One answer per query, in the request's order.
-        collect(resultIn(root->getAnswers()[static_cast<unsigned>(index)]), parts, what, shard);
-      } else {
-        collect(Error{ErrorCode::kInternal, "answered a batch with the wrong kind"}, parts, what,
-                shard);
+int ScatterGather::nextReplica(uint32_t partition, uint8_t tried) const {
+  const auto replicas = placement_.replicasOf(partition);
+  // The first untried replica that is up and serves it; else the first
+  // untried at all (nothing better is left: it may answer after all).
+  for (size_t i = tried; i < replicas.size(); ++i) {
+    const Unit& u = *units_[replicas[i]];
+    if (!u.down && u.serving[partition]) return static_cast<int>(i);
+  }
+  return tried < replicas.size() ? tried : -1;
+}
+
+bool ScatterGather::assign(Gather& g) {
+  const uint32_t partitions = placement_.partitions();
+  std::vector<std::vector<uint32_t>> perUnit(units_.size());
+  for (uint32_t p = 0; p < partitions; ++p) {
+    if (g.state[p] != Gather::kOpen) continue;
+    const int r = nextReplica(p, g.tried[p]);
+    if (r < 0) continue;  // no replica left: missing
+    g.tried[p] = static_cast<uint8_t>(r + 1);
+    g.state[p] = Gather::kAsked;
+    perUnit[placement_.replicasOf(p)[static_cast<size_t>(r)]].push_back(p);
+  }
+  bool sent = false;
+  auto request = g.message.getRoot<wire::UnitRequest>();
+  for (uint32_t u = 0; u < units_.size(); ++u) {
+    if (perUnit[u].empty()) continue;
+    if (placement_.replicas() > 1) {
+      // Only these: its other partitions are answered by other replicas.
+      auto only = request.initOnly();
+      only.setPartitions(partitions);
+      auto serve = only.initServe(static_cast<unsigned>(perUnit[u].size()));
+      for (size_t i = 0; i < perUnit[u].size(); ++i)
+        serve.set(static_cast<unsigned>(i), perUnit[u][i]);
+    }
+    const size_t call = g.calls.size();
+    g.calls.push_back(Gather::Call{u, std::move(perUnit[u])});
+    g.asked[u] = true;
+    ++g.outstanding;
+    sent = true;
+    g.inFlight.add(
+        units_[u]
+            ->channel->callUnbounded(g.message)
+            .then([this, &g, call](transport::UnitCallResult&& reply) { received(g, call, reply); })
+            .eagerlyEvaluate(nullptr));
+  }
+  return sent;
+}
+
+void ScatterGather::received(Gather& g, size_t index, transport::UnitCallResult& reply) {
+  Gather::Call& call = g.calls[index];
+  if (!call.live) return;  // given up on at a hedge: others answer for it
+  call.live = false;
+  --g.outstanding;
+  Unit& unit = *units_[call.unit];
+  auto root = transport::replyOf(reply, unit.channel->endpoint());
+  bool answered = false;
+  try {
+    if (root && root->isAnswers() && root->getAnswers().size() == g.batch.size()) {
+      const auto notServing = root->getNotServing();
+      for (uint32_t p : notServing) {
+        if (p < unit.serving.size()) unit.serving[p] = false;
       }
-    } catch (const kj::Exception& e) {
-      spdlog::warn("{}: shard {} sent a malformed reply: {}", what, shard,
-                   e.getDescription().cStr());
+      uint32_t covered = 0;
+      for (uint32_t p : call.partitions) {
+        const bool serves = notServing.size() == 0 || !holds(notServing, p);
+        g.state[p] = serves ? Gather::kCovered : Gather::kOpen;
+        covered += serves ? 1 : 0;
+      }
+      const auto answers = root->getAnswers();
+      for (size_t i = 0; i < g.batch.size(); ++i) {
+        if (!collect(resultIn(answers[static_cast<unsigned>(i)]), g.parts[i],
+                     kindOf(g.batch[i].query), call.unit))
+          g.parts[i].lostPartitions += covered;
+      }
+      answered = true;
+      g.answered[call.unit] = true;
+    } else if (root) {
+      spdlog::warn("shard {} answered a batch with the wrong kind", call.unit);
+    } else if (root.error().code == ErrorCode::kOverloaded ||
+               root.error().code == ErrorCode::kUnavailable) {
+      markDown(unit, root.error().message);
+    } else {
+      spdlog::warn("shard {} ({}) refused a batch: {}", call.unit, unit.channel->endpoint(),
+                   root.error().message);
+    }
+  } catch (const kj::Exception& e) {
+    spdlog::warn("shard {} sent a malformed reply: {}", call.unit, e.getDescription().cStr());
+  }
+  if (!answered) {
+    for (uint32_t p : call.partitions) g.state[p] = Gather::kOpen;
+  }
+  if (g.outstanding == 0) {
+    KJ_IF_MAYBE (done, g.roundDone) {
+      (*done)->fulfill();
+      g.roundDone = nullptr;
     }
   }
-  return parts;
+}
+
+void ScatterGather::abandon(Gather& g) {
+  for (Gather::Call& call : g.calls) {
+    if (!call.live) continue;
+    call.live = false;
+    --g.outstanding;
+    for (uint32_t p : call.partitions) g.state[p] = Gather::kOpen;
+    markDown(*units_[call.unit], "missed a query's deadline");
+  }
+  g.roundDone = nullptr;
+}
+
+kj::Promise<void> ScatterGather::rounds(Gather& g, kj::TimePoint deadline, bool first) {
+  if (!assign(g)) return kj::READY_NOW;
+  kj::TimePoint until = deadline;
+  if (first && placement_.replicas() > 1) {
+    // The hedge: half the deadline for the chosen replicas, half for the next.
+    until = std::min(deadline, timer_.now() + timeoutMs_ * kj::MILLISECONDS / 2);
+  }
+  kj::Promise<void> wait = kj::READY_NOW;
+  if (g.outstanding > 0) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    g.roundDone = kj::mv(paf.fulfiller);
+    wait = paf.promise.exclusiveJoin(timer_.atTime(until));
+  }
+  return wait.then([this, &g, deadline]() -> kj::Promise<void> {
+    abandon(g);
+    if (timer_.now() >= deadline) return kj::READY_NOW;
+    return rounds(g, deadline, false);
+  });
 }
 
 void ScatterGather::taskFailed(kj::Exception&& exception) {
@@ -215,23 +473,37 @@ void ScatterGather::flush() {
     }
     scatteredQueries_ += n;
     ++scatterMessages_;
+    auto g = kj::heap<Gather>(kSmallRequestWords * n + placement_.partitions() / 2);
     auto batch = kj::heapArrayBuilder<Pending>(n);
     for (size_t i = start; i < start + n; ++i) batch.add(std::move(queue[i]));
-    capnp::MallocMessageBuilder message(static_cast<unsigned>(kSmallRequestWords * n));
-    auto queries = message.initRoot<wire::UnitRequest>().initQueries(static_cast<unsigned>(n));
-    for (size_t i = 0; i < n; ++i) writeQuery(batch[i].query, queries[static_cast<unsigned>(i)]);
-    tasks_.add(scatter(message).then([this, batch = batch.finish()](Replies&& replies) mutable {
-      for (size_t i = 0; i < batch.size(); ++i) {
-        const char* what =
-            std::holds_alternative<NearestQuery>(batch[i].query) ? "nearest" : "within";
-        batch[i].answer->fulfill(reduce(batch[i], resultsOf(replies, what, i, batch.size())));
+    g->batch = batch.finish();
+    auto queries = g->message.initRoot<wire::UnitRequest>().initQueries(static_cast<unsigned>(n));
+    for (size_t i = 0; i < n; ++i) writeQuery(g->batch[i].query, queries[static_cast<unsigned>(i)]);
+    g->parts.resize(n);
+    g->state.assign(placement_.partitions(), Gather::kOpen);
+    g->tried.assign(placement_.partitions(), 0);
+    g->asked.assign(units_.size(), false);
+    g->answered.assign(units_.size(), false);
+    const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
+    Gather& ref = *g;
+    tasks_.add(rounds(ref, deadline, true).then([this, g = kj::mv(g)]() mutable {
+      Coverage coverage{0, 0, placement_.partitions(), 0};
+      for (size_t u = 0; u < units_.size(); ++u) {
+        coverage.total += g->asked[u] ? 1 : 0;
+        coverage.answered += g->answered[u] ? 1 : 0;
+      }
+      for (auto state : g->state) coverage.partitionsAnswered += state == Gather::kCovered ? 1 : 0;
+      for (size_t i = 0; i < g->batch.size(); ++i) {
+        Coverage mine = coverage;
+        mine.partitionsAnswered -= std::min(mine.partitionsAnswered, g->parts[i].lostPartitions);
+        g->batch[i].answer->fulfill(reduce(g->batch[i], std::move(g->parts[i]), mine));
       }
     }));
   }
 }
 
-ScatterGather::Outcome ScatterGather::reduce(const Pending& pending, Parts parts) const {
-  const Coverage shards{shardCount(), static_cast<uint32_t>(parts.results.size())};
+ScatterGather::Outcome ScatterGather::reduce(const Pending& pending, Parts parts,
+                                             Coverage shards) const {
   if (const auto* n = std::get_if<NearestQuery>(&pending.query)) {
     return Outcome(GatheredResult{mergeNearest(std::move(parts.results), n->k), shards});
   }
@@ -252,35 +524,78 @@ ScatterGather::Outcome ScatterGather::reduce(const Pending& pending, Parts parts
 }
 
 kj::Promise<Result<GatheredResult>> ScatterGather::get(const std::string& id) {
-  const uint32_t shard = shardOf(id, shardCount());
-  capnp::MallocMessageBuilder message(kSmallRequestWords);
-  message.initRoot<wire::UnitRequest>().initQueries(1)[0].setGet(
-      capnp::Text::Reader(id.data(), id.size()));
+  const uint32_t partition = partitionOf(id, placement_.partitions());
+  // Its replicas in the order they are worth asking: up and serving first.
+  std::vector<uint32_t> candidates;
+  for (uint32_t u : placement_.replicasOf(partition)) {
+    if (!units_[u]->down && units_[u]->serving[partition]) candidates.push_back(u);
+  }
+  for (uint32_t u : placement_.replicasOf(partition)) {
+    if (std::find(candidates.begin(), candidates.end(), u) == candidates.end())
+      candidates.push_back(u);
+  }
   const kj::TimePoint deadline = timer_.now() + timeoutMs_ * kj::MILLISECONDS;
-  transport::UnitChannel& channel = *channels_[shard];
-  const int64_t timeoutMs = timeoutMs_;
-  return channel.call(message, deadline)
-      .then([shard, timeoutMs, endpoint = channel.endpoint()](
-                transport::UnitCallResult&& reply) -> Result<GatheredResult> {
-        auto root = transport::replyOf(reply, fmt::format("shard {} ({})", shard, endpoint));
+  return getFrom(id, partition, std::move(candidates), 0, deadline);
+}
+
+kj::Promise<Result<GatheredResult>> ScatterGather::getFrom(const std::string& id,
+                                                           uint32_t partition,
+                                                           std::vector<uint32_t> candidates,
+                                                           size_t next, kj::TimePoint deadline) {
+  const uint32_t shard = candidates[next];
+  Unit& unit = *units_[shard];
+  capnp::MallocMessageBuilder message(kSmallRequestWords);
+  auto request = message.initRoot<wire::UnitRequest>();
+  request.initQueries(1)[0].setGet(capnp::Text::Reader(id.data(), id.size()));
+  const bool more = next + 1 < candidates.size();
+  if (placement_.replicas() > 1) {
+    auto only = request.initOnly();
+    only.setPartitions(placement_.partitions());
+    only.initServe(1).set(0, partition);
+  }
+  const kj::TimePoint until =
+      more ? std::min(deadline, timer_.now() + timeoutMs_ * kj::MILLISECONDS / 2) : deadline;
+  return unit.channel->call(message, until)
+      .then([this, &unit, id, partition, candidates = std::move(candidates), next, more, deadline](
+                transport::UnitCallResult&& reply) mutable -> kj::Promise<Result<GatheredResult>> {
+        const uint32_t shard = unit.index;
+        auto root = transport::replyOf(
+            reply, fmt::format("shard {} ({})", shard, unit.channel->endpoint()));
+        std::optional<Result<GatheredResult>> answer;
         if (!root) {
-          if (root.error().code != ErrorCode::kTimeout) return root.error();
-          return Error{ErrorCode::kTimeout,
-                       fmt::format("shard {} ({}), which owns this id, did not answer within {} ms",
-                                   shard, endpoint, timeoutMs)};
-        }
-        try {
-          if (!root->isAnswers() || root->getAnswers().size() != 1) {
-            return Error{ErrorCode::kInternal,
-                         fmt::format("shard {} answered with the wrong kind", shard)};
+          if (root.error().code == ErrorCode::kTimeout) {
+            markDown(unit, "missed a query's deadline");
+            answer = Error{ErrorCode::kTimeout,
+                           fmt::format("shard {} ({}), which owns this id, did not answer within "
+                                       "{} ms",
+                                       shard, unit.channel->endpoint(), timeoutMs_)};
+          } else {
+            answer = root.error();
           }
-          auto found = resultIn(root->getAnswers()[0]);
-          if (!found) return found.error();  // notFound, or the unit's own refusal
-          return GatheredResult{readQueryResult(*found), Coverage{1, 1}};
-        } catch (const kj::Exception& e) {
-          return Error{ErrorCode::kInternal, fmt::format("shard {} sent a malformed reply: {}",
-                                                         shard, e.getDescription().cStr())};
+        } else {
+          try {
+            if (!root->isAnswers() || root->getAnswers().size() != 1) {
+              answer = Error{ErrorCode::kInternal,
+                             fmt::format("shard {} answered with the wrong kind", shard)};
+            } else if (holds(root->getNotServing(), partition)) {
+              unit.serving[partition] = false;
+              answer = Error{
+                  ErrorCode::kUnavailable,
+                  fmt::format("no replica of partition {} serves it yet (catching up)", partition)};
+            } else {
+              auto found = resultIn(root->getAnswers()[0]);
+              if (!found) return Result<GatheredResult>(found.error());  // notFound, or refused
+              return Result<GatheredResult>(
+                  GatheredResult{readQueryResult(*found), Coverage{1, 1, 0, 0}});
+            }
+          } catch (const kj::Exception& e) {
+            answer = Error{ErrorCode::kInternal, fmt::format("shard {} sent a malformed reply: {}",
+                                                             shard, e.getDescription().cStr())};
+          }
         }
+        if (more && timer_.now() < deadline)
+          return getFrom(id, partition, std::move(candidates), next + 1, deadline);
+        return kj::mv(*answer);
       });
 }
 
@@ -291,8 +606,10 @@ kj::Promise<GatheredStats> ScatterGather::stats() {
   return scatter(message).then([this, total](Replies&& replies) {
     GatheredStats out;
     out.shards.total = total;
+    out.partitions = placement_.partitions();
+    out.replicas = placement_.replicas();
     for (size_t shard = 0; shard < replies.size(); ++shard) {
-      auto root = transport::replyOf(replies[shard], channels_[shard]->endpoint());
+      auto root = transport::replyOf(replies[shard], units_[shard]->channel->endpoint());
       if (!root) continue;
       try {
         if (!root->isAnswers() || root->getAnswers().size() != 1) continue;

@@ -37,13 +37,18 @@ std::optional<std::string> ServerOptions::validate() const {
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
   }
+  const auto n = static_cast<uint32_t>(units.size());
+  if (auto e =
+          Placement::check(n, replication.partitions,
+                           replication.replicas != 0 ? replication.replicas : defaultReplicas(n)))
+    return e;
   return std::nullopt;
 }
 
 Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
     : io_(io),
-      cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units,
-               options.timeoutMs),
+      cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units, options.timeoutMs,
+               options.replication),
       bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
@@ -56,7 +61,8 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     listener_->expose(registry_);
     http_ = std::make_unique<transport::FrontEndHttp>(
         context, io, options.units, cluster_.channels(),
-        std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_);
+        std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_,
+        [this] { return cluster_.readiness(); });
   }
 }
 

@@ -171,7 +171,8 @@ class LocationIndex::Impl {
       return ApplyOutcome::kInserted;
     }
     Position& pos = positions_[slot];
-    if (r.tsMs < pos.tsMs) return ApplyOutcome::kStale;
+    if (!supersedes(r.tsMs, latE7, lonE7, pos.tsMs, pos.latE7, pos.lonE7))
+      return ApplyOutcome::kStale;
     Record& rec = records_[slot];
     if (loading_) {  // endLoad() builds the tree from the positions
       rec.anchorDLat = rec.anchorDLon = 0;

@@ -8,6 +8,7 @@
 #include <vector>
 #include <zmq_addon.hpp>
 
+#include "copier.h"
 #include "locus/common/clock.h"
 #include "locus/common/placement.h"
 #include "locus/common/wire.h"
@@ -66,7 +67,116 @@ PartitionFilter filterOf(wire::PartitionSet::Reader set) {
   return PartitionFilter(set.getPartitions(), serve);
 }
 
+// A SplitMix64 finalizer.
+uint64_t mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t randomNonZero() {
+  std::random_device random;
+  return (uint64_t{random()} << 32 | random()) | 1;
+}
+
+// What a request's queries may answer for: the partitions asked (`only`,
+// or all) that this unit serves, and those it does not (for the reply).
+// Nothing to filter (`filter` empty) when every device may answer.
+struct Scope {
+  std::optional<PartitionFilter> filter;
+  std::vector<uint32_t> notServing;
+};
+
+std::optional<std::string> scopeOf(const wire::UnitRequest::Reader request,
+                                   const PartitionStates& states, Scope& scope) {
+  if (!request.hasOnly()) {
+    if (states.allServing()) return std::nullopt;
+    scope.notServing = states.notServing();
+    std::vector<uint32_t> serve;
+    for (uint32_t p = 0; p < states.partitions(); ++p)
+      if (states.serving(p)) serve.push_back(p);
+    scope.filter.emplace(states.partitions(), serve);
+    return std::nullopt;
+  }
+  auto set = request.getOnly();
+  if (auto why = checkPartitionSet(set)) return why;
+  if (set.getPartitions() != states.partitions()) {
+    // A tool's own partitioning is fine while the unit serves everything.
+    if (!states.allServing())
+      return fmt::format(
+          "the request counts {} partitions and this unit {}: every role of a cluster needs the "
+          "same --partitions",
+          set.getPartitions(), states.partitions());
+    scope.filter.emplace(filterOf(set));
+    return std::nullopt;
+  }
+  std::vector<uint32_t> serve;
+  for (uint32_t p : set.getServe()) {
+    if (states.serving(p)) {
+      serve.push_back(p);
+    } else {
+      scope.notServing.push_back(p);
+    }
+  }
+  scope.filter.emplace(states.partitions(), serve);
+  return std::nullopt;
+}
+
 }  // namespace
+
+PartitionStates::PartitionStates(uint32_t partitions, bool serving)
+    : serving_(partitions, serving),
+      copiesDue_(partitions, 0),
+      notServing_(serving ? 0 : partitions) {}
+
+std::vector<uint32_t> PartitionStates::notServing() const {
+  std::vector<uint32_t> out;
+  out.reserve(notServing_);
+  for (uint32_t p = 0; p < partitions(); ++p)
+    if (!serving_[p]) out.push_back(p);
+  return out;
+}
+
+void PartitionStates::set(uint32_t p, bool serving) {
+  if (serving_[p] == serving) return;
+  serving_[p] = serving;
+  if (serving) {
+    --notServing_;
+  } else {
+    ++notServing_;
+  }
+}
+
+void PartitionStates::order(const CatchUpOrder& order, const std::vector<uint32_t>& wait) {
+  std::fill(copiesDue_.begin(), copiesDue_.end(), 0);
+  pending_ = 0;
+  for (uint32_t p : wait) set(p, false);
+  for (const auto& copy : order.copies) {
+    for (uint32_t p : copy.partitions) {
+      set(p, false);
+      if (copiesDue_[p]++ == 0) ++pending_;
+    }
+  }
+  // A partition both waited for and copied waits: its other replicas are
+  // not all there yet.
+  for (uint32_t p : wait) {
+    if (copiesDue_[p] > 0) --pending_;
+    copiesDue_[p] = 0;
+  }
+}
+
+void PartitionStates::copied(const std::vector<uint32_t>& partitions, bool ok) {
+  for (uint32_t p : partitions) {
+    if (copiesDue_[p] == 0) continue;  // cancelled by a later order
+    if (!ok) {
+      copiesDue_[p] = 0;  // stays unserved until ordered again
+      --pending_;
+    } else if (--copiesDue_[p] == 0) {
+      --pending_;
+      set(p, true);
+    }
+  }
+}
 
 std::optional<std::string> UnitOptions::validate() const {
   if (listen.empty()) return "--listen needs a ZeroMQ endpoint such as tcp://0.0.0.0:7900";
@@ -79,6 +189,8 @@ std::optional<std::string> UnitOptions::validate() const {
     return fmt::format("--fsync-interval {} ms must be in [1 ms, 10 s]", fsyncIntervalMs);
   if (snapshotAfterBytes < (uint64_t{1} << 20))
     return fmt::format("--snapshot-after-bytes {} must be at least 1 MiB", snapshotAfterBytes);
+  if (auto why = Placement::check(std::max<uint32_t>(replicas, 1), partitions, replicas))
+    return why;
   if (!httpListen.empty())
     return transport::checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
@@ -207,7 +319,45 @@ class UnitService::Handler {
     for (size_t i = 0; i < reports.size(); ++i)
       writeReport(reports[i], out[static_cast<unsigned>(i)]);
     page.setCursor(next >= s_.index_.size() ? 0 : next + 1);
+    page.setEpoch(s_.dumpEpoch());
     s_.lastDump_ = std::chrono::steady_clock::now();
+  }
+
+  // Takes a gateway's catch-up order: its partitions stop serving now; the
+  // copies run from the unit's loop (UnitServer::Copier).
+  void catchUp(wire::CatchUpRequest::Reader request, wire::UnitReply::Builder reply) {
+    const uint32_t partitions = s_.states_.partitions();
+    if (request.getPartitions() != partitions)
+      return writeError(badRequest(fmt::format("a catch-up order for {} partitions; this unit has "
+                                               "{} (--partitions must match)",
+                                               request.getPartitions(), partitions)),
+                        reply.initError());
+    const auto inRange = [&](auto list) -> std::optional<std::string> {
+      for (uint32_t p : list)
+        if (p >= partitions) return fmt::format("partition {} of {} does not exist", p, partitions);
+      return std::nullopt;
+    };
+    CatchUpOrder order;
+    for (auto copy : request.getCopies()) {
+      if (auto why = inRange(copy.getServe()))
+        return writeError(badRequest(*why), reply.initError());
+      auto source = copy.getSource();
+      if (source.size() == 0 || copy.getServe().size() == 0) continue;
+      auto& c = order.copies.emplace_back();
+      c.source = std::string(source.begin(), source.size());
+      for (uint32_t p : copy.getServe()) c.partitions.push_back(p);
+    }
+    if (auto why = inRange(request.getWait()))
+      return writeError(badRequest(*why), reply.initError());
+    std::vector<uint32_t> wait;
+    for (uint32_t p : request.getWait()) wait.push_back(p);
+    s_.states_.order(order, wait);
+    spdlog::info(
+        "{}: catch-up ordered: {} copies, {} partitions waiting for a live replica; not "
+        "serving {} partitions",
+        s_.name_, order.copies.size(), wait.size(), s_.states_.notServing().size());
+    s_.order_ = std::move(order);
+    reply.initApplied();
   }
 
   // Answers one entry of a request's `queries`, for the devices of `only`
@@ -277,14 +427,20 @@ class UnitService::Handler {
 
   void stats(wire::UnitStats::Builder out) {
     const auto& c = s_.counters_;
-    UnitStats stats{s_.name_,
-                    s_.index_.size(),
-                    c.reportsApplied.value(),
-                    c.reportsStale.value(),
-                    c.reportsRejected.value(),
-                    c.queriesServed.value(),
-                    s_.index_.memoryUsage().total(),
-                    s_.incarnation_};
+    UnitStats stats;
+    stats.name = s_.name_;
+    stats.devices = s_.index_.size();
+    stats.reportsApplied = c.reportsApplied.value();
+    stats.reportsStale = c.reportsStale.value();
+    stats.reportsRejected = c.reportsRejected.value();
+    stats.queriesServed = c.queriesServed.value();
+    stats.memoryBytes = s_.index_.memoryUsage().total();
+    stats.incarnation = s_.incarnation_;
+    stats.partitions = s_.states_.partitions();
+    stats.notServing = s_.states_.notServing();
+    stats.copying = s_.states_.pending() > 0;
+    stats.catchUpPending = s_.states_.pending();
+    stats.copiedDevices = s_.copiedDevices_;
     if (const Storage* storage = s_.storage_.get()) {
       stats.durable = true;
       stats.writable = storage->counters().writable.value() > 0;
@@ -298,16 +454,60 @@ class UnitService::Handler {
 };
 
 UnitService::UnitService(std::string name, IndexOptions options, int64_t maxFutureSkewMs,
-                         std::optional<StorageOptions> storage)
+                         std::optional<StorageOptions> storage, uint32_t partitions,
+                         uint32_t replicas)
     : name_(std::move(name)),
-      incarnation_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1),
+      incarnation_(randomNonZero()),
       maxFutureSkewMs_(maxFutureSkewMs),
-      index_(options) {
+      index_(options),
+      states_(partitions, replicas <= 1),
+      startNonce_(randomNonZero()) {
   if (storage) {
     storage_ = std::make_unique<Storage>(std::move(*storage), index_);
     incarnation_ = storage_->incarnation();  // the data's, kept across restarts
     counters_.devices.set(static_cast<double>(index_.size()));
   }
+}
+
+std::optional<CatchUpOrder> UnitService::takeCatchUpOrder() {
+  auto order = std::move(order_);
+  order_.reset();
+  return order;
+}
+
+std::optional<std::string> UnitService::applyCopied(std::span<const Report> reports,
+                                                    int64_t nowMs) {
+  // A replica's positions were admitted once; only what could break the
+  // index is checked again (a bad one is counted and skipped).
+  std::vector<Report> valid;
+  valid.reserve(reports.size());
+  for (const Report& r : reports) {
+    if (validateReport(r) || r.tsMs == 0) {
+      ++counters_.reportsRejected;
+    } else {
+      valid.push_back(r);
+    }
+  }
+  if (storage_ && !valid.empty()) {
+    if (auto error = storage_->append(valid)) return error;
+  }
+  uint64_t stale = 0;
+  for (const Report& r : valid) stale += index_.apply(r) == ApplyOutcome::kStale ? 1 : 0;
+  counters_.reportsApplied += valid.size() - stale;
+  counters_.reportsStale += stale;
+  counters_.devices.set(static_cast<double>(index_.size()));
+  (void)nowMs;
+  return std::nullopt;
+}
+
+void UnitService::copyDone(const std::vector<uint32_t>& partitions, bool ok, uint64_t devices) {
+  copiedDevices_ += devices;
+  states_.copied(partitions, ok);
+  if (states_.allServing()) spdlog::info("{}: caught up: serving every partition", name_);
+}
+
+uint64_t UnitService::dumpEpoch() const {
+  return mix(startNonce_ + removals_) | 1;
 }
 
 void UnitService::beginGroup() {
@@ -361,6 +561,9 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
         case wire::UnitRequest::DUMP:
           handler.dump(request.getDump(), reply);
           break;
+        case wire::UnitRequest::CATCH_UP:
+          handler.catchUp(request.getCatchUp(), reply);
+          break;
         case wire::UnitRequest::OBSOLETE_QUERY:
           writeError(badRequest("the single-query request is retired: send `queries`"),
                      reply.initError());
@@ -373,18 +576,19 @@ zmq::message_t UnitService::handle(const void* data, size_t size, int64_t nowMs)
                        reply.initError());
             break;
           }
-          std::optional<PartitionFilter> only;
-          if (request.hasOnly()) {
-            auto set = request.getOnly();
-            if (auto why = checkPartitionSet(set)) {
-              writeError(badRequest(*why), reply.initError());
-              break;
-            }
-            only.emplace(filterOf(set));
+          Scope scope;
+          if (auto why = scopeOf(request, states_, scope)) {
+            writeError(badRequest(*why), reply.initError());
+            break;
           }
           auto answers = reply.initAnswers(queries.size());
-          for (unsigned i = 0; i < queries.size(); ++i)
-            handler.query(queries[i], answers[i], only ? &*only : nullptr);
+          const PartitionFilter* only = scope.filter ? &*scope.filter : nullptr;
+          for (unsigned i = 0; i < queries.size(); ++i) handler.query(queries[i], answers[i], only);
+          if (!scope.notServing.empty()) {
+            auto list = reply.initNotServing(static_cast<unsigned>(scope.notServing.size()));
+            for (size_t i = 0; i < scope.notServing.size(); ++i)
+              list.set(static_cast<unsigned>(i), scope.notServing[i]);
+          }
           break;
         }
         default:
@@ -430,6 +634,7 @@ void UnitService::tick(int64_t nowMs) {
   // Expiring moves devices between positions: not while a dump is read.
   const bool dumping = std::chrono::steady_clock::now() - lastDump_ < kDumpQuiet;
   if (const size_t n = dumping ? 0 : index_.expire(nowMs, kExpireScanPerTick); n > 0) {
+    removals_ += n;
     spdlog::debug("{}: expired {} positions", name_, n);
   }
   counters_.devices.set(static_cast<double>(index_.size()));
@@ -439,7 +644,8 @@ void UnitService::tick(int64_t nowMs) {
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
     : socket_(context, zmq::socket_type::router),
       service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}, options.maxFutureSkewMs,
-               options.storage()) {
+               options.storage(), options.partitions, options.replicas),
+      copier_(std::make_unique<Copier>(context, service_)) {
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   socket_.set(zmq::sockopt::linger, 0);
   // A ROUTER drops, silently, what it sends to a peer whose queue is at the
@@ -502,6 +708,7 @@ size_t UnitServer::serveQueued(size_t max) {
     }
     out.push_back(Outgoing{std::move(frames[0]), withDelimiter, std::move(reply), appended});
     frames.clear();
+    if (auto order = service_.takeCatchUpOrder()) copier_->start(*order);
   }
   const auto unstored = service_.endGroup();
   for (Outgoing& o : out) {
@@ -513,17 +720,20 @@ size_t UnitServer::serveQueued(size_t max) {
   return out.size();
 }
 
+UnitServer::~UnitServer() = default;
+
 void UnitServer::run(int stopFd) {
-  std::array<zmq::pollitem_t, 2> items{{
-      {socket_.handle(), 0, ZMQ_POLLIN, 0},
-      {nullptr, stopFd, ZMQ_POLLIN, 0},
-  }};
+  std::vector<zmq::pollitem_t> items;
   auto nextTick = std::chrono::steady_clock::now();
   serving_ = true;
   for (;;) {
+    items.assign({{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stopFd, ZMQ_POLLIN, 0}});
+    copier_->pollItems(items);
+    // A copy's page timeout is checked at every tick at least.
     zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
     if (items[1].revents & ZMQ_POLLIN) break;
     serveQueued(kMaxBurst);
+    if (!copier_->idle()) copier_->serve();
     service_.tickStorage();
     if (auto why = service_.storageFailure()) {
       // The index may hold batches whose sync failed (they were applied

@@ -34,12 +34,13 @@
 #include "locus.capnp.h"
 #include "locus/common/clock.h"
 #include "locus/common/geo.h"
+#include "locus/common/placement.h"
 #include "locus/common/report_json.h"
-#include "locus/common/shard.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/http.h"
 #include "locus/testkit/line_client.h"
+#include "locus/testkit/placement.h"
 #include "locus/testkit/process.h"
 #include "locus/testkit/refusal.h"
 #include "locus/transport/unit_client.h"
@@ -53,13 +54,21 @@ using namespace locus::testkit;
 // How long an acknowledged report may take to become visible on its unit.
 constexpr auto kVisible = 2000ms;
 
-// Four units and a gateway in front of them.
+// Four units and a gateway in front of them (`replicas` 0: the default, 2
+// from two units on).
 struct Cluster {
-  explicit Cluster(size_t unitCount = 4, const std::vector<std::string>& gatewayEnv = {},
-                   Http http = Http::kOff)
-      : units(unitCount) {
+  explicit Cluster(size_t unitCount = 4, std::vector<std::string> gatewayEnv = {},
+                   Http http = Http::kOff, uint32_t replicas = 0)
+      : units(unitCount),
+        replicas(replicas != 0 ? replicas : defaultReplicas(static_cast<uint32_t>(unitCount))) {
     for (const auto& u : units) endpoints.push_back(u.endpoint);
+    gatewayEnv.push_back("LOCUS_REPLICAS=" + std::to_string(this->replicas));
     gateway = std::make_unique<RunningGateway>(endpoints, gatewayEnv, http);
+  }
+
+  // The units holding `id`, the owner first.
+  std::vector<uint32_t> holding(std::string_view id) const {
+    return unitsHolding(id, static_cast<uint32_t>(units.size()), replicas);
   }
 
   // The gateway's metric `series` (as rendered), or -1. Needs Http::kOn.
@@ -76,9 +85,10 @@ struct Cluster {
     return metric(series) == value;
   }
 
-  // The stored position of `id`, asked of the unit that owns it.
-  std::optional<Hit> get(const std::string& id) {
-    const uint32_t shard = shardOf(id, static_cast<uint32_t>(units.size()));
+  // The stored position of `id`, asked of the unit that owns it (or of
+  // replica `replica` of its partition).
+  std::optional<Hit> get(const std::string& id, size_t replica = 0) {
+    const uint32_t shard = holding(id).at(replica);
     if (!clients[shard]) {
       clients[shard] = std::make_unique<transport::UnitClient>(context, endpoints[shard], kWait);
     }
@@ -98,11 +108,12 @@ struct Cluster {
       REQUIRE(stats);
       total += stats->devices;
     }
-    return total;
+    return total / replicas;  // each device is on every replica of its partition
   }
 
   zmq::context_t context;
   std::vector<RunningUnit> units;
+  uint32_t replicas;
   std::vector<std::string> endpoints;
   std::unique_ptr<RunningGateway> gateway;
   std::unique_ptr<transport::UnitClient> clients[8];
@@ -190,20 +201,25 @@ std::vector<Report> cityReports(std::mt19937_64& rng, const std::string& prefix,
 
 // Waits (at most kVisible) until every report is the stored position of
 // its device on its owning unit, and checks each one.
-void requireStored(Cluster& cluster, const std::vector<Report>& expected) {
+// Every report of `expected` is on every replica of its device (`replicas`:
+// how many of them to check, all by default).
+void requireStored(Cluster& cluster, const std::vector<Report>& expected,
+                   size_t replicas = SIZE_MAX) {
   const auto giveUp = std::chrono::steady_clock::now() + kVisible;
   for (const auto& r : expected) {
     const std::string id(r.id);
-    std::optional<Hit> hit = cluster.get(id);
-    while ((!hit || hit->tsMs != r.tsMs) && std::chrono::steady_clock::now() < giveUp) {
-      std::this_thread::sleep_for(5ms);
-      hit = cluster.get(id);
+    for (size_t replica = 0; replica < std::min<size_t>(replicas, cluster.replicas); ++replica) {
+      std::optional<Hit> hit = cluster.get(id, replica);
+      while ((!hit || hit->tsMs != r.tsMs) && std::chrono::steady_clock::now() < giveUp) {
+        std::this_thread::sleep_for(5ms);
+        hit = cluster.get(id, replica);
+      }
+      INFO("device " << id << " on replica " << replica);
+      REQUIRE(hit);
+      CHECK(hit->tsMs == r.tsMs);
+      CHECK(hit->lat == geo::quantize(r.lat));
+      CHECK(hit->lon == geo::quantize(r.lon));
     }
-    INFO("device " << id);
-    REQUIRE(hit);
-    CHECK(hit->tsMs == r.tsMs);
-    CHECK(hit->lat == geo::quantize(r.lat));
-    CHECK(hit->lon == geo::quantize(r.lon));
   }
 }
 
@@ -562,7 +578,7 @@ TEST_CASE("locus-gateway stops reading when a unit does not answer, and resumes"
 
 TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others flowing",
           "[cluster][outcomes]") {
-  Cluster cluster(2, {"LOCUS_BATCH_TIMEOUT_MS=500"}, Http::kOn);
+  Cluster cluster(2, {"LOCUS_BATCH_TIMEOUT_MS=500"}, Http::kOn, /*replicas=*/1);
   cluster.units[0].process.signal(SIGSTOP);
   std::deque<std::string> ids;
   std::mt19937_64 rng(17);
@@ -576,7 +592,7 @@ TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others f
   size_t refused = 0, unconfirmed = 0, okOther = 0;
   std::vector<Report> other;
   for (size_t i = 0; i < reports.size(); ++i) {
-    const bool stalledShard = shardOf(reports[i].id, 2) == 0;
+    const bool stalledShard = cluster.holding(reports[i].id)[0] == 0;
     INFO("line " << i << ": " << replies[i]);
     if (!stalledShard) {
       REQUIRE(replies[i] == kOk);
@@ -607,7 +623,7 @@ TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others f
     std::string id;
     do {
       id = "back-" + std::to_string(i++);
-    } while (shardOf(id, 2) != 0);
+    } while (cluster.holding(id)[0] != 0);
     REQUIRE(client.send(
         reportToJsonLine(Report{.id = id, .lat = 31.2, .lon = 121.4, .tsMs = kTsMs}) + "\n"));
     reply = client.readLines(1).at(0);
@@ -615,6 +631,95 @@ TEST_CASE("locus-gateway refuses a stalled unit's reports and keeps the others f
     std::this_thread::sleep_for(100ms);
   }
   CHECK(reply == kOk);
+}
+
+// Waits (bounded) until the unit at `endpoint` serves every partition.
+bool awaitServing(Cluster& cluster, const std::string& endpoint,
+                  std::chrono::milliseconds within = 10s) {
+  transport::UnitClient client(cluster.context, endpoint, kWait);
+  const auto giveUp = std::chrono::steady_clock::now() + within;
+  for (;;) {
+    auto stats = client.stats();
+    if (stats && stats->notServing.empty() && !stats->copying) return true;
+    if (std::chrono::steady_clock::now() >= giveUp) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+TEST_CASE("locus-gateway with two replicas: acks go on while one is stopped, and it catches up",
+          "[cluster][outcomes][replicas]") {
+  Cluster cluster(2, {"LOCUS_BATCH_TIMEOUT_MS=500"}, Http::kOn);  // 2 replicas
+  cluster.units[0].process.signal(SIGSTOP);
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(23);
+  const auto reports = cityReports(rng, "rep", 40'000, kTsMs, ids);
+  LineClient client(cluster.gateway->textAddress);
+  const auto replies = sendWhileReading(client, ndjson(reports), reports.size());
+  REQUIRE(replies.size() == reports.size());
+  std::vector<Report> acked;
+  size_t unconfirmed = 0;
+  for (size_t i = 0; i < reports.size(); ++i) {
+    INFO("line " << i << ": " << replies[i]);
+    if (replies[i] == kOk) {
+      acked.push_back(reports[i]);
+    } else {
+      // Only what was sent to the stopped replica before it was seen
+      // stalled: an ok needs every replica that is up.
+      CHECK_THAT(replies[i], Catch::Contains("not confirmed"));
+      ++unconfirmed;
+    }
+  }
+  CHECK(acked.size() > reports.size() / 2);  // the rest of the stream is acknowledged
+  CHECK(cluster.metric("locus_gateway_copies_skipped_total") > 0);
+  // On the replica that is up: checked there alone while the other sleeps.
+  for (const auto& r : acked) {
+    auto hit = cluster.get(std::string(r.id), cluster.holding(r.id)[0] == 1 ? 0 : 1);
+    REQUIRE(hit);
+    REQUIRE(hit->tsMs == r.tsMs);
+  }
+
+  // Back: it missed writes, so the gateway makes it copy them from the
+  // other replica; then both hold every acknowledged report.
+  cluster.units[0].process.signal(SIGCONT);
+  REQUIRE(awaitServing(cluster, cluster.endpoints[0]));
+  CHECK(cluster.awaitMetric("locus_gateway_catch_up_orders_total", 1));
+  requireStored(cluster, acked);
+  transport::UnitClient unit0(cluster.context, cluster.endpoints[0], kWait);
+  auto stats = unit0.stats();
+  REQUIRE(stats);
+  CHECK(stats->copiedDevices >= acked.size());
+}
+
+TEST_CASE("locus-gateway has a restarted replica copy what it missed before it serves",
+          "[cluster][outcomes][replicas]") {
+  Cluster cluster(2, {}, Http::kOn);  // 2 replicas: every device on both units
+  std::deque<std::string> ids;
+  std::mt19937_64 rng(29);
+  const auto before = cityReports(rng, "kept", 5'000, kTsMs, ids);
+  {
+    LineClient client(cluster.gateway->textAddress);
+    for (const auto& reply : sendWhileReading(client, ndjson(before), before.size()))
+      REQUIRE(reply == kOk);
+  }
+  // A memory-only unit killed and restarted where its peers look for it,
+  // told the cluster has replicas: it comes back empty and serves nothing.
+  const std::string endpoint = cluster.endpoints[1];
+  cluster.units[1].process.signal(SIGKILL);
+  REQUIRE(cluster.units[1].process.waitExit(kWait));
+  RunningUnit restarted(Http::kOff, {"--replicas", "2"}, endpoint);
+  REQUIRE(restarted.endpoint == endpoint);
+  REQUIRE(awaitServing(cluster, endpoint));
+  // Every device is back on it, copied from the other replica.
+  transport::UnitClient unit1(cluster.context, endpoint, kWait);
+  for (const auto& r : before) {
+    auto hit = unit1.get(r.id);
+    INFO("device " << r.id);
+    REQUIRE(hit);
+    CHECK(hit->tsMs == r.tsMs);
+  }
+  auto stats = unit1.stats();
+  REQUIRE(stats);
+  CHECK(stats->devices == before.size());
 }
 
 TEST_CASE("locus-gateway counts an unanswered batch as unconfirmed, and applied when it lands",

@@ -15,12 +15,12 @@
 #include <zmq_addon.hpp>
 
 #include "locus.capnp.h"
-#include "locus/common/shard.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/hostile.h"
 #include "locus/testkit/http.h"
 #include "locus/testkit/line_client.h"
+#include "locus/testkit/placement.h"
 #include "locus/transport/frame.h"
 #include "locus/transport/unit_client.h"
 
@@ -139,7 +139,7 @@ TEST_CASE("locus-server refuses an unlimited area query over kMaxResults and kee
   const auto reports = worldReports(rng, kMaxResults + 2000, ids);
   zmq::context_t context;
   std::vector<std::vector<Report>> byShard(2);
-  for (const auto& r : reports) byShard[shardOf(r.id, 2)].push_back(r);
+  for (const auto& r : reports) byShard[ownerOf(r.id, 2, /*replicas=*/1)].push_back(r);
   for (uint32_t shard = 0; shard < 2; ++shard) {
     REQUIRE(byShard[shard].size() < kMaxResults);
     transport::UnitClient client(context, endpoints[shard], kWait);
@@ -148,7 +148,7 @@ TEST_CASE("locus-server refuses an unlimited area query over kMaxResults and kee
       REQUIRE(client.apply(std::span(byShard[shard]).subspan(start, n)));
     }
   }
-  RunningServer server(endpoints, 5000);
+  RunningServer server(endpoints, 5000, "127.0.0.1:0", Http::kOff, {"--replicas", "1"});
   Rpc rpc(server.address);
   const geo::Box world{-90, -180, 90, 180};
 

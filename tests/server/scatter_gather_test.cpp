@@ -16,11 +16,11 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "locus/common/shard.h"
 #include "locus/testkit/brute_force.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/compare.h"
 #include "locus/testkit/inproc.h"
+#include "locus/testkit/placement.h"
 #include "locus/transport/unit_client.h"
 #include "locus/unit/unit_server.h"
 
@@ -31,13 +31,15 @@ using namespace std::chrono_literals;
 using testkit::BruteForce;
 using namespace locus::testkit;
 
-// Loads `reports` into the units of `endpoints` that own them (shardOf),
-// and into `model`.
+// Loads `reports` into the units of `endpoints` that hold them (every
+// replica, `replicas` 0 = the default), and into `model`.
 void load(zmq::context_t& context, const std::vector<std::string>& endpoints,
-          const std::vector<Report>& reports, BruteForce& model) {
+          const std::vector<Report>& reports, BruteForce& model, uint32_t replicas = 0) {
   const auto n = static_cast<uint32_t>(endpoints.size());
   std::vector<std::vector<Report>> byShard(n);
-  for (const auto& r : reports) byShard[shardOf(r.id, n)].push_back(r);
+  for (const auto& r : reports) {
+    for (uint32_t u : unitsHolding(r.id, n, replicas)) byShard[u].push_back(r);
+  }
   for (uint32_t shard = 0; shard < n; ++shard) {
     transport::UnitClient client(context, endpoints[shard], kWait);
     for (size_t start = 0; start < byShard[shard].size(); start += 2000) {
@@ -182,11 +184,12 @@ TEST_CASE("ScatterGather answers partially by the deadline when a unit never ans
   std::mt19937_64 rng(31);
   std::vector<std::string> ids;
   const auto reports = worldReports(rng, 2000, ids);
-  // Only the live unit's share is loaded; the model holds just that.
+  // One replica: only the live unit's share is loaded; the model holds
+  // just that.
   std::vector<Report> live;
   std::string silentId;
   for (const auto& r : reports) {
-    if (shardOf(r.id, 2) == 0) {
+    if (ownerOf(r.id, 2, 1) == 0) {
       live.push_back(r);
     } else if (silentId.empty()) {
       silentId = std::string(r.id);
@@ -196,7 +199,8 @@ TEST_CASE("ScatterGather answers partially by the deadline when a unit never ans
   load(context, {a.endpoint()}, live, model);
 
   auto io = kj::setupAsyncIo();
-  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 100);
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 100,
+                        Replication{.replicas = 1});
   const NearestQuery q{{31.25, 121.5}, 10};
   const GatheredResult near = cluster.nearest(q).wait(io.waitScope);
   CHECK(near.shards.partial());
@@ -222,6 +226,108 @@ TEST_CASE("ScatterGather answers partially by the deadline when a unit never ans
   CHECK(stats.shards.total == 2);
   CHECK(stats.shards.answered == 1);
   CHECK(cluster.pending() == 0);  // the silent unit's calls were forgotten at the deadline
+}
+
+TEST_CASE("ScatterGather with replicas: one replica per partition, failover for the silent",
+          "[server][library]") {
+  zmq::context_t context;
+  InprocUnit a(context, "sg-rep-0"), b(context, "sg-rep-1");
+  SilentUnit silent(context, "sg-rep-silent-2");
+  const std::vector<std::string> endpoints{a.endpoint(), b.endpoint(), silent.endpoint};
+  std::mt19937_64 rng(37);
+  std::vector<std::string> ids;
+  const auto reports = worldReports(rng, 3000, ids);
+  BruteForce model;
+  // Every device on both replicas of its partition (the silent one holds
+  // nothing: its share must come from the others).
+  {
+    std::vector<std::vector<Report>> byUnit(3);
+    for (const auto& r : reports) {
+      for (uint32_t u : unitsHolding(r.id, 3, 2)) byUnit[u].push_back(r);
+      model.apply(r);
+    }
+    for (uint32_t u = 0; u < 2; ++u) {
+      transport::UnitClient client(context, endpoints[u], kWait);
+      for (size_t start = 0; start < byUnit[u].size(); start += 1000) {
+        const size_t size = std::min<size_t>(1000, byUnit[u].size() - start);
+        REQUIRE(client.apply(std::span(byUnit[u]).subspan(start, size)));
+      }
+    }
+  }
+  auto io = kj::setupAsyncIo();
+  constexpr int64_t kTimeoutMs = 400;
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, kTimeoutMs,
+                        Replication{.replicas = 2});
+  auto& timer = io.provider->getTimer();
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    const kj::TimePoint started = timer.now();
+    const NearestQuery q{{31.25, 121.5}, 20};
+    const GatheredResult near = cluster.nearest(q).wait(io.waitScope);
+    CHECK_FALSE(near.shards.partial());
+    CHECK(near.shards.partitionsAnswered == kDefaultPartitions);
+    REQUIRE_SAME_ANSWER(near.result, model.nearest(q, kTsMs));
+    // Each device counted once although two units hold it.
+    const auto counted =
+        cluster.within(AreaQuery{.area = geo::Box{-90, -180, 90, 180}, .countOnly = true})
+            .wait(io.waitScope);
+    REQUIRE(counted);
+    CHECK_FALSE(counted->shards.partial());
+    CHECK(counted->result.count == reports.size());
+    // Within the deadline: the silent unit costs one hedge (half of it).
+    CHECK(timer.now() - started < 2 * kTimeoutMs * kj::MILLISECONDS);
+  }
+  // A device the silent unit owns is found on its other replica.
+  std::string silentOwned;
+  for (const auto& id : ids) {
+    if (ownerOf(id, 3, 2) == 2) {
+      silentOwned = id;
+      break;
+    }
+  }
+  REQUIRE(!silentOwned.empty());
+  const auto found = cluster.get(silentOwned).wait(io.waitScope);
+  REQUIRE(found);
+  CHECK(found->result.hits.at(0).id == silentOwned);
+  CHECK(cluster.readiness().detail["partitions"]["served"] == kDefaultPartitions);
+}
+
+TEST_CASE("ScatterGather asks another replica for a partition a unit does not serve yet",
+          "[server][library]") {
+  zmq::context_t context;
+  // b restarted in a replicated cluster: it holds nothing and serves nothing
+  // until it caught up, and says so in every answer.
+  InprocUnit a(context, "sg-catch-0"), b(context, "sg-catch-1", "", /*replicas=*/2);
+  const std::vector<std::string> endpoints{a.endpoint(), b.endpoint()};
+  std::mt19937_64 rng(41);
+  std::vector<std::string> ids;
+  const auto reports = worldReports(rng, 2000, ids);
+  BruteForce model;
+  load(context, {a.endpoint()}, reports, model, 1);  // all of it on a
+  auto io = kj::setupAsyncIo();
+  ScatterGather cluster(context, io.unixEventPort, io.provider->getTimer(), endpoints, 1000,
+                        Replication{.replicas = 2});
+  for (int round = 0; round < 2; ++round) {
+    const NearestQuery q{{-10, 40}, 30};
+    const GatheredResult near = cluster.nearest(q).wait(io.waitScope);
+    CHECK_FALSE(near.shards.partial());
+    REQUIRE_SAME_ANSWER(near.result, model.nearest(q, kTsMs));
+    const auto counted =
+        cluster.within(AreaQuery{.area = geo::Box{-90, -180, 90, 180}, .countOnly = true})
+            .wait(io.waitScope);
+    REQUIRE(counted);
+    CHECK(counted->result.count == reports.size());
+  }
+  // Once the probes said so, b's partitions are routed to a at once.
+  io.provider->getTimer().afterDelay(500 * kj::MILLISECONDS).wait(io.waitScope);
+  const auto ready = cluster.readiness();
+  CHECK(ready.ready);
+  CHECK(ready.detail["routing"][1]["partitions_not_serving"] == kDefaultPartitions);
+  for (const auto& id : {ids[0], ids[1], ids[2]}) {
+    const auto found = cluster.get(id).wait(io.waitScope);
+    REQUIRE(found);
+    CHECK(found->result.hits.at(0).id == id);
+  }
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // The real `locus-server` over loopback: four `locus-unit` processes loaded
-// directly (routed by shardOf, as the gateway will), one server in front of
-// them, and its LocationService called over Cap'n Proto RPC. Answers are
-// held against the brute-force model; bad queries must come back as typed
-// errors; a unit that dies must make answers partial, not slow.
+// directly (on every replica of each device's partition, as the gateway
+// places them), one server in front of them, and its LocationService called
+// over Cap'n Proto RPC. Answers are held against the brute-force model; bad
+// queries must come back as typed errors; a unit that dies must make
+// answers partial, not slow, with one replica, and cost nothing with two.
 #include <capnp/ez-rpc.h>
 #include <capnp/message.h>
 #include <kj/async-io.h>
@@ -24,11 +25,11 @@
 #include <zmq.hpp>
 
 #include "locus.capnp.h"
-#include "locus/common/shard.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/brute_force.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/compare.h"
+#include "locus/testkit/placement.h"
 #include "locus/testkit/process.h"
 #include "locus/testkit/refusal.h"
 #include "locus/transport/unit_client.h"
@@ -41,18 +42,30 @@ using testkit::BruteForce;
 using namespace locus::testkit;
 
 // N units and a server in front of them; reports are loaded straight into
-// the owning units and into a brute-force model of the whole cluster.
+// the units holding them (every replica, as the gateway would) and into a
+// brute-force model of the whole cluster. `replicas` 0 is the cluster's
+// default (2 from two units on).
 struct Cluster {
-  explicit Cluster(size_t unitCount, int64_t timeoutMs = 250) : units(unitCount) {
+  explicit Cluster(size_t unitCount, int64_t timeoutMs = 250, uint32_t replicas = 0)
+      : replicas(replicas), units(unitCount) {
     std::vector<std::string> endpoints;
     for (const auto& u : units) endpoints.push_back(u.endpoint);
-    server = std::make_unique<RunningServer>(endpoints, timeoutMs);
+    std::vector<std::string> args;
+    if (replicas != 0) args = {"--replicas", std::to_string(replicas)};
+    server = std::make_unique<RunningServer>(endpoints, timeoutMs, "127.0.0.1:0", Http::kOff, args);
+  }
+
+  // Where `id` lives, the owner first.
+  std::vector<uint32_t> holding(std::string_view id) const {
+    return unitsHolding(id, static_cast<uint32_t>(units.size()), replicas);
   }
 
   void load(const std::vector<Report>& reports) {
     const auto n = static_cast<uint32_t>(units.size());
     std::vector<std::vector<Report>> byShard(n);
-    for (const auto& r : reports) byShard[shardOf(r.id, n)].push_back(r);
+    for (const auto& r : reports) {
+      for (uint32_t u : holding(r.id)) byShard[u].push_back(r);
+    }
     for (uint32_t shard = 0; shard < n; ++shard) {
       transport::UnitClient client(context, units[shard].endpoint, kWait);
       const auto& mine = byShard[shard];
@@ -66,18 +79,25 @@ struct Cluster {
     for (const auto& r : reports) model.apply(r);
   }
 
+  uint32_t replicas;
   zmq::context_t context;
   std::vector<RunningUnit> units;
   std::unique_ptr<RunningServer> server;
   BruteForce model;
 };
 
+// Complete: every partition answered for, by units that all answered.
+// With replicas, fewer than all `units` may be asked (while one is not yet
+// seen up, its partitions go to their other replicas).
 void requireComplete(const Answer& a, uint32_t units) {
   INFO((a.error ? a.error->message : std::string("no error")));
   REQUIRE(!a.error);
   CHECK(!a.partial);
-  CHECK(a.total == units);
-  CHECK(a.answered == units);
+  CHECK(a.total >= 1);
+  CHECK(a.total <= units);
+  CHECK(a.answered == a.total);
+  CHECK(a.partitions == kDefaultPartitions);
+  CHECK(a.partitionsAnswered == a.partitions);
 }
 
 geo::Polygon polygon(std::vector<geo::Polygon::Ring> rings) {
@@ -224,7 +244,7 @@ TEST_CASE("locus-server answers equal brute force over four units", "[cluster]")
     }));
     CHECK(!std::get<0>(response));
     CHECK(std::get<1>(response) == 4);
-    CHECK(std::get<2>(response) == ids.size());
+    CHECK(std::get<2>(response) == 2 * ids.size());  // each device on its two replicas
     CHECK(std::get<3>(response) == 4);
     CHECK(std::get<4>(response) == 4);
   }
@@ -291,7 +311,7 @@ TEST_CASE("locus-server answers bad queries with typed errors and keeps serving"
 
 TEST_CASE("locus-server answers partially within the deadline when a unit dies", "[cluster]") {
   constexpr int64_t kTimeoutMs = 300;
-  Cluster cluster(4, kTimeoutMs);
+  Cluster cluster(4, kTimeoutMs, /*replicas=*/1);
   std::vector<std::string> ids;
   std::mt19937_64 rng(11);
   cluster.load(worldReports(rng, 2000, ids));
@@ -307,7 +327,7 @@ TEST_CASE("locus-server answers partially within the deadline when a unit dies",
   BruteForce alive;
   std::string deadId, liveId;
   for (const Hit& h : cluster.model.devices()) {
-    if (shardOf(h.id, 4) == kDead) {
+    if (cluster.holding(h.id)[0] == kDead) {
       if (deadId.empty()) deadId = h.id;
       continue;
     }
@@ -357,9 +377,86 @@ TEST_CASE("locus-server answers partially within the deadline when a unit dies",
   CHECK(stats.second == 3);
 }
 
+TEST_CASE("locus-server answers completely through a dead unit with two replicas", "[cluster]") {
+  constexpr int64_t kTimeoutMs = 300;
+  Cluster cluster(4, kTimeoutMs);  // the default: 2 replicas
+  std::vector<std::string> ids;
+  std::mt19937_64 rng(13);
+  cluster.load(worldReports(rng, 3000, ids));
+  Rpc rpc(cluster.server->address);
+  const NearestQuery q{{31.25, 121.5}, 25};
+  const AreaQuery everything{.area = geo::Box{-90, -180, 90, 180}, .countOnly = true};
+  const auto exact = [&](const Answer& a) {
+    INFO((a.error ? a.error->message : std::string("no error")));
+    REQUIRE(!a.error);
+    CHECK(!a.partial);
+  };
+  {
+    auto a = rpc.nearest(q);
+    requireComplete(a, 4);
+    REQUIRE_SAME_ANSWER(a.result, cluster.model.nearest(q, kTsMs));
+    auto counted = rpc.within(everything);
+    exact(counted);
+    CHECK(counted.result.count == cluster.model.size());  // each device once, not twice
+  }
+
+  constexpr uint32_t kDead = 1;
+  cluster.units[kDead].process.signal(SIGKILL);
+  REQUIRE(cluster.units[kDead].process.waitExit(kWait));
+  std::string deadOwned;  // a device whose owner is the dead unit
+  for (const auto& id : ids) {
+    if (cluster.holding(id)[0] == kDead) {
+      deadOwned = id;
+      break;
+    }
+  }
+  REQUIRE(!deadOwned.empty());
+
+  // The first query after the kill finds out (its hedge), the others know.
+  for (int round = 0; round < 5; ++round) {
+    INFO("round " << round);
+    const auto started = std::chrono::steady_clock::now();
+    auto a = rpc.nearest(q);
+    exact(a);
+    CHECK(a.answered == 3);
+    REQUIRE_SAME_ANSWER(a.result, cluster.model.nearest(q, kTsMs));
+    auto counted = rpc.within(everything);
+    exact(counted);
+    CHECK(counted.result.count == cluster.model.size());
+    auto found = rpc.get(deadOwned);
+    REQUIRE(!found.error);
+    CHECK(found.result.hits.at(0).id == deadOwned);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(3 * kTimeoutMs));
+  }
+}
+
+TEST_CASE("locus-server stays complete and in time while a replica is stopped", "[cluster]") {
+  constexpr int64_t kTimeoutMs = 300;
+  Cluster cluster(2, kTimeoutMs);
+  std::vector<std::string> ids;
+  std::mt19937_64 rng(17);
+  cluster.load(worldReports(rng, 2000, ids));
+  Rpc rpc(cluster.server->address);
+  const NearestQuery q{{10, 20}, 15};
+  requireComplete(rpc.nearest(q), 2);
+
+  cluster.units[0].process.signal(SIGSTOP);
+  for (int round = 0; round < 4; ++round) {
+    INFO("round " << round);
+    const auto started = std::chrono::steady_clock::now();
+    auto a = rpc.nearest(q);
+    REQUIRE(!a.error);
+    CHECK(!a.partial);
+    REQUIRE_SAME_ANSWER(a.result, cluster.model.nearest(q, kTsMs));
+    // Within the deadline: the stopped unit costs half of it at most.
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(kTimeoutMs + 150));
+  }
+  cluster.units[0].process.signal(SIGCONT);
+}
+
 TEST_CASE("locus-server drops late replies and never lets a slow unit block others", "[cluster]") {
   constexpr int64_t kTimeoutMs = 400;
-  Cluster cluster(4, kTimeoutMs);
+  Cluster cluster(4, kTimeoutMs, /*replicas=*/1);
   std::vector<std::string> ids;
   std::mt19937_64 rng(19);
   cluster.load(worldReports(rng, 2000, ids));
@@ -367,7 +464,7 @@ TEST_CASE("locus-server drops late replies and never lets a slow unit block othe
   constexpr uint32_t kSlow = 1;
   std::string liveId;
   for (const auto& id : ids) {
-    if (shardOf(id, 4) != kSlow) {
+    if (cluster.holding(id)[0] != kSlow) {
       liveId = id;
       break;
     }
@@ -419,7 +516,7 @@ TEST_CASE("locus-server exits 0 on SIGTERM and SIGINT", "[cluster]") {
 
 TEST_CASE("locus-server finishes a query in flight before it exits on SIGTERM", "[cluster]") {
   constexpr int64_t kTimeoutMs = 600;
-  Cluster cluster(2, kTimeoutMs);
+  Cluster cluster(2, kTimeoutMs, /*replicas=*/1);
   cluster.units[1].process.signal(SIGKILL);  // so the query waits for its deadline
   REQUIRE(cluster.units[1].process.waitExit(kWait));
   Rpc rpc(cluster.server->address);

@@ -211,7 +211,7 @@ void move(Fleet& fleet, std::mt19937_64& rng, const World& w, size_t count) {
     } else {
       p = randomPoint(rng, w);
     }
-    const int64_t ts = kind == 9 ? now.tsMs - 1 : now.tsMs + static_cast<int64_t>(rng() % 1000);
+    const int64_t ts = kind == 9 ? now.tsMs - 1 : now.tsMs + 1 + static_cast<int64_t>(rng() % 1000);
     const Report r{id, p.lat, p.lon, ts};
     const ApplyOutcome outcome = fleet.index.apply(r);
     REQUIRE((outcome == ApplyOutcome::kStale) == (kind == 9));
@@ -292,14 +292,22 @@ TEST_CASE("nearest at a pole and across the antimeridian", "[index]") {
   }
 }
 
-TEST_CASE("stale reports are ignored and on equal ts the later wins", "[index]") {
+TEST_CASE("stale reports are ignored and on equal ts the greater position wins", "[index]") {
   LocationIndex index;
   REQUIRE(index.apply({"a", 10, 10, 1000}) == ApplyOutcome::kInserted);
   REQUIRE(index.apply({"a", 20, 20, 999}) == ApplyOutcome::kStale);
   REQUIRE(index.get("a", 0)->lat == 10);
   REQUIRE(index.apply({"a", 30, 30, 1000}) == ApplyOutcome::kMoved);
   REQUIRE(index.get("a", 0)->lat == 30);
-  REQUIRE(index.nearest({{30, 30}, 1}, 0).hits.at(0).distanceM == 0);
+  // The same ts again: the lesser position loses whichever arrives last, so
+  // replicas given both in either order agree.
+  REQUIRE(index.apply({"a", 20, 40, 1000}) == ApplyOutcome::kStale);
+  REQUIRE(index.apply({"a", 30, 29, 1000}) == ApplyOutcome::kStale);
+  REQUIRE(index.get("a", 0)->lat == 30);
+  REQUIRE(index.apply({"a", 30, 31, 1000}) == ApplyOutcome::kMoved);
+  REQUIRE(index.get("a", 0)->lon == 31);
+  REQUIRE(index.apply({"a", 30, 30, 1000}) == ApplyOutcome::kStale);
+  REQUIRE(index.nearest({{30, 31}, 1}, 0).hits.at(0).distanceM == 0);
   REQUIRE(index.nearest({{10, 10}, 1}, 0).hits.at(0).distanceM > 1e6);  // the old place is empty
 }
 

@@ -179,12 +179,14 @@ Stats statsOf(Reply& reply) {
 // ------------------------------------------------------------- brute force
 
 // The latest report per id, as a unit should hold them (newest ts wins,
-// equal ts: the later arrival).
+// equal ts: the greater position, as supersedes()).
 using Model = std::map<std::string, TestReport>;
 
 void applyToModel(Model& model, const TestReport& r) {
   auto [it, inserted] = model.try_emplace(r.id, r);
-  if (!inserted && r.tsMs >= it->second.tsMs) it->second = r;
+  if (!inserted && supersedes(r.tsMs, geo::toE7(r.lat), geo::toE7(r.lon), it->second.tsMs,
+                              geo::toE7(it->second.lat), geo::toE7(it->second.lon)))
+    it->second = r;
 }
 
 geo::LatLon stored(const TestReport& r) {
@@ -363,7 +365,7 @@ TEST_CASE("UnitService: a batch reports accepted, stale and rejected with reason
   CHECK(stats.reportsRejected == 3);
 }
 
-TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival wins", "[unit]") {
+TEST_CASE("UnitService: the newest ts wins and on equal ts the greater position", "[unit]") {
   Service s;
   const auto latOf = [&](const std::string& id) {
     auto hits = resultOf(*s.get(id)).hits;
@@ -383,15 +385,17 @@ TEST_CASE("UnitService: the newest ts wins and on equal ts the later arrival win
     CHECK(appliedOf(*s.apply({{"d", 12, 20, 2001}})).stale == 0);
     CHECK(latOf("d") == 12);
   }
-  SECTION("an equal ts in a later batch wins") {
+  SECTION("an equal ts with a greater position wins, a lesser one is stale") {
     CHECK(appliedOf(*s.apply({{"d", 13, 20, 2000}})).stale == 0);
     CHECK(latOf("d") == 13);
+    CHECK(appliedOf(*s.apply({{"d", 12, 25, 2000}})).stale == 1);
+    CHECK(latOf("d") == 13);
   }
-  SECTION("within one batch, the later of equal ts wins and older ones are stale") {
+  SECTION("within one batch, the greater of equal ts wins and older ones are stale") {
     auto result =
-        appliedOf(*s.apply({{"d", 14, 20, 3000}, {"d", 15, 20, 3000}, {"d", 16, 20, 2500}}));
+        appliedOf(*s.apply({{"d", 15, 20, 3000}, {"d", 14, 20, 3000}, {"d", 16, 20, 2500}}));
     CHECK(result.accepted == 3);
-    CHECK(result.stale == 1);
+    CHECK(result.stale == 2);
     CHECK(latOf("d") == 15);
   }
   SECTION("ts 0 means unset: the unit stamps its now") {

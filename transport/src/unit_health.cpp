@@ -102,6 +102,10 @@ kj::Promise<void> UnitHealth::probe(Unit& unit) {
       .then([this, &unit]() { return probe(unit); });
 }
 
+bool UnitHealth::up(size_t shard) const {
+  return units_.at(shard)->up.value() > 0;
+}
+
 Readiness UnitHealth::readiness() const {
   Readiness r{true, {}};
   auto units = nlohmann::ordered_json::array();
@@ -168,12 +172,17 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                            const std::vector<std::string>& units,
                            std::vector<const UnitChannel*> data,
                            std::vector<const Listener*> listeners, const std::string& listen,
-                           metrics::Registry& registry)
+                           metrics::Registry& registry, std::function<Readiness()> cluster)
     : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)),
       listeners_(std::move(listeners)) {
   health_.expose(registry);
-  http_ = std::make_unique<HttpEndpoint>(listen, registry, [this] {
+  http_ = std::make_unique<HttpEndpoint>(listen, registry, [this, cluster = std::move(cluster)] {
     Readiness r = health_.readiness();
+    if (cluster) {
+      Readiness c = cluster();
+      r.ready = c.ready;
+      for (auto& [key, value] : c.detail.items()) r.detail[key] = value;
+    }
     auto listening = nlohmann::ordered_json::array();
     for (const Listener* l : listeners_) {
       const bool accepting = l->health().accepting.load();

@@ -31,8 +31,8 @@ inline constexpr kj::Duration kQueryTimeout = 30 * kj::SECONDS;
 // The server's answer to a nearest, within or get query.
 struct Answer {
   QueryResult result;
-  Coverage shards;       // units asked, and those that answered in time
-  bool partial = false;  // some unit did not answer: devices it holds are missing
+  Coverage shards;       // units asked and answered; partitions answered for
+  bool partial = false;  // some partition had no replica answer: its devices are missing
   uint64_t tookUs = 0;   // as the server measured it
 };
 
@@ -40,7 +40,9 @@ struct Answer {
 struct StatsAnswer {
   std::vector<UnitStats> units;
   Coverage shards;
-  bool partial() const { return shards.answered < shards.total; }
+  uint32_t partitions = 0;
+  uint32_t replicas = 1;  // each device is on this many units (0 from an older server: 1)
+  bool partial() const { return shards.partial(); }
 };
 
 // Reads a LocationService result (nearest, within, get).
@@ -48,8 +50,7 @@ template <typename Results>
 Result<Answer> readAnswer(const Results& results) {
   if (results.hasError()) return readError(results.getError());
   auto r = results.getResult();
-  return Answer{readQueryResult(r), Coverage{r.getShards().getTotal(), r.getShards().getAnswered()},
-                r.getPartial(), r.getTookUs()};
+  return Answer{readQueryResult(r), readCoverage(r.getShards()), r.getPartial(), r.getTookUs()};
 }
 
 class QueryClient {

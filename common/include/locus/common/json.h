@@ -11,12 +11,8 @@ namespace locus {
 // {"id","lat","lon","ts"[,"distance_m"][,"speed_mps"][,"heading_deg"][,"accuracy_m"]}
 nlohmann::ordered_json toJson(const Hit& hit);
 
-struct Coverage {
-  uint32_t total = 1;
-  uint32_t answered = 1;
-};
-
-// {"results":[...],"count":N,"partial":B,"shards":{"total":T,"answered":A},"took_us":U}
+// {"results":[...],"count":N,"partial":B,"shards":{"total":T,"answered":A},
+//  ["partitions":{"total":P,"answered":Q},]"took_us":U}
 nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64_t tookUs);
 
 // {"name","devices","reports_applied","reports_stale","reports_rejected","queries_served","memory_bytes"}

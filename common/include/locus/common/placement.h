@@ -20,6 +20,7 @@ namespace locus {
 
 inline constexpr uint32_t kDefaultPartitions = 256;
 inline constexpr uint32_t kMaxPartitions = 65'536;
+inline constexpr uint32_t kMaxReplicas = 8;
 
 // The partition of a device id, in [0, partitions). Stable across releases
 // (XXH3 of the id, as hashId). Precondition: partitions >= 1.

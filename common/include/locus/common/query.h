@@ -88,6 +88,28 @@ struct UnitStats {
   bool durable = false;
   bool writable = true;
   uint64_t logBytes = 0;
+  // Its partitions (SPEC "Replication and durability"): the cluster's
+  // count, those it does not answer for yet (ascending), whether a catch-up
+  // copy runs, the positions copied so far, and how many of notServing that
+  // copy will bring up.
+  uint32_t partitions = 0;
+  std::vector<uint32_t> notServing;
+  bool copying = false;
+  uint64_t copiedDevices = 0;
+  uint32_t catchUpPending = 0;
+};
+
+// How much of the cluster an answer covers: the units asked and those that
+// answered, and the partitions a serving replica answered for. With
+// `partitions` 0 (a peer that predates partitions) units are the measure.
+struct Coverage {
+  uint32_t total = 1;
+  uint32_t answered = 1;
+  uint32_t partitions = 0;
+  uint32_t partitionsAnswered = 0;
+  bool partial() const {
+    return partitions > 0 ? partitionsAnswered < partitions : answered < total;
+  }
 };
 
 // Why a query must be refused, or nothing when it is valid. One line a

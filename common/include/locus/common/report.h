@@ -26,6 +26,20 @@ struct Report {
   float accuracyM = kAbsent;   // NaN = absent
 };
 
+// Whether a report at (tsMs, latE7, lonE7) replaces the stored one at
+// (heldTs, heldLatE7, heldLonE7): a device is a last-writer-wins register
+// ordered by ts, ties broken by the position (the greater latitude, then
+// longitude, wins), so that replicas receiving the same reports in any
+// order, and catch-up merging them, end in the same state (SPEC
+// "Replication and durability"). An equal ts and position replaces (the
+// optional attributes may differ: the later arrival's are kept).
+inline bool supersedes(int64_t tsMs, int32_t latE7, int32_t lonE7, int64_t heldTs,
+                       int32_t heldLatE7, int32_t heldLonE7) {
+  if (tsMs != heldTs) return tsMs > heldTs;
+  if (latE7 != heldLatE7) return latE7 > heldLatE7;
+  return lonE7 >= heldLonE7;
+}
+
 // What became of a batch of reports.
 struct BatchOutcome {
   uint32_t accepted = 0;  // valid reports, stale ones included

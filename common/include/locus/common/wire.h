@@ -92,6 +92,8 @@ BatchOutcome readBatchOutcome(wire::BatchResult::Reader r);
 void writeBatchOutcome(const BatchOutcome& outcome, wire::BatchResult::Builder b);
 
 UnitStats readUnitStats(wire::UnitStats::Reader r);
+Coverage readCoverage(wire::ShardCoverage::Reader r);
+void writeCoverage(const Coverage& coverage, wire::ShardCoverage::Builder b);
 void writeUnitStats(const UnitStats& stats, wire::UnitStats::Builder b);
 
 Error readError(wire::Error::Reader r);

@@ -15,7 +15,9 @@
 
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
+#include "locus/gateway/catch_up.h"
 #include "locus/gateway/router.h"
+#include "locus/transport/http_endpoint.h"
 #include "locus/transport/rpc_listener.h"
 
 namespace locus::transport {
@@ -71,6 +73,9 @@ class Gateway final {
   const std::string& textAddress() const { return textAddress_; }
   // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
   std::string httpAddress() const;
+  // For /readyz: whether every partition has a replica that is up (any
+  // thread: reads the probes' atomic gauges). Precondition: HTTP is on.
+  transport::Readiness partitionsWritable() const;
 
   // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
   // stops accepting and reading, sends every buffered report to its unit
@@ -87,6 +92,7 @@ class Gateway final {
   kj::AsyncIoContext& io_;
   RouterOptions routing_;
   Router router_;
+  std::unique_ptr<CatchUpCoordinator> catchUp_;  // after router_: destroyed before it
   int64_t maxFutureSkewMs_;
   transport::ConnectionLimit limit_;
   std::string refusal_;  // the line a text connection over the limit gets

@@ -1,4 +1,12 @@
-// Routing of validated reports to their units: per shard a buffer, flushed
+// Routing of validated reports to their units. A report belongs to a
+// partition (partitionOf) placed on R replicas (Placement); it is copied to
+// each replica that is not stalled, and its slot needs one stored copy
+// (--acks 1) or every copy sent (--acks all: every replica that is up).
+// A replica skipped because it was stalled, or whose batch failed, is
+// marked behind: it may have missed writes, and the catch-up coordinator
+// makes it copy its partitions again before it serves them.
+//
+// Per unit a buffer, flushed
 // as one `apply` batch when it holds `batchReports` reports or `flushDelayUs`
 // after its first report, with a bounded window of batches in flight per
 // unit and a bound on what waits in the buffers (backpressure).
@@ -29,6 +37,7 @@
 #include <zmq.hpp>
 
 #include "locus/common/metrics.h"
+#include "locus/common/placement.h"
 #include "locus/common/report.h"
 #include "locus/common/report_json.h"
 #include "locus/gateway/acks.h"
@@ -36,7 +45,18 @@
 
 namespace locus::gateway {
 
+// How many replicas must store a report before it is acknowledged.
+enum class AckPolicy {
+  kOne,  // the first replica that stored it
+  kAll,  // every replica it was sent to: those that were up (not stalled)
+};
+std::optional<AckPolicy> parseAckPolicy(std::string_view text);
+const char* toString(AckPolicy policy);
+
 struct RouterOptions {
+  uint32_t partitions = kDefaultPartitions;  // the cluster's (--partitions)
+  uint32_t replicas = 0;                     // 0 = defaultReplicas(units)
+  AckPolicy acks = AckPolicy::kAll;
   size_t batchReports = 1000;          // a shard's buffer is sent once it holds this many
   int64_t flushDelayUs = 1000;         // ... or this long after its first report
   size_t maxInFlightBatches = 8;       // per unit: batches sent and not yet answered
@@ -44,8 +64,12 @@ struct RouterOptions {
   int64_t batchTimeoutMs = 2000;       // a batch unanswered by then fails its reports (they
                                        // may still be applied); a unit silent that long is stalled
 
-  // Why these options cannot work, or nothing.
-  std::optional<std::string> validate() const;
+  // Why these options cannot work for `units` units, or nothing.
+  std::optional<std::string> validate(size_t units) const;
+  // The replica count for `units` units.
+  uint32_t replicasFor(size_t units) const {
+    return replicas != 0 ? replicas : defaultReplicas(static_cast<uint32_t>(units));
+  }
 };
 
 // What the router did so far. Written by the router's thread; any thread
@@ -72,6 +96,7 @@ struct RouterCounters {
   metrics::Counter reportsRejected;        // reports the units refused (should stay 0: we validate)
   metrics::Counter reportsRefusedStalled;  // not acknowledged: their unit was stalled
   metrics::Counter reportsUnsent;          // of those, routed but failed in the buffer
+  metrics::Counter copiesSkipped;          // copies not sent: their replica was stalled
 
   // Names every metric above in `registry`, and the reports waiting in the
   // buffers (routed, not yet sent).
@@ -83,9 +108,9 @@ struct RouterCounters {
 // promise it returned.
 class Router {
  public:
-  // Connects one UnitChannel per unit (shard id = position in `units`).
+  // Connects one UnitChannel per unit (unit number = position in `units`).
   // Throws zmq::error_t on a malformed endpoint. Precondition:
-  // options.validate() passed and `units` is not empty.
+  // options.validate(units.size()) passed and `units` is not empty.
   Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEventPort& eventPort,
          kj::Timer& timer, const std::vector<std::string>& units);
   ~Router();
@@ -93,12 +118,23 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   uint32_t shardCount() const { return static_cast<uint32_t>(shards_.size()); }
+  const Placement& placement() const { return placement_; }
+  // Whether `unit` has left a batch unanswered for batchTimeoutMs, or its
+  // probes say it is down (setDown).
+  bool stalled(uint32_t unit) const { return stalled(*shards_[unit]); }
+  // What the catch-up coordinator's probes found: a unit that is down is
+  // treated as stalled at once, without waiting for a batch to time out.
+  void setDown(uint32_t unit, bool down);
+  // Whether `unit` may have missed writes since the last call (a copy was
+  // skipped or failed), and forgets it.
+  bool takeBehind(uint32_t unit);
   // The channel to each unit, in shard order (for their health).
   std::vector<const transport::UnitChannel*> channels() const;
 
-  // Buffers a copy of `report` for the shard that owns its id; slot `slot`
-  // of `acks` is settled when its unit answers, or at once (failed) when
-  // that unit is stalled. Precondition: admitReport(report) passed.
+  // Buffers a copy of `report` for each replica of its partition that is
+  // not stalled; slot `slot` of `acks` is settled when enough of them
+  // answered (the ack policy), or at once (failed) when every replica is
+  // stalled. Precondition: admitReport(report) passed.
   void add(const Report& report, Acks& acks, uint32_t slot);
 
   // Resolves when every shard's buffer is below maxBufferedReports or its
@@ -143,7 +179,11 @@ class Router {
   // Wakes the waiters when the first shard holding them up turns stalled.
   void armStallCheck();
 
+  // Buffers one copy for `unit`.
+  void buffer(uint32_t unit, const Report& report, Acks& acks, uint32_t slot);
+
   RouterOptions options_;
+  Placement placement_;
   kj::Timer& timer_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> waiters_;  // whenReady() callers

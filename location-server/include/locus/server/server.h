@@ -27,6 +27,7 @@ struct ServerOptions {
   int64_t timeoutMs = 250;              // per-query deadline for the units' answers
   std::string httpListen;               // HOST:PORT for /healthz, /readyz, /metrics; empty = off
   size_t maxConnections = 0;  // client connections open at once; 0 = fd limit less a reserve
+  Replication replication;    // --partitions, --replicas: as on the gateway and units
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;

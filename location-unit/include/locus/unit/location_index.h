@@ -71,7 +71,7 @@ class LocationIndex {
   LocationIndex& operator=(LocationIndex&&) noexcept;
 
   // Stores a report unless the stored position of its device is newer
-  // (greater tsMs; on equal tsMs the later call wins). The one mutation path
+  // (greater tsMs; on equal tsMs the greater position: supersedes()). The one mutation path
   // for live reports and any replay.
   // Precondition: validateReport(report) found nothing.
   ApplyOutcome apply(const Report& report);

@@ -9,10 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "locus/common/metrics.h"
+#include "locus/common/placement.h"
 #include "locus/common/report.h"
 #include "locus/transport/http_endpoint.h"
 #include "locus/unit/location_index.h"
@@ -30,6 +33,11 @@ struct UnitOptions {
   FsyncPolicy fsync = FsyncPolicy::kInterval;
   int64_t fsyncIntervalMs = 10;
   uint64_t snapshotAfterBytes = StorageOptions{}.snapshotAfterBytes;
+  uint32_t partitions = kDefaultPartitions;  // the cluster's (--partitions)
+  // The cluster's replica count (--replicas): with more than one, the unit
+  // starts answering for no partition, until a gateway's catch-up order has
+  // brought each from a live replica (it may have missed writes while down).
+  uint32_t replicas = 1;
 
   // The storage these options ask for, or nothing for a memory-only unit.
   std::optional<StorageOptions> storage() const;
@@ -61,15 +69,58 @@ struct UnitCounters {
   void expose(metrics::Registry& registry, const std::string& unit) const;
 };
 
+// A gateway's order to copy partitions from live replicas (CatchUpRequest).
+struct CatchUpOrder {
+  struct Copy {
+    std::string source;                // a replica's endpoint
+    std::vector<uint32_t> partitions;  // ascending
+  };
+  std::vector<Copy> copies;
+};
+
+// Which partitions a unit answers for. All of them in a cluster without
+// replicas; with replicas none at start, and each once the copies a
+// gateway ordered for it are done. A partition not served is still written
+// (live writes go on during catch-up); queries answer as if the unit held
+// none of its devices, and list it (UnitReply.notServing).
+class PartitionStates {
+ public:
+  PartitionStates(uint32_t partitions, bool serving);
+
+  uint32_t partitions() const { return static_cast<uint32_t>(serving_.size()); }
+  bool serving(uint32_t p) const { return serving_[p]; }
+  bool allServing() const { return notServing_ == 0; }
+  std::vector<uint32_t> notServing() const;
+
+  // Takes an order: its partitions (and `wait`) stop serving, each until
+  // every copy that names it is done. Cancels what an earlier order left
+  // running (its partitions stay unserved until an order names them again).
+  void order(const CatchUpOrder& order, const std::vector<uint32_t>& wait);
+  // One copy of `partitions` finished; ok = every page was applied.
+  void copied(const std::vector<uint32_t>& partitions, bool ok);
+  // Partitions a running copy will bring up.
+  uint32_t pending() const { return pending_; }
+
+ private:
+  void set(uint32_t p, bool serving);
+
+  std::vector<bool> serving_;        // by partition
+  std::vector<uint16_t> copiesDue_;  // by partition: copies not finished yet
+  uint32_t notServing_ = 0;
+  uint32_t pending_ = 0;  // partitions with copiesDue_ > 0
+};
+
 class UnitService {
  public:
   // Reports are admitted (admitReport) at the unit's clock with
   // `maxFutureSkewMs`. With `storage`, what its data dir holds is recovered
   // first (it throws std::runtime_error if the dir cannot be used), and
   // every batch is logged before it is applied and answered.
+  // `partitions` and `replicas` as UnitOptions'.
   UnitService(std::string name, IndexOptions options,
               int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs,
-              std::optional<StorageOptions> storage = std::nullopt);
+              std::optional<StorageOptions> storage = std::nullopt,
+              uint32_t partitions = kDefaultPartitions, uint32_t replicas = 1);
 
   // Executes one request frame and returns the reply frame (a UnitReply).
   // Never throws: an unreadable request gets a typed error reply and changes
@@ -93,6 +144,18 @@ class UnitService {
   // The error reply to a message that is not a request envelope at all
   // (`frames` frames after the peer's identity).
   zmq::message_t refuseEnvelope(size_t frames);
+
+  // The catch-up order the last handle() took, for the server to run.
+  std::optional<CatchUpOrder> takeCatchUpOrder();
+  // Stores a page copied from a replica, as an apply batch would (logged
+  // first, the newest ts wins); the storage's error, or nothing.
+  std::optional<std::string> applyCopied(std::span<const Report> reports, int64_t nowMs);
+  // One copy of an order finished (ok: every page applied).
+  void copyDone(const std::vector<uint32_t>& partitions, bool ok, uint64_t devices);
+  const PartitionStates& partitionStates() const { return states_; }
+  // What a dump cursor is a position in: changes with every restart and
+  // every removal (DumpPage.epoch).
+  uint64_t dumpEpoch() const;
 
   // Background work (TTL sweeps), in small slices; call often.
   void tick(int64_t nowMs);
@@ -124,6 +187,11 @@ class UnitService {
   LocationIndex index_;
   std::unique_ptr<Storage> storage_;  // null: memory-only
   std::optional<uint64_t> appendedRequest_;
+  PartitionStates states_;
+  std::optional<CatchUpOrder> order_;  // taken by handle(), not yet started
+  uint64_t copiedDevices_ = 0;
+  uint64_t startNonce_;    // random per start, for dumpEpoch()
+  uint64_t removals_ = 0;  // devices expired since start
   UnitCounters counters_;
   std::chrono::steady_clock::time_point lastWarning_{};
   std::chrono::steady_clock::time_point lastDump_{};  // the last dump page read
@@ -135,6 +203,9 @@ class UnitServer {
   // Throws zmq::error_t when the endpoint cannot be bound (bad address,
   // address in use), std::runtime_error when the HTTP address cannot.
   UnitServer(zmq::context_t& context, const UnitOptions& options);
+  ~UnitServer();
+  UnitServer(const UnitServer&) = delete;
+  UnitServer& operator=(const UnitServer&) = delete;
 
   // The endpoint actually bound (with the port chosen for port 0).
   const std::string& endpoint() const { return endpoint_; }
@@ -152,10 +223,12 @@ class UnitServer {
   // Answers up to `max` requests waiting on the socket; how many it did.
   size_t serveQueued(size_t max);
 
+  class Copier;
   zmq::socket_t socket_;
   std::string endpoint_;
   UnitService service_;
   std::atomic<bool> serving_{false};  // run() is taking requests: /readyz
+  std::unique_ptr<Copier> copier_;    // runs catch-up orders
   metrics::Registry registry_;
   std::unique_ptr<transport::HttpEndpoint> http_;  // declared last: stops before what it reads
 };

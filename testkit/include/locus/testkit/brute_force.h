@@ -21,12 +21,15 @@ class BruteForce {
  public:
   explicit BruteForce(int64_t ttlMs = 0) : ttlMs_(ttlMs) {}
 
-  // Same rule as the index: the newest tsMs wins, equal tsMs the later call.
+  // Same rule as the index (supersedes): the newest tsMs wins, an equal
+  // tsMs the greater position.
   void apply(const Report& r) {
     auto [it, inserted] = where_.try_emplace(std::string(r.id), devices_.size());
     if (inserted) devices_.emplace_back();
     Hit& h = devices_[it->second];
-    if (!inserted && r.tsMs < h.tsMs) return;
+    if (!inserted && !supersedes(r.tsMs, geo::toE7(r.lat), geo::toE7(r.lon), h.tsMs,
+                                 geo::toE7(h.lat), geo::toE7(h.lon)))
+      return;
     h.id = std::string(r.id);
     h.lat = geo::quantize(r.lat);
     h.lon = geo::quantize(r.lon);

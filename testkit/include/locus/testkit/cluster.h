@@ -113,11 +113,14 @@ struct RunningUnit {
 };
 
 struct RunningServer {
+  // `args` adds flags, e.g. {"--replicas", "1"}.
   RunningServer(const std::vector<std::string>& units, int64_t timeoutMs,
-                const std::string& listen = "127.0.0.1:0", Http http = Http::kOff)
+                const std::string& listen = "127.0.0.1:0", Http http = Http::kOff,
+                const std::vector<std::string>& args = {})
       : process(binary("locus-server"),
-                withHttp({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen", listen,
-                          "--timeout-ms", std::to_string(timeoutMs)},
+                withHttp(withArgs({"--units", fmt::format("{}", fmt::join(units, ",")), "--listen",
+                                   listen, "--timeout-ms", std::to_string(timeoutMs)},
+                                  args),
                          http)) {
     address = boundAddress(process, kServerListening, "locus-server");
     httpAddress = httpAddressOf(process, http);
@@ -214,8 +217,10 @@ struct Answer {
   std::optional<Error> error;
   QueryResult result;
   bool partial = false;
-  uint32_t total = 0;
-  uint32_t answered = 0;
+  uint32_t total = 0;     // units asked
+  uint32_t answered = 0;  // ... and those that answered
+  uint32_t partitions = 0;
+  uint32_t partitionsAnswered = 0;
 };
 
 inline Answer flatten(const Result<client::Answer>& r) {
@@ -228,6 +233,8 @@ inline Answer flatten(const Result<client::Answer>& r) {
   a.partial = r->partial;
   a.total = r->shards.total;
   a.answered = r->shards.answered;
+  a.partitions = r->shards.partitions;
+  a.partitionsAnswered = r->shards.partitionsAnswered;
   return a;
 }
 

@@ -17,11 +17,12 @@
 namespace locus::testkit {
 
 // A UnitServer on inproc://NAME (or on `listen`) served by a thread of its
-// own.
+// own; with `replicas` > 1 it serves no partition until it caught up.
 class InprocUnit {
  public:
-  InprocUnit(zmq::context_t& context, const std::string& name, const std::string& listen = "")
-      : stop_(eventfd(0, EFD_CLOEXEC)), server_(context, optionsFor(name, listen)) {
+  InprocUnit(zmq::context_t& context, const std::string& name, const std::string& listen = "",
+             uint32_t replicas = 1)
+      : stop_(eventfd(0, EFD_CLOEXEC)), server_(context, optionsFor(name, listen, replicas)) {
     REQUIRE(stop_ >= 0);
     thread_ = std::thread([this] { server_.run(stop_); });
   }
@@ -34,8 +35,10 @@ class InprocUnit {
   const std::string& endpoint() const { return server_.endpoint(); }
 
  private:
-  static unit::UnitOptions optionsFor(const std::string& name, const std::string& listen) {
+  static unit::UnitOptions optionsFor(const std::string& name, const std::string& listen,
+                                      uint32_t replicas) {
     unit::UnitOptions options;
+    options.replicas = replicas;
     options.listen = listen.empty() ? "inproc://" + name : listen;
     options.name = name;
     return options;

@@ -10,6 +10,7 @@
 #include <kj/timer.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,8 @@ class UnitHealth {
 
   // Ready when every unit is up; the detail lists each unit.
   Readiness readiness() const;
+  // Whether unit `shard` answered its latest probe (any thread).
+  bool up(size_t shard) const;
   // locus_unit_up and locus_unit_reported_devices, labelled by shard and
   // endpoint; with data channels, locus_unit_channel_answering and
   // locus_unit_channel_resets_total.
@@ -69,13 +72,18 @@ class FrontEndHttp {
   // Throws std::runtime_error when `listen` cannot be bound, zmq::error_t
   // on a malformed unit endpoint. `registry`, the `data` channels (see
   // UnitHealth) and the `listeners` must outlive this object.
+  // With `cluster` (the server with replicas), /readyz asks it whether the
+  // cluster can answer instead of requiring every unit up: one unit down
+  // costs nothing while a replica serves each of its partitions. It is
+  // called on the endpoint's threads.
   FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
                std::vector<const Listener*> listeners, const std::string& listen,
-               metrics::Registry& registry);
+               metrics::Registry& registry, std::function<Readiness()> cluster = {});
 
   // Not ready from now on (a stop was asked for).
   void stopping() { stopping_ = true; }
+  const UnitHealth& health() const { return health_; }
   const std::string& address() const { return http_->address(); }
 
  private:
