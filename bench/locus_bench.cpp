@@ -83,11 +83,13 @@ int main(int argc, char** argv) {
     std::unique_ptr<locus::testkit::SpawnedCluster> cluster;
     std::string gateway = o.gateway, server = o.server;
     if (o.spawnUnits > 0) {
-      cluster = std::make_unique<locus::testkit::SpawnedCluster>(o.spawnUnits);
+      cluster = std::make_unique<locus::testkit::SpawnedCluster>(
+          o.spawnUnits, locus::testkit::Http::kOff, 250, o.replicas);
       gateway = cluster->gateway->rpcAddress;
       server = cluster->server->address;
-      std::cerr << "locus-bench: started " << o.spawnUnits << " units, gateway " << gateway
-                << ", server " << server << "\n";
+      std::cerr << "locus-bench: started " << o.spawnUnits << " units ("
+                << (o.replicas != 0 ? o.replicas : (o.spawnUnits >= 2 ? 2 : 1))
+                << " replicas), gateway " << gateway << ", server " << server << "\n";
     }
     std::unique_ptr<Backend> backend =
         o.redis.empty() ? makeLocusBackend(gateway, server, cluster.get(), deadline)

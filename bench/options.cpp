@@ -18,6 +18,8 @@ std::optional<OpenLoopRate> parseOpenLoopRate(const std::string& text) {
 
 std::optional<std::string> Options::validate() const {
   if (spawnUnits < 0 || spawnUnits > 64) return "--spawn-units must be in [0, 64]";
+  if (replicas > 0 && (spawnUnits == 0 || replicas > static_cast<uint32_t>(spawnUnits)))
+    return "--replicas needs --spawn-units N with N >= the replica count";
   if (!redis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty()))
     return "--redis measures Redis GEO: drop --spawn-units, --gateway and --server";
   if (redis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
@@ -53,6 +55,8 @@ void addFlags(CLI::App& app, Options& o) {
           "HOST:PORT of a scratch redis-server: run the same workload against Redis GEO "
           "(deletes the key " +
               std::string(bench::kRedisKey) + ")");
+  addFlag(app, "--replicas", o.replicas,
+          "with --spawn-units: units each partition lives on (0 = 2 from two units on)");
   addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
   addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");

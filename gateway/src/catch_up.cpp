@@ -71,36 +71,43 @@ kj::Promise<void> CatchUpCoordinator::round() {
     Unit* u = unit.get();
     probes.add(u->channel.call(message, next).then([this, u](transport::UnitCallResult&& reply) {
       auto root = transport::replyOf(reply, u->channel.endpoint());
-      const bool wasUp = u->up;
-      u->up = false;
-      // Two misses in a row make it down for the router: one may be a
-      // burst of batches ahead of the probe.
-      if (++u->missed >= kMissesDown) router_.setDown(u->index, true);
-      if (!root || !root->isAnswers() || root->getAnswers().size() != 1 ||
-          !root->getAnswers()[0].isStats())
-        return;
+      bool answered = false;
       try {
-        auto stats = root->getAnswers()[0].getStats();
-        u->notServing.clear();
-        for (uint32_t p : stats.getNotServing()) u->notServing.push_back(p);
-        u->copying = stats.getCopying();
-        u->notServingGauge.set(static_cast<double>(u->notServing.size()));
-        // A new incarnation: it restarted without its data, whatever it says.
-        if (u->incarnation != 0 && u->incarnation != stats.getIncarnation()) u->behind = true;
-        u->incarnation = stats.getIncarnation();
-        u->up = true;
+        if (root && root->isAnswers() && root->getAnswers().size() == 1 &&
+            root->getAnswers()[0].isStats()) {
+          auto stats = root->getAnswers()[0].getStats();
+          u->notServing.clear();
+          for (uint32_t p : stats.getNotServing()) u->notServing.push_back(p);
+          u->copying = stats.getCopying();
+          u->notServingGauge.set(static_cast<double>(u->notServing.size()));
+          // A new incarnation: it restarted without its data, whatever it says.
+          if (u->incarnation != 0 && u->incarnation != stats.getIncarnation()) u->behind = true;
+          u->incarnation = stats.getIncarnation();
+          answered = true;
+        }
+      } catch (const kj::Exception&) {
+        // Malformed: counted as not answered.
+      }
+      u->up = answered;
+      if (answered) {
         u->missed = 0;
         router_.setDown(u->index, false);
-        (void)wasUp;
-      } catch (const kj::Exception&) {
-        // Malformed: counted as not up.
+      } else if (++u->missed >= kMissesDown) {
+        // Two misses in a row: one may be a burst of batches ahead of it.
+        router_.setDown(u->index, true);
       }
     }));
   }
-  return kj::joinPromises(probes.finish()).then([this, next]() {
-    for (uint32_t u = 0; u < units_.size(); ++u) decide(u);
-    return timer_.atTime(next).then([this]() { return round(); });
-  });
+  return kj::joinPromises(probes.finish())
+      .then([this]() {
+        for (uint32_t u = 0; u < units_.size(); ++u) decide(u);
+      })
+      .catch_([](kj::Exception&& e) {
+        // One bad round must not end coordination: the next one retries.
+        spdlog::error("catch-up round failed: {}", e.getDescription().cStr());
+      })
+      .then([this, next]() { return timer_.atTime(next); })
+      .then([this]() { return round(); });
 }
 
 void CatchUpCoordinator::decide(uint32_t index) {
@@ -113,7 +120,7 @@ void CatchUpCoordinator::decide(uint32_t index) {
     spdlog::warn("unit {} ({}) may have missed writes: it copies its {} partitions again", index,
                  unit.channel.endpoint(), held.size());
     unit.behind = false;
-    order(index, held);
+    order(index, held, /*behind=*/true);
     return;
   }
   if (unit.notServing.empty() || unit.copying) return;
@@ -121,10 +128,11 @@ void CatchUpCoordinator::decide(uint32_t index) {
   std::vector<uint32_t> missing;
   std::set_intersection(held.begin(), held.end(), unit.notServing.begin(), unit.notServing.end(),
                         std::back_inserter(missing));
-  if (!missing.empty()) order(index, missing);
+  if (!missing.empty()) order(index, missing, /*behind=*/false);
 }
 
-void CatchUpCoordinator::order(uint32_t index, const std::vector<uint32_t>& partitions) {
+void CatchUpCoordinator::order(uint32_t index, const std::vector<uint32_t>& partitions,
+                               bool behind) {
   Unit& unit = *units_[index];
   const Placement& placement = router_.placement();
   std::map<uint32_t, std::vector<uint32_t>> bySource;
@@ -136,8 +144,11 @@ void CatchUpCoordinator::order(uint32_t index, const std::vector<uint32_t>& part
       bySource[replica].push_back(p);
       sourced = true;
     }
-    if (!sourced) wait.push_back(p);
+    // No other replica up: a unit that serves it keeps serving it (it holds
+    // the best copy there is); one that does not waits for a source.
+    if (!sourced && !behind) wait.push_back(p);
   }
+  if (bySource.empty() && wait.empty()) return;
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<wire::UnitRequest>().initCatchUp();
   request.setPartitions(placement.partitions());
@@ -161,7 +172,12 @@ void CatchUpCoordinator::order(uint32_t index, const std::vector<uint32_t>& part
   // those partitions unserved).
   const kj::TimePoint deadline = timer_.now() + interval_;
   auto sent = unit.channel.call(message, deadline);
-  tasks_.add(sent.ignoreResult());
+  Unit* u = &unit;
+  tasks_.add(sent.then([u, behind](transport::UnitCallResult&& reply) {
+    // An order for missed writes that did not arrive is sent again: the
+    // unit still serves, so nothing else would bring it back.
+    if (behind && !reply) u->behind = true;
+  }));
 }
 
 }  // namespace locus::gateway

@@ -90,6 +90,7 @@ struct Router::Shard {
   bool stallLogged = false;
   bool behind = false;                     // may have missed writes since takeBehind()
   bool down = false;                       // its probes go unanswered (setDown)
+  bool mustStop = false;                   // behind, and not yet told to stop serving
   std::map<uint64_t, size_t> unconfirmed;  // request id → reports, for late answers
   uint64_t lostSinceLog = 0;               // batches lost since the last log line
   kj::TimePoint lastLossLog = kj::origin<kj::TimePoint>();
@@ -125,6 +126,7 @@ Router::Router(const RouterOptions& options, zmq::context_t& context, kj::UnixEv
         spdlog::info("unit {} ({}) answers again", s->index, s->channel->endpoint());
         s->stallLogged = false;
       }
+      stopIfBehind(*s);
       auto it = s->unconfirmed.find(id);
       if (it == s->unconfirmed.end()) return;
       if (reply.isApplied()) {
@@ -196,6 +198,9 @@ void Router::setDown(uint32_t unit, bool down) {
     if (!closing_) refuseBuffered(shard);
   } else {
     spdlog::info("unit {} ({}) answers its probes again", unit, shard.channel->endpoint());
+    // Alive: a batch it lost while down will never be answered.
+    shard.unansweredSince = nullptr;
+    stopIfBehind(shard);
     pump(unit);
   }
   notifyIfReady();
@@ -207,6 +212,44 @@ bool Router::stalled(const Shard& shard) const {
     return timer_.now() - *since >= options_.batchTimeoutMs * kj::MILLISECONDS;
   }
   return false;
+}
+
+void Router::markBehind(Shard& shard) {
+  shard.behind = true;
+  if (placement_.replicas() > 1) shard.mustStop = true;
+}
+
+void Router::stopIfBehind(Shard& shard) {
+  if (!shard.mustStop || stalled(shard) || closing_) return;
+  shard.mustStop = false;
+  // It may serve what it missed: first of all, before any new batch, it
+  // stops serving every partition another replica can answer for; the
+  // catch-up coordinator then orders the copies. (Those with no other
+  // replica up: it holds the best copy there is.)
+  std::vector<uint32_t> stop;
+  for (uint32_t p : placement_.partitionsOf(shard.index)) {
+    for (uint32_t replica : placement_.replicasOf(p)) {
+      if (replica != shard.index && !stalled(*shards_[replica])) {
+        stop.push_back(p);
+        break;
+      }
+    }
+  }
+  if (stop.empty()) return;
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + stop.size() / 2));
+  auto request = message.initRoot<wire::UnitRequest>().initCatchUp();
+  request.setPartitions(placement_.partitions());
+  auto wait = request.initWait(static_cast<unsigned>(stop.size()));
+  for (size_t i = 0; i < stop.size(); ++i) wait.set(static_cast<unsigned>(i), stop[i]);
+  spdlog::info(
+      "unit {} ({}) answers again after missing writes: it stops serving {} partitions "
+      "until it caught up",
+      shard.index, shard.channel->endpoint(), stop.size());
+  const kj::TimePoint deadline = timer_.now() + options_.batchTimeoutMs * kj::MILLISECONDS;
+  Shard* s = &shard;
+  tasks_->add(shard.channel->call(message, deadline).then([s](transport::UnitCallResult&& reply) {
+    if (!reply) s->mustStop = true;  // told again at its next answer
+  }));
 }
 
 bool Router::takeBehind(uint32_t unit) {
@@ -226,7 +269,7 @@ void Router::add(const Report& report, Acks& acks, uint32_t slot) {
       if (copies < targets.size()) targets[copies++] = unit;
       continue;
     }
-    shard.behind = true;
+    markBehind(shard);
     ++counters_.copiesSkipped;
     if (!shard.stallLogged) {
       spdlog::warn(
@@ -281,7 +324,7 @@ std::string Router::stalledReason(const Shard& shard) const {
 void Router::refuseBuffered(Shard& shard) {
   if (shard.buffer.empty()) return;
   const std::string why = stalledReason(shard);
-  shard.behind = true;
+  markBehind(shard);
   for (Entry& e : shard.buffer) e.acks->failed(e.slot, why, /*retry=*/true);
   counters_.reportsRefusedStalled += shard.buffer.size();
   counters_.reportsUnsent += shard.buffer.size();
@@ -374,7 +417,7 @@ void Router::answered(uint32_t index, uint64_t requestId, std::vector<Entry>& en
   }
   // A copy that may not have been stored: the unit catches up before it
   // serves this partition again.
-  if (count > 0 && (unconfirmed || !lost.empty())) s.behind = true;
+  if (count > 0 && (unconfirmed || !lost.empty())) markBehind(s);
   if (count > 0 && unconfirmed) {
     ++counters_.batchesUnanswered;
     counters_.reportsUnconfirmed += count;
@@ -410,6 +453,7 @@ void Router::answered(uint32_t index, uint64_t requestId, std::vector<Entry>& en
   }
   // Stalled now: what waits for it would only wait a deadline more each.
   if (stalled(s) && !closing_) refuseBuffered(s);
+  stopIfBehind(s);
   pump(index);
   notifyIfReady();
 }

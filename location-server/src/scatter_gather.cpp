@@ -157,8 +157,12 @@ kj::Promise<void> ScatterGather::probe(Unit& unit) {
         }
         unit.seen = unit.seen || answered;
         refreshReadiness();
-        return timer_.atTime(next);
       })
+      .catch_([&unit](kj::Exception&& e) {
+        // One bad probe must not end the loop: the next one asks again.
+        spdlog::error("probe of unit {} failed: {}", unit.index, e.getDescription().cStr());
+      })
+      .then([this, next]() { return timer_.atTime(next); })
       .then([this, &unit]() { return probe(unit); });
 }
 
@@ -321,21 +325,32 @@ void ScatterGather::received(Gather& g, size_t index, transport::UnitCallResult&
   bool answered = false;
   try {
     if (root && root->isAnswers() && root->getAnswers().size() == g.batch.size()) {
+      // Read whole before anything counts: a reply malformed halfway
+      // must not leave parts behind that another replica answers again.
       const auto notServing = root->getNotServing();
+      uint32_t covered = 0;
+      for (uint32_t p : call.partitions) {
+        covered += notServing.size() == 0 || !holds(notServing, p) ? 1 : 0;
+      }
+      const auto answers = root->getAnswers();
+      std::vector<Parts> mine(g.batch.size());
+      for (size_t i = 0; i < g.batch.size(); ++i) {
+        if (!collect(resultIn(answers[static_cast<unsigned>(i)]), mine[i], kindOf(g.batch[i].query),
+                     call.unit))
+          mine[i].lostPartitions = covered;
+      }
       for (uint32_t p : notServing) {
         if (p < unit.serving.size()) unit.serving[p] = false;
       }
-      uint32_t covered = 0;
       for (uint32_t p : call.partitions) {
         const bool serves = notServing.size() == 0 || !holds(notServing, p);
         g.state[p] = serves ? Gather::kCovered : Gather::kOpen;
-        covered += serves ? 1 : 0;
       }
-      const auto answers = root->getAnswers();
       for (size_t i = 0; i < g.batch.size(); ++i) {
-        if (!collect(resultIn(answers[static_cast<unsigned>(i)]), g.parts[i],
-                     kindOf(g.batch[i].query), call.unit))
-          g.parts[i].lostPartitions += covered;
+        Parts& into = g.parts[i];
+        for (auto& r : mine[i].results) into.results.push_back(std::move(r));
+        if (!into.refused && mine[i].refused) into.refused = std::move(mine[i].refused);
+        into.lostPartitions += mine[i].lostPartitions;
       }
       answered = true;
       g.answered[call.unit] = true;
@@ -362,35 +377,45 @@ void ScatterGather::received(Gather& g, size_t index, transport::UnitCallResult&
   }
 }
 
-void ScatterGather::abandon(Gather& g) {
+void ScatterGather::abandon(Gather& g, bool replaceableOnly) {
   for (Gather::Call& call : g.calls) {
     if (!call.live) continue;
+    if (replaceableOnly) {
+      // At the hedge: only a call every partition of which has another
+      // replica to ask; the others may still answer in the second half.
+      bool replaceable = true;
+      for (uint32_t p : call.partitions)
+        replaceable = replaceable && nextReplica(p, g.tried[p]) >= 0;
+      if (!replaceable) continue;
+    }
     call.live = false;
     --g.outstanding;
     for (uint32_t p : call.partitions) g.state[p] = Gather::kOpen;
     markDown(*units_[call.unit], "missed a query's deadline");
   }
-  g.roundDone = nullptr;
+  if (g.outstanding == 0) g.roundDone = nullptr;
 }
 
 kj::Promise<void> ScatterGather::rounds(Gather& g, kj::TimePoint deadline, bool first) {
-  if (!assign(g)) return kj::READY_NOW;
+  assign(g);
+  if (g.outstanding == 0) return kj::READY_NOW;  // nothing sent, nothing left to wait for
   kj::TimePoint until = deadline;
   if (first && placement_.replicas() > 1) {
     // The hedge: half the deadline for the chosen replicas, half for the next.
     until = std::min(deadline, timer_.now() + timeoutMs_ * kj::MILLISECONDS / 2);
   }
-  kj::Promise<void> wait = kj::READY_NOW;
-  if (g.outstanding > 0) {
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    g.roundDone = kj::mv(paf.fulfiller);
-    wait = paf.promise.exclusiveJoin(timer_.atTime(until));
-  }
-  return wait.then([this, &g, deadline]() -> kj::Promise<void> {
-    abandon(g);
-    if (timer_.now() >= deadline) return kj::READY_NOW;
-    return rounds(g, deadline, false);
-  });
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  g.roundDone = kj::mv(paf.fulfiller);
+  return paf.promise.exclusiveJoin(timer_.atTime(until))
+      .then([this, &g, deadline]() -> kj::Promise<void> {
+        g.roundDone = nullptr;
+        if (timer_.now() >= deadline) {
+          abandon(g, /*replaceableOnly=*/false);
+          return kj::READY_NOW;
+        }
+        abandon(g, /*replaceableOnly=*/true);
+        return rounds(g, deadline, false);
+      });
 }
 
 void ScatterGather::taskFailed(kj::Exception&& exception) {

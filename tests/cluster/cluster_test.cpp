@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "locus/client/ingest_client.h"
@@ -23,6 +24,8 @@
 #include "locus/testkit/compare.h"
 #include "locus/testkit/http.h"
 #include "locus/testkit/line_client.h"
+#include "locus/testkit/placement.h"
+#include "locus/transport/unit_client.h"
 
 namespace locus {
 namespace {
@@ -224,6 +227,70 @@ TEST_CASE("a unit killed with SIGKILL costs nothing with two replicas", "[cluste
     } while (reply != R"({"ok":true})" && std::chrono::steady_clock::now() < giveUp);
     CHECK(reply == R"({"ok":true})");
   }
+}
+
+TEST_CASE("a replica that missed writes while stopped never answers for them stale",
+          "[cluster][e2e][replicas]") {
+  FullCluster cluster;  // two replicas
+  std::mt19937_64 rng(31);
+  std::vector<std::string> ids;
+  const std::vector<Report> first = worldReports(rng, 2'000, ids);
+  ingestBothWays(cluster, first);
+  BruteForce model;
+  for (const auto& r : first) model.apply(r);
+  Rpc rpc(cluster.server->address);
+  awaitVisible(rpc, model);
+
+  // While unit 0 sleeps, new devices are acknowledged by their other
+  // replicas alone (each line resent until it gets its ok).
+  cluster.units[0].process.signal(SIGSTOP);
+  LineClient text(cluster.gateway->textAddress);
+  std::vector<std::string> fresh;
+  for (int i = 0; i < 100; ++i) {
+    fresh.push_back("fresh-" + std::to_string(i));
+    const Report r{.id = fresh.back(), .lat = 31.2, .lon = 121.4 + i * 1e-4, .tsMs = kTsMs + i};
+    const auto giveUp = std::chrono::steady_clock::now() + kWait;
+    std::string reply;
+    do {
+      reply = text.exchange({reportToJsonLine(r)}).at(0);
+    } while (reply != R"({"ok":true})" && std::chrono::steady_clock::now() < giveUp);
+    REQUIRE(reply == R"({"ok":true})");
+    model.apply(r);
+  }
+  // From the moment it runs again, no answer may lack them: it serves its
+  // partitions again only once it copied what it missed.
+  cluster.units[0].process.signal(SIGCONT);
+  const AreaQuery everything{geo::Box{-90, -180, 90, 180}, 0, /*countOnly=*/true};
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  int rounds = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    const Answer counted = rpc.within(everything);
+    REQUIRE_FALSE(counted.error);
+    if (!counted.partial) REQUIRE(counted.result.count == model.size());
+    const std::string& id = fresh[static_cast<size_t>(rounds) % fresh.size()];
+    const Answer found = rpc.get(id);
+    INFO(id << ": " << (found.error ? found.error->message : "found"));
+    REQUIRE_FALSE(found.error);
+    ++rounds;
+  }
+  CHECK(rounds > 10);
+  // And once caught up, unit 0 holds them itself.
+  zmq::context_t context;
+  transport::UnitClient unit0(context, cluster.endpoints[0], kWait);
+  const auto giveUp = std::chrono::steady_clock::now() + 10s;
+  size_t held = 0;
+  while (std::chrono::steady_clock::now() < giveUp) {
+    auto stats = unit0.stats();
+    if (stats && stats->notServing.empty()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  for (const auto& id : fresh) {
+    if (ownerOf(id, kUnits) != 0 && unitsHolding(id, kUnits)[1] != 0) continue;
+    auto hit = unit0.get(id);
+    held += hit ? 1 : 0;
+    CHECK(hit);
+  }
+  CHECK(held > 0);
 }
 
 TEST_CASE("every role serves health, readiness and metrics that follow the cluster",

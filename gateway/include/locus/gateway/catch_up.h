@@ -12,8 +12,9 @@
 //     those partitions, at most once per kReorderAfter.
 // Each partition is copied from every other replica that is up and not
 // stalled (a copy from each, merged by the newest-ts rule, holds every
-// report any of them acknowledged); one with no such replica waits, and a
-// later order brings it a source. A replica that is itself catching up is
+// report any of them acknowledged). One with no such replica waits for a
+// later order that brings it a source, unless the unit serves it: then it
+// holds the best copy there is and keeps serving. A replica that is itself catching up is
 // a valid source: what it holds, merged, is what was stored.
 //
 // The probes also tell the router which units are down (kMissesDown in a
@@ -67,7 +68,9 @@ class CatchUpCoordinator final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> round();
   // Orders what `unit` must copy now, if anything.
   void decide(uint32_t unit);
-  void order(uint32_t unit, const std::vector<uint32_t>& partitions);
+  // `behind`: for missed writes (a partition with no other replica up then
+  // keeps serving rather than waits).
+  void order(uint32_t unit, const std::vector<uint32_t>& partitions, bool behind);
   void taskFailed(kj::Exception&& exception) override;
 
   kj::Timer& timer_;

@@ -179,6 +179,11 @@ class Router {
   // Wakes the waiters when the first shard holding them up turns stalled.
   void armStallCheck();
 
+  // Marks a unit that may have missed writes (a copy skipped or failed).
+  void markBehind(Shard& shard);
+  // Tells a unit that is behind and answers again to stop serving, if it
+  // was not told yet.
+  void stopIfBehind(Shard& shard);
   // Buffers one copy for `unit`.
   void buffer(uint32_t unit, const Report& report, Acks& acks, uint32_t slot);
 

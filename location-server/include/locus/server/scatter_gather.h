@@ -138,12 +138,14 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // round, with replicas), gives up on the silent, and repeats while time
   // and replicas are left.
   kj::Promise<void> rounds(Gather& gather, kj::TimePoint deadline, bool first);
-  // Sends a round; false when no open partition has a replica left to ask.
+  // Sends a round to the next replica of every open partition; false when
+  // none has a replica left to ask.
   bool assign(Gather& gather);
   void received(Gather& gather, size_t call, transport::UnitCallResult& reply);
-  // Forgets the calls still waiting: their units are down, their
-  // partitions open again.
-  void abandon(Gather& gather);
+  // Forgets the calls still waiting (with `replaceableOnly`, those whose
+  // every partition has another replica to ask): their units are down,
+  // their partitions open again.
+  void abandon(Gather& gather, bool replaceableOnly);
   // The replica to ask next for `partition` (from its `tried` first), or
   // none: the index into replicasOf, or -1.
   int nextReplica(uint32_t partition, uint8_t tried) const;

@@ -154,11 +154,16 @@ struct RunningGateway {
 // Everything a user starts, in the order a user would start it: `units`
 // units, a gateway and a server in front of them.
 struct SpawnedCluster {
-  explicit SpawnedCluster(size_t unitCount, Http http = Http::kOff, int64_t timeoutMs = 250) {
-    for (size_t i = 0; i < unitCount; ++i) units.emplace_back(http);
+  // `replicas` 0: the cluster's default (2 from two units on).
+  explicit SpawnedCluster(size_t unitCount, Http http = Http::kOff, int64_t timeoutMs = 250,
+                          uint32_t replicas = 0) {
+    const uint32_t r = replicas != 0 ? replicas : (unitCount >= 2 ? 2 : 1);
+    const std::vector<std::string> args{"--replicas", std::to_string(r)};
+    for (size_t i = 0; i < unitCount; ++i) units.emplace_back(http, args);
     for (const auto& u : units) endpoints.push_back(u.endpoint);
-    gateway = std::make_unique<RunningGateway>(endpoints, std::vector<std::string>{}, http);
-    server = std::make_unique<RunningServer>(endpoints, timeoutMs, "127.0.0.1:0", http);
+    gateway = std::make_unique<RunningGateway>(
+        endpoints, std::vector<std::string>{"LOCUS_REPLICAS=" + std::to_string(r)}, http);
+    server = std::make_unique<RunningServer>(endpoints, timeoutMs, "127.0.0.1:0", http, args);
   }
   uint64_t unitsRssBytes() const {
     uint64_t total = 0;
