@@ -7,7 +7,10 @@
 #
 # Defaults are the SPEC's: 1,000,000 devices, 2,000,000 updates, 100,000
 # queries, 4 connections. LOCUS_BIN (default: build/bin next to this script)
-# points at the binaries; LOCUS_UNITS (default 4) sets the Locus shard count.
+# points at the binaries; LOCUS_UNITS (default 4) sets the Locus shard count,
+# LOCUS_REPLICAS (default 2, the cluster's default) its replica count, and
+# LOCUS_ALSO_REPLICAS (e.g. 1) adds a second Locus run with that many
+# replicas, shown side by side with the ratio between the two.
 # Needs redis-server and python3 (scripts/install-deps.sh). Exits non-zero if
 # either run fails; redis-server is stopped on every exit.
 #
@@ -19,6 +22,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${LOCUS_BIN:-$here/../build/bin}"
 units="${LOCUS_UNITS:-4}"
+replicas="${LOCUS_REPLICAS:-2}"
+also="${LOCUS_ALSO_REPLICAS:-}"
 # The SPEC's sizes, overridden by the caller's flags; other flags pass through.
 declare -A size=([--devices]=1000000 [--updates]=2000000 [--queries]=100000 [--concurrency]=4)
 extra=()
@@ -87,8 +92,12 @@ for attempt in 1 2 3 4 5; do
 done
 echo "compare-redis: redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on 127.0.0.1:$port" >&2
 
-echo "compare-redis: Locus, $units units" >&2
-"$bin/locus-bench" --spawn-units "$units" "${sizes[@]}" ${extra[@]+"${extra[@]}"} --json >"$work/locus.json"
+echo "compare-redis: Locus, $units units, $replicas replicas" >&2
+"$bin/locus-bench" --spawn-units "$units" --replicas "$replicas" "${sizes[@]}" ${extra[@]+"${extra[@]}"} --json >"$work/locus.json"
+if [[ -n $also ]]; then
+  echo "compare-redis: Locus, $units units, $also replicas" >&2
+  "$bin/locus-bench" --spawn-units "$units" --replicas "$also" "${sizes[@]}" ${extra[@]+"${extra[@]}"} --json >"$work/locus-also.json"
+fi
 # The open-loop rate Locus ran at, replacing "half" for the Redis run.
 locus_rate="$(python3 -c 'import json, sys; ol = json.load(open(sys.argv[1])).get("open_loop"); print(ol["target_queries_per_s"] if ol else 0)' "$work/locus.json")"
 redis_extra=()
@@ -108,11 +117,13 @@ done
 echo "compare-redis: Redis GEO" >&2
 "$bin/locus-bench" --redis "127.0.0.1:$port" "${sizes[@]}" ${redis_extra[@]+"${redis_extra[@]}"} --json >"$work/redis.json"
 
-python3 - "$work/locus.json" "$work/redis.json" <<'PY'
-import json, sys
+python3 - "$work/locus.json" "$work/redis.json" "$replicas" "$also" "$work/locus-also.json" <<'PY'
+import json, os, sys
 
 locus, redis = (json.load(open(p)) for p in sys.argv[1:3])
-for run in (locus, redis):
+replicas, also = sys.argv[3], sys.argv[4]
+other = json.load(open(sys.argv[5])) if also and os.path.exists(sys.argv[5]) else None
+for run in (locus, redis) + ((other,) if other else ()):
     if run.get("open_loop"):
         run["open_loop"]["late_dropped"] = run["open_loop"]["late"] + run["open_loop"]["dropped"]
 
@@ -142,19 +153,26 @@ rows = [  # label, path, format, higher is better
     ("bytes/device (own accounting)", "memory.index_bytes_per_device", "{:,.1f}", False),
     ("bytes/device (RSS)", "memory.rss_bytes_per_device", "{:,.1f}", False),
 ]
-table = [("", "Locus", "Redis GEO", "Locus/Redis")]
+head = ["", "Locus R=" + replicas, "Redis GEO", "Locus/Redis"]
+if other:
+    head += ["Locus R=" + also, "R={}/R={}".format(replicas, also)]
+table = [tuple(head)]
 for label, path, fmt, _ in rows:
     a, b = get(locus, path), get(redis, path)
     if a is None and b is None:
         continue  # e.g. no open loop in this run
     cell = lambda v: "-" if v is None else fmt.format(v)
     ratio = "-" if a is None or not b else "{:.2f}x".format(a / b)
-    table.append((label, cell(a), cell(b), ratio))
+    row = [label, cell(a), cell(b), ratio]
+    if other:
+        c = get(other, path)
+        row += [cell(c), "-" if a is None or not c else "{:.2f}x".format(a / c)]
+    table.append(tuple(row))
 
 print("devices {:,}, updates {:,}, queries {:,}, concurrency {}; Locus: {} units spawned".format(
     locus["devices"], locus["updates"]["reports"], locus["queries"]["count"],
     locus["concurrency"], locus["memory"]["units"]))
-widths = [max(len(r[i]) for r in table) for i in range(4)]
+widths = [max(len(r[i]) for r in table) for i in range(len(head))]
 for r in table:
     print("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
 print("Own accounting: Locus units' index bytes; Redis INFO used_memory growth. "

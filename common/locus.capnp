@@ -181,6 +181,9 @@ struct UnitStats {
   copying @13 :Bool;          # a catch-up copy is running
   copiedDevices @14 :UInt64;  # positions copied from replicas since it started
   catchUpPending @15 :UInt32; # of notServing, those a running copy will bring up
+  catchUpSeconds @16 :Float64;
+  # How long it has not served every partition (its lag behind the
+  # replicas, in time); 0 once it serves them all.
 }
 
 struct ClusterStats {
@@ -271,6 +274,10 @@ struct CatchUpRequest {
   wait @2 :List(UInt32);
   # Partitions to stop answering for that have no live replica to copy
   # from now: the next order brings them a source.
+  holds @3 :List(UInt32);
+  # Every partition the unit holds, as the sender places them (empty:
+  # unknown). The others it has no devices of: it stops counting them as
+  # not served.
 }
 
 struct CatchUpCopy {

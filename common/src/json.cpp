@@ -47,6 +47,7 @@ nlohmann::ordered_json toJson(const UnitStats& s) {
             {"not_serving", s.notServing.size()},
             {"catching_up", s.copying},
             {"catch_up_pending", s.catchUpPending},
+            {"catch_up_seconds", s.catchUpSeconds},
             {"copied_devices", s.copiedDevices}}}};
 }
 

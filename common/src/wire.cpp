@@ -281,6 +281,7 @@ UnitStats readUnitStats(wire::UnitStats::Reader r) {
   s.copying = r.getCopying();
   s.copiedDevices = r.getCopiedDevices();
   s.catchUpPending = r.getCatchUpPending();
+  s.catchUpSeconds = r.getCatchUpSeconds();
   return s;
 }
 
@@ -303,6 +304,7 @@ void writeUnitStats(const UnitStats& s, wire::UnitStats::Builder b) {
   b.setCopying(s.copying);
   b.setCopiedDevices(s.copiedDevices);
   b.setCatchUpPending(s.catchUpPending);
+  b.setCatchUpSeconds(s.catchUpSeconds);
 }
 
 Coverage readCoverage(wire::ShardCoverage::Reader r) {

@@ -162,6 +162,9 @@ void CatchUpCoordinator::order(uint32_t index, const std::vector<uint32_t>& part
   }
   auto waitList = request.initWait(static_cast<unsigned>(wait.size()));
   for (size_t j = 0; j < wait.size(); ++j) waitList.set(static_cast<unsigned>(j), wait[j]);
+  const auto& held = placement.partitionsOf(index);
+  auto holds = request.initHolds(static_cast<unsigned>(held.size()));
+  for (size_t j = 0; j < held.size(); ++j) holds.set(static_cast<unsigned>(j), held[j]);
   unit.lastOrder = timer_.now();
   unit.copying = !bySource.empty();  // until the next probe says
   ++orders_;

@@ -241,6 +241,9 @@ void Router::stopIfBehind(Shard& shard) {
   request.setPartitions(placement_.partitions());
   auto wait = request.initWait(static_cast<unsigned>(stop.size()));
   for (size_t i = 0; i < stop.size(); ++i) wait.set(static_cast<unsigned>(i), stop[i]);
+  const auto& held = placement_.partitionsOf(shard.index);
+  auto holds = request.initHolds(static_cast<unsigned>(held.size()));
+  for (size_t i = 0; i < held.size(); ++i) holds.set(static_cast<unsigned>(i), held[i]);
   spdlog::info(
       "unit {} ({}) answers again after missing writes: it stops serving {} partitions "
       "until it caught up",

@@ -57,6 +57,12 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
   address_ = listener_->address();
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
+    registry_.gauge("locus_server_partitions", "The cluster's partitions (--partitions)", {},
+                    [this] { return double(cluster_.placement().partitions()); });
+    registry_.gauge("locus_server_partitions_served",
+                    "Partitions with a replica that is up and serving them (below "
+                    "locus_server_partitions: answers are partial)",
+                    {}, [this] { return double(cluster_.servedPartitions()); });
     limit_.expose(registry_);
     listener_->expose(registry_);
     http_ = std::make_unique<transport::FrontEndHttp>(

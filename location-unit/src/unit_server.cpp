@@ -147,9 +147,17 @@ void PartitionStates::set(uint32_t p, bool serving) {
   }
 }
 
-void PartitionStates::order(const CatchUpOrder& order, const std::vector<uint32_t>& wait) {
+void PartitionStates::order(const CatchUpOrder& order, const std::vector<uint32_t>& wait,
+                            const std::vector<uint32_t>& holds) {
   std::fill(copiesDue_.begin(), copiesDue_.end(), 0);
   pending_ = 0;
+  if (!holds.empty()) {
+    // Not its partitions: no device of theirs is sent to it, none asked of it.
+    std::vector<bool> held(partitions(), false);
+    for (uint32_t p : holds) held[p] = true;
+    for (uint32_t p = 0; p < partitions(); ++p)
+      if (!held[p]) set(p, true);
+  }
   for (uint32_t p : wait) set(p, false);
   for (const auto& copy : order.copies) {
     for (uint32_t p : copy.partitions) {
@@ -246,6 +254,14 @@ void UnitCounters::expose(metrics::Registry& r, const std::string& unit) const {
   r.gauge("locus_unit_devices", "Positions the unit holds", u, devices);
   r.gauge("locus_unit_memory_bytes", "Bytes of the unit's index (its own accounting)", u,
           memoryBytes);
+  r.gauge("locus_unit_partitions_not_serving",
+          "Partitions the unit does not answer for: catching up from their replicas", u,
+          partitionsNotServing);
+  r.gauge("locus_unit_catch_up_seconds",
+          "Seconds since the unit last served every partition (0 while it does): its lag", u,
+          catchUpSeconds);
+  r.counter("locus_unit_catch_up_copied_devices_total",
+            "Positions copied from replicas while catching up", u, copiedDevices);
 }
 
 // Executes one request; exceptions from reading the request (kj::Exception)
@@ -349,9 +365,13 @@ class UnitService::Handler {
     }
     if (auto why = inRange(request.getWait()))
       return writeError(badRequest(*why), reply.initError());
-    std::vector<uint32_t> wait;
+    if (auto why = inRange(request.getHolds()))
+      return writeError(badRequest(*why), reply.initError());
+    std::vector<uint32_t> wait, holds;
     for (uint32_t p : request.getWait()) wait.push_back(p);
-    s_.states_.order(order, wait);
+    for (uint32_t p : request.getHolds()) holds.push_back(p);
+    if (s_.states_.allServing()) s_.notServingSince_ = std::chrono::steady_clock::now();
+    s_.states_.order(order, wait, holds);
     spdlog::info(
         "{}: catch-up ordered: {} copies, {} partitions waiting for a live replica; not "
         "serving {} partitions",
@@ -441,6 +461,7 @@ class UnitService::Handler {
     stats.copying = s_.states_.pending() > 0;
     stats.catchUpPending = s_.states_.pending();
     stats.copiedDevices = s_.copiedDevices_;
+    stats.catchUpSeconds = s_.catchUpSeconds();
     if (const Storage* storage = s_.storage_.get()) {
       stats.durable = true;
       stats.writable = storage->counters().writable.value() > 0;
@@ -502,8 +523,14 @@ std::optional<std::string> UnitService::applyCopied(std::span<const Report> repo
 
 void UnitService::copyDone(const std::vector<uint32_t>& partitions, bool ok, uint64_t devices) {
   copiedDevices_ += devices;
+  counters_.copiedDevices += devices;
   states_.copied(partitions, ok);
   if (states_.allServing()) spdlog::info("{}: caught up: serving every partition", name_);
+}
+
+double UnitService::catchUpSeconds() const {
+  if (states_.allServing()) return 0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - notServingSince_).count();
 }
 
 uint64_t UnitService::dumpEpoch() const {
@@ -639,6 +666,8 @@ void UnitService::tick(int64_t nowMs) {
   }
   counters_.devices.set(static_cast<double>(index_.size()));
   counters_.memoryBytes.set(static_cast<double>(index_.memoryUsage().total()));
+  counters_.partitionsNotServing.set(static_cast<double>(states_.notServingCount()));
+  counters_.catchUpSeconds.set(catchUpSeconds());
 }
 
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)

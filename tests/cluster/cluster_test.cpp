@@ -336,11 +336,17 @@ TEST_CASE("every role serves health, readiness and metrics that follow the clust
     devices += metricSum(unit, "locus_unit_devices");
   }
   CHECK(applied == 2 * 4'000);  // each report on the two replicas of its partition
+  for (const auto& u : cluster.units) {
+    const std::string unit = httpGet(u.httpAddress, "/metrics").body;
+    CHECK(metricSum(unit, "locus_unit_partitions_not_serving") == 0);  // all caught up
+    CHECK(metricSum(unit, "locus_unit_catch_up_seconds") == 0);
+  }
   CHECK(devices == 2 * 4'000);
 
   const std::string server = httpGet(cluster.server->httpAddress, "/metrics").body;
   INFO("server metrics:\n" << server);
   CHECK(metricValue(server, R"(locus_server_queries_total{kind="nearest"})") == 5.0);
+  CHECK(metricValue(server, "locus_server_partitions_served") == kDefaultPartitions);
   CHECK(metricValue(server, R"(locus_server_query_duration_seconds_count{kind="nearest"})") == 5.0);
   CHECK(metricValue(server, R"(locus_server_query_errors_total{kind="get"})") == 1.0);
   CHECK(metricValue(server, R"(locus_server_partial_answers_total{kind="nearest"})") == 0.0);

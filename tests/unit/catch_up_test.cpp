@@ -70,7 +70,7 @@ std::unique_ptr<Reply> nearestAll(UnitService& service, std::vector<uint32_t> on
 std::unique_ptr<Reply> catchUp(
     UnitService& service, uint32_t partitions,
     const std::vector<std::pair<std::string, std::vector<uint32_t>>>& copies,
-    const std::vector<uint32_t>& wait) {
+    const std::vector<uint32_t>& wait, const std::vector<uint32_t>& holds = {}) {
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<wire::UnitRequest>().initCatchUp();
   request.setPartitions(partitions);
@@ -84,6 +84,8 @@ std::unique_ptr<Reply> catchUp(
   }
   auto w = request.initWait(static_cast<unsigned>(wait.size()));
   for (size_t i = 0; i < wait.size(); ++i) w.set(static_cast<unsigned>(i), wait[i]);
+  auto h = request.initHolds(static_cast<unsigned>(holds.size()));
+  for (size_t i = 0; i < holds.size(); ++i) h.set(static_cast<unsigned>(i), holds[i]);
   return send(service, message);
 }
 
@@ -110,6 +112,8 @@ TEST_CASE("a unit of a replicated cluster serves no partition until caught up",
   // Writes are taken while it catches up...
   REQUIRE(applyTo(service, reportsAt(ids, 200, kNowMs))->root().isApplied());
   CHECK(service.partitionStates().notServing().size() == kPartitions);
+  std::this_thread::sleep_for(5ms);
+  CHECK(service.catchUpSeconds() > 0);  // its lag, in time
 
   // ... but no query sees them, and each answer says why.
   {
@@ -152,12 +156,26 @@ TEST_CASE("a unit of a replicated cluster serves no partition until caught up",
   CHECK(service.partitionStates().pending() == 0);
 }
 
+TEST_CASE("a catch-up order names the partitions a unit holds: the others are not owed",
+          "[unit][catch-up]") {
+  UnitService service("holds", IndexOptions{}, kDefaultMaxFutureSkewMs, std::nullopt, kPartitions,
+                      /*replicas=*/2);
+  REQUIRE(
+      catchUp(service, kPartitions, {{"inproc://peer", {0, 5}}}, {}, {0, 5})->root().isApplied());
+  // Not its partitions: nothing to catch up on, nothing reported unserved.
+  CHECK(service.partitionStates().notServing() == std::vector<uint32_t>{0, 5});
+  service.copyDone({0, 5}, /*ok=*/true, 0);
+  CHECK(service.partitionStates().allServing());
+  CHECK(service.catchUpSeconds() == 0);
+}
+
 TEST_CASE("a catch-up order that cannot be is refused and changes nothing", "[unit][catch-up]") {
   UnitService service("catch-up", IndexOptions{}, kDefaultMaxFutureSkewMs, std::nullopt,
                       kPartitions, /*replicas=*/1);
   CHECK(catchUp(service, 16, {}, {1})->root().isError());  // another partition count
   CHECK(catchUp(service, kPartitions, {{"inproc://x", {8}}}, {})->root().isError());
   CHECK(catchUp(service, kPartitions, {}, {9})->root().isError());
+  CHECK(catchUp(service, kPartitions, {}, {}, {8})->root().isError());
   CHECK(service.partitionStates().allServing());
   CHECK_FALSE(service.takeCatchUpOrder());
 }
@@ -222,6 +240,7 @@ TEST_CASE("a unit copies its partitions from a live replica, merging what it too
   REQUIRE(stats->notServing.empty());
   CHECK_FALSE(stats->copying);
   CHECK(stats->copiedDevices == ids.size());
+  CHECK(stats->catchUpSeconds == 0);
   CHECK(stats->devices == ids.size());
   for (size_t i = 0; i < ids.size(); i += 97) {
     auto hit = toCopier.get(ids[i]);

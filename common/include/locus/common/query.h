@@ -97,6 +97,7 @@ struct UnitStats {
   bool copying = false;
   uint64_t copiedDevices = 0;
   uint32_t catchUpPending = 0;
+  double catchUpSeconds = 0;  // since it last served every partition; 0 = it does
 };
 
 // How much of the cluster an answer covers: the units asked and those that

@@ -102,6 +102,8 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // Whether every partition has a replica that is up and serving it, and
   // per unit whether it is routed to, for /readyz. Any thread.
   transport::Readiness readiness() const;
+  // Partitions with a replica up and serving them, as of the last probe.
+  uint32_t servedPartitions() const { return servedPartitions_.load(); }
   // The channel to each unit, in shard order (for their health).
   std::vector<const transport::UnitChannel*> channels() const;
   int64_t timeoutMs() const { return timeoutMs_; }

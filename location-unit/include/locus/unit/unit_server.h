@@ -64,6 +64,11 @@ struct UnitCounters {
   std::array<metrics::Histogram, kQueryKindNames.size()> querySeconds;
   metrics::Gauge devices;      // positions held, after the last request
   metrics::Gauge memoryBytes;  // the index's own accounting, refreshed every tick
+  // Catch-up: partitions not served, how long since every one was (0 when
+  // all are), and positions copied from replicas.
+  metrics::Gauge partitionsNotServing;
+  metrics::Gauge catchUpSeconds;
+  metrics::Counter copiedDevices;
 
   // Names every metric above in `registry`, labelled unit="<unit>".
   void expose(metrics::Registry& registry, const std::string& unit) const;
@@ -90,12 +95,16 @@ class PartitionStates {
   uint32_t partitions() const { return static_cast<uint32_t>(serving_.size()); }
   bool serving(uint32_t p) const { return serving_[p]; }
   bool allServing() const { return notServing_ == 0; }
+  uint32_t notServingCount() const { return notServing_; }
   std::vector<uint32_t> notServing() const;
 
   // Takes an order: its partitions (and `wait`) stop serving, each until
   // every copy that names it is done. Cancels what an earlier order left
   // running (its partitions stay unserved until an order names them again).
-  void order(const CatchUpOrder& order, const std::vector<uint32_t>& wait);
+  // `holds`, when not empty, is every partition the unit holds: the others
+  // are no longer counted as not served.
+  void order(const CatchUpOrder& order, const std::vector<uint32_t>& wait,
+             const std::vector<uint32_t>& holds = {});
   // One copy of `partitions` finished; ok = every page was applied.
   void copied(const std::vector<uint32_t>& partitions, bool ok);
   // Partitions a running copy will bring up.
@@ -156,6 +165,8 @@ class UnitService {
   // What a dump cursor is a position in: changes with every restart and
   // every removal (DumpPage.epoch).
   uint64_t dumpEpoch() const;
+  // Seconds since the unit last served every partition; 0 when it does.
+  double catchUpSeconds() const;
 
   // Background work (TTL sweeps), in small slices; call often.
   void tick(int64_t nowMs);
@@ -190,6 +201,8 @@ class UnitService {
   PartitionStates states_;
   std::optional<CatchUpOrder> order_;  // taken by handle(), not yet started
   uint64_t copiedDevices_ = 0;
+  // When it stopped serving every partition (meaningful while one is not).
+  std::chrono::steady_clock::time_point notServingSince_ = std::chrono::steady_clock::now();
   uint64_t startNonce_;    // random per start, for dumpEpoch()
   uint64_t removals_ = 0;  // devices expired since start
   UnitCounters counters_;
