@@ -26,21 +26,38 @@ enum class Side { kOutside, kInside, kBoundary };
 // Where p lies relative to one closed ring (x = lon, y = lat). Crossing
 // number with a half-open rule for vertices, plus an explicit on-segment test
 // so boundary points get one deterministic answer.
+// One edge's part in ringSide: flips `inside` when the rightward ray from
+// p crosses it; true when p lies on it.
+inline bool onOrCrossing(const LatLon& a, const LatLon& b, LatLon p, bool& inside) {
+  const double cross = (b.lon - a.lon) * (p.lat - a.lat) - (b.lat - a.lat) * (p.lon - a.lon);
+  if (cross == 0 && std::min(a.lon, b.lon) <= p.lon && p.lon <= std::max(a.lon, b.lon) &&
+      std::min(a.lat, b.lat) <= p.lat && p.lat <= std::max(a.lat, b.lat)) {
+    return true;
+  }
+  if (a.lat <= p.lat && p.lat < b.lat) {
+    if (cross > 0) inside = !inside;  // upward edge, p strictly left of it
+  } else if (b.lat <= p.lat && p.lat < a.lat) {
+    if (cross < 0) inside = !inside;  // downward edge, p strictly right of it
+  }
+  return false;
+}
+
+// ringSide over some of the ring's edges (indices, in ring order): the
+// answer of the full scan whenever they include every edge whose closed
+// latitude range holds p.lat, since no other edge can cross p's ray or
+// carry p.
+Side ringSideOver(const Polygon::Ring& ring, LatLon p, const uint32_t* begin, const uint32_t* end) {
+  bool inside = false;
+  for (const uint32_t* e = begin; e != end; ++e) {
+    if (onOrCrossing(ring[*e], ring[*e + 1], p, inside)) return Side::kBoundary;
+  }
+  return inside ? Side::kInside : Side::kOutside;
+}
+
 Side ringSide(const Polygon::Ring& ring, LatLon p) {
   bool inside = false;
   for (size_t i = 0; i + 1 < ring.size(); ++i) {
-    const LatLon& a = ring[i];
-    const LatLon& b = ring[i + 1];
-    const double cross = (b.lon - a.lon) * (p.lat - a.lat) - (b.lat - a.lat) * (p.lon - a.lon);
-    if (cross == 0 && std::min(a.lon, b.lon) <= p.lon && p.lon <= std::max(a.lon, b.lon) &&
-        std::min(a.lat, b.lat) <= p.lat && p.lat <= std::max(a.lat, b.lat)) {
-      return Side::kBoundary;
-    }
-    if (a.lat <= p.lat && p.lat < b.lat) {
-      if (cross > 0) inside = !inside;  // upward edge, p strictly left of it
-    } else if (b.lat <= p.lat && p.lat < a.lat) {
-      if (cross < 0) inside = !inside;  // downward edge, p strictly right of it
-    }
+    if (onOrCrossing(ring[i], ring[i + 1], p, inside)) return Side::kBoundary;
   }
   return inside ? Side::kInside : Side::kOutside;
 }
@@ -186,9 +203,54 @@ Polygon::Polygon(std::vector<Ring> rings) : rings_(std::move(rings)) {
     bounds_.west = std::min(bounds_.west, p.lon);
     bounds_.east = std::max(bounds_.east, p.lon);
   }
+  buildBands();
 }
 
-bool Polygon::contains(LatLon p) const {
+uint32_t Polygon::bandOf(double lat, uint32_t bands) const {
+  // Monotone in lat (a subtraction and a division by a positive constant,
+  // then a clamp), so a latitude between two others lands between their
+  // bands: an edge is found from every latitude it spans.
+  const double x = (lat - bounds_.south) / bandHeight_;
+  if (!(x > 0)) return 0;
+  if (x >= static_cast<double>(bands)) return bands - 1;
+  return static_cast<uint32_t>(x);
+}
+
+void Polygon::buildBands() {
+  size_t edges = 0;
+  for (const Ring& ring : rings_) edges += ring.size() - 1;
+  const double span = bounds_.north - bounds_.south;
+  if (edges < kBandedFromEdges || !(span > 0)) return;
+  // About one band per two edges of the outer ring: a point meets a few.
+  const auto bandsOf = [](const Ring& ring) {
+    return static_cast<uint32_t>(std::clamp<size_t>((ring.size() - 1) / 2, 1, 16'384));
+  };
+  const uint32_t count = bandsOf(rings_.front());  // the same bands for every ring
+  bandHeight_ = span / count;
+  bands_.resize(rings_.size());
+  for (size_t r = 0; r < rings_.size(); ++r) {
+    const Ring& ring = rings_[r];
+    Bands& b = bands_[r];
+    b.start.assign(count + 1, 0);
+    const auto rangeOf = [&](size_t i) {
+      return std::pair{bandOf(std::min(ring[i].lat, ring[i + 1].lat), count),
+                       bandOf(std::max(ring[i].lat, ring[i + 1].lat), count)};
+    };
+    for (size_t i = 0; i + 1 < ring.size(); ++i) {
+      const auto [lo, hi] = rangeOf(i);
+      for (uint32_t k = lo; k <= hi; ++k) ++b.start[k + 1];
+    }
+    for (uint32_t k = 0; k < count; ++k) b.start[k + 1] += b.start[k];
+    b.edges.resize(b.start[count]);
+    std::vector<uint32_t> fill(b.start.begin(), b.start.end() - 1);
+    for (size_t i = 0; i + 1 < ring.size(); ++i) {  // in ring order
+      const auto [lo, hi] = rangeOf(i);
+      for (uint32_t k = lo; k <= hi; ++k) b.edges[fill[k]++] = static_cast<uint32_t>(i);
+    }
+  }
+}
+
+bool Polygon::containsByScan(LatLon p) const {
   if (rings_.empty()) return false;
   if (!(bounds_.south <= p.lat && p.lat <= bounds_.north && bounds_.west <= p.lon &&
         p.lon <= bounds_.east)) {
@@ -204,6 +266,31 @@ bool Polygon::contains(LatLon p) const {
   }
   for (size_t h = 1; h < rings_.size(); ++h) {
     if (ringSide(rings_[h], p) == Side::kInside) return false;
+  }
+  return true;
+}
+
+bool Polygon::contains(LatLon p) const {
+  if (bands_.empty()) return containsByScan(p);
+  if (!(bounds_.south <= p.lat && p.lat <= bounds_.north && bounds_.west <= p.lon &&
+        p.lon <= bounds_.east)) {
+    return false;
+  }
+  const auto sideOf = [&](size_t r) {
+    const Bands& b = bands_[r];
+    const uint32_t k = bandOf(p.lat, static_cast<uint32_t>(b.start.size() - 1));
+    return ringSideOver(rings_[r], p, b.edges.data() + b.start[k], b.edges.data() + b.start[k + 1]);
+  };
+  switch (sideOf(0)) {
+    case Side::kOutside:
+      return false;
+    case Side::kBoundary:
+      return true;
+    case Side::kInside:
+      break;
+  }
+  for (size_t h = 1; h < rings_.size(); ++h) {
+    if (sideOf(h) == Side::kInside) return false;
   }
   return true;
 }

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "locus/testkit/country.h"
+
 namespace {
 
 using locus::geo::Box;
@@ -764,6 +766,42 @@ TEST_CASE("Polygon::contains agrees with an independent even-odd test", "[geo][p
 
 namespace locus::geo {
 namespace {
+
+TEST_CASE("Polygon::contains of a polygon with many edges answers as a full scan, to the bit",
+          "[geo][polygon]") {
+  const Polygon country = testkit::bigCountry();
+  const auto& rings = country.rings();
+  REQUIRE(rings[0].size() > Polygon::kBandedFromEdges);
+  std::mt19937_64 rng(99);
+  const Box b = country.bounds();
+  std::uniform_real_distribution<double> lat(b.south - 1, b.north + 1), lon(b.west - 1, b.east + 1);
+  std::vector<LatLon> points;
+  for (int i = 0; i < 50'000; ++i) points.push_back({lat(rng), lon(rng)});
+  for (const auto& ring : rings) {
+    for (size_t i = 0; i + 1 < ring.size(); ++i) {
+      const LatLon a = ring[i], c = ring[i + 1];
+      points.push_back(a);                                           // a vertex
+      points.push_back({(a.lat + c.lat) / 2, (a.lon + c.lon) / 2});  // near an edge
+      points.push_back({a.lat, a.lon + 0.01});  // on a vertex's latitude: the half-open rule
+      points.push_back({a.lat, a.lon - 0.01});
+      if (i % 97 == 0) points.push_back({std::nextafter(a.lat, 90.0), a.lon});
+    }
+  }
+  // The band edges themselves and the bounds.
+  for (int k = 0; k <= 100; ++k) {
+    const double l = b.south + (b.north - b.south) * k / 100;
+    for (double x : {b.west, (b.west + b.east) / 2, b.east}) points.push_back({l, x});
+  }
+  size_t inside = 0;
+  for (const LatLon& p : points) {
+    INFO(str(p));
+    const bool banded = country.contains(p);
+    REQUIRE(banded == country.containsByScan(p));
+    inside += banded ? 1 : 0;
+  }
+  CHECK(inside > 10'000);
+  CHECK(inside < points.size() - 10'000);
+}
 
 TEST_CASE("DistanceFrom::aLowerBound never exceeds a and is tight nearby", "[geo][distance]") {
   std::mt19937_64 rng(99);

@@ -115,13 +115,34 @@ class Polygon {
   // Precondition: validate(rings) returned no error.
   explicit Polygon(std::vector<Ring> rings);
 
+  // Inside, or on the boundary. With many edges it looks only at the edges
+  // whose latitude range holds p (kept per latitude band): the same edges,
+  // in the same order, that decide the answer of a full scan, so the
+  // answer is the same to the bit, at a cost that follows the edges near
+  // p's latitude rather than all of them.
   bool contains(LatLon p) const;
+  // The same answer by a scan of every edge (for tests and benchmarks).
+  bool containsByScan(LatLon p) const;
   const Box& bounds() const { return bounds_; }  // of the outer ring; never crosses
   const std::vector<Ring>& rings() const { return rings_; }
 
+  // Rings with fewer edges are scanned whole.
+  static constexpr size_t kBandedFromEdges = 32;
+
  private:
+  // A ring's edges by latitude band: band b holds every edge i (ring[i] to
+  // ring[i+1]) whose closed latitude range meets it, in ring order.
+  struct Bands {
+    std::vector<uint32_t> start;  // per band, into edges; one more than the bands
+    std::vector<uint32_t> edges;
+  };
+  uint32_t bandOf(double lat, uint32_t bands) const;
+  void buildBands();
+
   std::vector<Ring> rings_;
   Box bounds_;
+  double bandHeight_ = 0;     // degrees of latitude per band (0: no bands)
+  std::vector<Bands> bands_;  // by ring; empty: every ring is scanned whole
 };
 
 // The SPEC's city workload: devices uniform in this box (about 3,100 km²),
