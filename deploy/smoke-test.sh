@@ -319,8 +319,13 @@ log "stopping locus-unit2"
 timeout 60 "$engine" stop -t 10 locus-unit2 >/dev/null
 check_nearest false 3
 log "unit2 down: complete answer from 3 units, all $devices devices"
-wait_http "$LOCUS_SERVER_HTTP_PORT" /readyz 200
-[[ $(json 'd["units"][2]["up"]' <<<"$body") == False ]] || die "server /readyz: $body"
+# The health probe runs every second: wait until it saw unit2 gone.
+deadline=$((SECONDS + 20))
+until wait_http "$LOCUS_SERVER_HTTP_PORT" /readyz 200 &&
+  [[ $(json 'd["units"][2]["up"]' <<<"$body") == False ]]; do
+  ((SECONDS < deadline)) || die "server /readyz: $body"
+  sleep 0.5
+done
 partial=$(metric "$LOCUS_SERVER_HTTP_PORT" 'locus_server_partial_answers_total\{kind="nearest"')
 ((partial == 0)) || die "server /metrics counts $partial partial answers"
 log "unit2 down: the server is still ready (every partition has a replica up), no partial answer"
