@@ -7,7 +7,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test test-faults test-containers bench bench-redis bench-sweep format clean
+.PHONY: all deps configure build run test test-faults test-containers bench bench-redis bench-sweep fuzz format clean
 
 all: build
 
@@ -44,6 +44,12 @@ bench-redis: build
 # The workload against 1, 2, 4 and 8 units: a table and bench/results/sweep.png.
 bench-sweep: build
 	bench/sweep.sh --units 1,2,4,8 --devices 200000 --updates 400000 --queries 20000
+
+# libFuzzer targets (fuzz/) for FUZZ_SECONDS each, with the corpus in
+# fuzz/corpus: clang, ASan and UBSan, in build-fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace locus {
@@ -58,9 +59,10 @@ void writeBox(const geo::Box& box, wire::Box::Builder b) {
 
 }  // namespace
 
-capnp::ReaderOptions untrustedReaderOptions() {
+capnp::ReaderOptions untrustedReaderOptions(size_t words) {
   capnp::ReaderOptions options;
-  options.traversalLimitInWords = 2 * kMaxMessageBytes / kWordBytes;
+  options.traversalLimitInWords = std::clamp<uint64_t>(
+      uint64_t{words} * kTraversalPerWord, kMinTraversalWords, 2 * kMaxMessageBytes / kWordBytes);
   options.nestingLimit = 16;
   return options;
 }
@@ -90,7 +92,7 @@ FlatMessage::FlatMessage(const void* data, size_t size) {
     in = copy_.asPtr();
   }
   try {
-    reader_ = std::make_unique<capnp::FlatArrayMessageReader>(in, untrustedReaderOptions());
+    reader_ = std::make_unique<capnp::FlatArrayMessageReader>(in, untrustedReaderOptions(words));
   } catch (const kj::Exception& e) {
     error_ = fmt::format("malformed Cap'n Proto message: {}", e.getDescription().cStr());
   }

@@ -2,6 +2,7 @@
 // flags.h (LOCUS_* environment variables).
 #include "locus/common/wire.h"
 
+#include <capnp/any.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -125,6 +126,24 @@ TEST_CASE("FlatMessage reads a message at a misaligned address (copying it)", "[
   CHECK(out.speedMps == 3.5f);
   // The view is into FlatMessage's aligned copy, not the caller's bytes.
   CHECK_FALSE(pointsInside(out.id.data(), buffer.data(), bytes.size()));
+}
+
+TEST_CASE("FlatMessage bounds what a small message can make a reader walk", "[wire]") {
+  // A QueryResult whose hits are a million zero-sized structs: a few words
+  // on the wire that would read as a million default hits (and allocate
+  // them) under a traversal budget of the largest message.
+  capnp::MallocMessageBuilder message;
+  auto result = message.initRoot<locus::wire::QueryResult>();
+  capnp::toAny(result).getPointerSection()[0].initAsListOfAnyStruct(0, 0, 1'000'000);
+  zmq::message_t frame = locus::transport::toFrame(message);
+  REQUIRE(frame.size() < 1024);
+  FlatMessage flat(frame.data(), frame.size());
+  REQUIRE_FALSE(flat.error().has_value());
+  CHECK_THROWS_AS(locus::readQueryResult(flat.root<locus::wire::QueryResult>()), kj::Exception);
+  // The budget follows the message's size, within fixed bounds.
+  CHECK(locus::untrustedReaderOptions(10).traversalLimitInWords == locus::kMinTraversalWords);
+  CHECK(locus::untrustedReaderOptions(100'000).traversalLimitInWords ==
+        100'000 * locus::kTraversalPerWord);
 }
 
 TEST_CASE("FlatMessage refuses buffers that are not whole words", "[wire]") {

@@ -40,10 +40,16 @@ inline constexpr size_t kMaxQueriesPerRequest = 64;
 // before anything is buffered, and the connection is dropped.
 inline constexpr int64_t kMaxRpcMessageBytes = 4 << 20;
 
-// Limits for reading untrusted messages: a traversal budget of twice the
-// largest message (so a message cannot make a reader walk far more data than
-// it sent) and a nesting depth well above the schema's.
-capnp::ReaderOptions untrustedReaderOptions();
+// Limits for reading an untrusted message of `words` words: a traversal
+// budget of kTraversalPerWord times its size (at least kMinTraversalWords,
+// at most twice the largest message), so that a small message cannot make
+// a reader walk, or allocate for, far more than it sent (a list of
+// zero-sized structs is charged a word an element: a 400-byte reply could
+// otherwise claim millions of hits); and a nesting depth well above the
+// schema's.
+inline constexpr uint64_t kTraversalPerWord = 8;
+inline constexpr uint64_t kMinTraversalWords = 8 * 1024;
+capnp::ReaderOptions untrustedReaderOptions(size_t words = kMaxMessageBytes / 8);
 // The same for RPC ports: at most kMaxRpcMessageBytes a message.
 capnp::ReaderOptions untrustedRpcReaderOptions();
 
