@@ -9,17 +9,25 @@
 
 namespace locus::cli {
 
+// An object's "type" when it is a string, else empty (json::value() would
+// throw on a "type" of another kind: found by the geojson fuzzer).
+inline std::string geoJsonType(const nlohmann::json& j) {
+  if (!j.is_object()) return "";
+  const auto type = j.find("type");
+  return type != j.end() && type->is_string() ? type->get<std::string>() : "";
+}
+
 // A Polygon geometry, or a Feature whose geometry is a Polygon, as checked
 // geo::Polygon rings (positions are [lon, lat]). Errors name what is wrong.
 inline Result<geo::Polygon> polygonFromGeoJson(const std::string& text) {
   const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return badRequest("the polygon is not valid JSON");
   const nlohmann::json* geometry = &j;
-  if (j.is_object() && j.value("type", "") == "Feature") {
+  if (geoJsonType(j) == "Feature") {
     if (!j.contains("geometry")) return badRequest("the Feature has no geometry");
     geometry = &j["geometry"];
   }
-  if (!geometry->is_object() || geometry->value("type", "") != "Polygon") {
+  if (geoJsonType(*geometry) != "Polygon") {
     return badRequest("expected a GeoJSON Polygon, or a Feature holding one");
   }
   const auto coordinates = geometry->find("coordinates");

@@ -42,6 +42,11 @@ TEST_CASE("bad GeoJSON gets an error that names the problem", "[cli][geojson]") 
              Catch::Contains("[lon, lat]"));
   CHECK_THAT(errorOf(R"({"type":"Polygon","coordinates":[[[0,0],[190,0],[1,1],[0,0]]]})"),
              Catch::Contains("out of range"));
+  // Found by the geojson fuzzer: a "type" that is not a string threw from
+  // nlohmann::json::value() and took `locus polygon` down.
+  CHECK_THAT(errorOf(R"({";Qmmmmmmm":6,"K":6,"type":3,"`":6,"S]":3})"), Catch::Contains("Polygon"));
+  CHECK_THAT(errorOf(R"({"type":"Feature","geometry":{"type":[1]}})"), Catch::Contains("Polygon"));
+  CHECK_THAT(errorOf(R"([{"type":"Polygon"}])"), Catch::Contains("Polygon"));
 }
 
 }  // namespace
