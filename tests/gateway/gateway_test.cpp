@@ -682,7 +682,7 @@ TEST_CASE("locus-gateway with two replicas: acks go on while one is stopped, and
   // other replica; then both hold every acknowledged report.
   cluster.units[0].process.signal(SIGCONT);
   REQUIRE(awaitServing(cluster, cluster.endpoints[0]));
-  CHECK(cluster.awaitMetric("locus_gateway_catch_up_orders_total", 1));
+  CHECK(cluster.metric("locus_gateway_catch_up_orders_total") >= 1);
   requireStored(cluster, acked);
   transport::UnitClient unit0(cluster.context, cluster.endpoints[0], kWait);
   auto stats = unit0.stats();
