@@ -681,8 +681,13 @@ TEST_CASE("locus-gateway with two replicas: acks go on while one is stopped, and
   // Back: it missed writes, so the gateway makes it copy them from the
   // other replica; then both hold every acknowledged report.
   cluster.units[0].process.signal(SIGCONT);
+  const auto giveUp = std::chrono::steady_clock::now() + 10s;
+  while (cluster.metric("locus_gateway_catch_up_orders_total") < 1 &&
+         std::chrono::steady_clock::now() < giveUp)
+    std::this_thread::sleep_for(50ms);
+  INFO("gateway metrics:\n" << httpGet(cluster.gateway->httpAddress, "/metrics").body);
+  REQUIRE(cluster.metric("locus_gateway_catch_up_orders_total") >= 1);
   REQUIRE(awaitServing(cluster, cluster.endpoints[0]));
-  CHECK(cluster.metric("locus_gateway_catch_up_orders_total") >= 1);
   requireStored(cluster, acked);
   transport::UnitClient unit0(cluster.context, cluster.endpoints[0], kWait);
   auto stats = unit0.stats();
