@@ -289,8 +289,7 @@ void Router::add(const Report& report, Acks& acks, uint32_t slot) {
     acks.failed(slot, stalledReason(*shards_[replicas[0]]), /*retry=*/true);
     return;
   }
-  if (copies > 1 || replicas.size() > 1)
-    acks.expect(slot, copies, options_.acks == AckPolicy::kOne ? 1 : copies);
+  acks.expect(slot, copies, options_.acks == AckPolicy::kOne ? 1 : copies);
   for (uint32_t i = 0; i < copies; ++i) buffer(targets[i], report, acks, slot);
 }
 

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "locus/common/clock.h"
 #include "locus/common/wire.h"
 #include "locus/transport/frame.h"
 
@@ -102,7 +101,7 @@ bool UnitServer::Copier::received(Copy& copy, const zmq::message_t& frame) {
     auto in = page.getReports();
     reports.reserve(in.size());
     for (auto r : in) reports.push_back(readReport(r));
-    if (auto error = service_.applyCopied(reports, wallClockMs())) {
+    if (auto error = service_.applyCopied(reports)) {
       finish(copy, false, "cannot store the copy: " + *error);
       return false;
     }

@@ -496,8 +496,7 @@ std::optional<CatchUpOrder> UnitService::takeCatchUpOrder() {
   return order;
 }
 
-std::optional<std::string> UnitService::applyCopied(std::span<const Report> reports,
-                                                    int64_t nowMs) {
+std::optional<std::string> UnitService::applyCopied(std::span<const Report> reports) {
   // A replica's positions were admitted once; only what could break the
   // index is checked again (a bad one is counted and skipped).
   std::vector<Report> valid;
@@ -517,7 +516,6 @@ std::optional<std::string> UnitService::applyCopied(std::span<const Report> repo
   counters_.reportsApplied += valid.size() - stale;
   counters_.reportsStale += stale;
   counters_.devices.set(static_cast<double>(index_.size()));
-  (void)nowMs;
   return std::nullopt;
 }
 

@@ -158,7 +158,7 @@ class UnitService {
   std::optional<CatchUpOrder> takeCatchUpOrder();
   // Stores a page copied from a replica, as an apply batch would (logged
   // first, the newest ts wins); the storage's error, or nothing.
-  std::optional<std::string> applyCopied(std::span<const Report> reports, int64_t nowMs);
+  std::optional<std::string> applyCopied(std::span<const Report> reports);
   // One copy of an order finished (ok: every page applied).
   void copyDone(const std::vector<uint32_t>& partitions, bool ok, uint64_t devices);
   const PartitionStates& partitionStates() const { return states_; }
