@@ -9,10 +9,10 @@
 #include <iterator>
 #include <sstream>
 
-#include "geojson.h"
 #include "local.h"
 #include "locus/client/query_client.h"
 #include "locus/common/flags.h"
+#include "locus/common/geojson.h"
 #include "locus/common/json.h"
 #include "locus/common/log.h"
 #include "locus/common/wire.h"
@@ -128,7 +128,8 @@ void Commands::addTo(CLI::App& app) {
   app.fallthrough();  // --server / --gateway may follow the command too
 
   cli::addQueryCommands(app, q, "per unit: name, devices, reports, queries");
-  polygonCmd = app.add_subcommand("polygon", "devices inside a GeoJSON Polygon");
+  polygonCmd = app.add_subcommand(
+      "polygon", "devices inside a GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection");
   polygonCmd->add_option("--geojson", geojsonPath, "FILE, or - for stdin")->required();
   cli::addAreaFlags(polygonCmd, polygonQuery);
   addLocal(app);
@@ -176,7 +177,7 @@ Result<AreaQuery*> checkQuery(Commands& c) {
   if (*c.polygonCmd) {
     auto text = readAll(c.geojsonPath);
     if (!text) return text.error();
-    auto polygon = cli::polygonFromGeoJson(*text);
+    auto polygon = geojson::readArea(*text);
     if (!polygon) return polygon.error();
     (area = &c.polygonQuery)->area = std::move(*polygon);
   }

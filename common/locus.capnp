@@ -94,6 +94,9 @@ struct Area {
     circle @0 :Circle;
     box @1 :Box;
     polygon @2 :Polygon;
+    multiPolygon @3 :List(Polygon);
+    # The union of the polygons (a GeoJSON MultiPolygon, FeatureCollection),
+    # at least one; a point inside several counts once.
   }
 }
 

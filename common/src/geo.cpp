@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace locus::geo {
 namespace {
@@ -293,6 +294,31 @@ bool Polygon::contains(LatLon p) const {
     if (sideOf(h) == Side::kInside) return false;
   }
   return true;
+}
+
+MultiPolygon::MultiPolygon(Polygon polygon) {
+  parts_.push_back(std::move(polygon));
+}
+
+MultiPolygon::MultiPolygon(std::vector<Polygon> parts) : parts_(std::move(parts)) {}
+
+bool MultiPolygon::contains(LatLon p) const {
+  return firstPartContaining(p) < parts_.size();
+}
+
+size_t MultiPolygon::firstPartContaining(LatLon p) const {
+  for (size_t i = 0; i < parts_.size(); ++i) {
+    if (parts_[i].contains(p)) return i;
+  }
+  return parts_.size();
+}
+
+size_t MultiPolygon::positions() const {
+  size_t n = 0;
+  for (const Polygon& part : parts_) {
+    for (const auto& ring : part.rings()) n += ring.size();
+  }
+  return n;
 }
 
 }  // namespace locus::geo

@@ -48,8 +48,12 @@ struct AreaValidator {
     }
     return std::nullopt;
   }
-  std::optional<std::string> operator()(const geo::Polygon& p) const {
-    return geo::Polygon::validate(p.rings());
+  std::optional<std::string> operator()(const geo::MultiPolygon& m) const {
+    if (m.parts().empty()) return "a multipolygon needs at least one polygon";
+    for (const geo::Polygon& p : m.parts()) {
+      if (auto e = geo::Polygon::validate(p.rings())) return e;
+    }
+    return std::nullopt;
   }
 };
 

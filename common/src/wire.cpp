@@ -129,6 +129,32 @@ void writeLatLon(const geo::LatLon& p, wire::LatLon::Builder b) {
   b.setLon(p.lon);
 }
 
+namespace {
+
+Result<geo::Polygon> readPolygon(wire::Polygon::Reader r) {
+  std::vector<geo::Polygon::Ring> rings;
+  for (auto ring : r.getRings()) {
+    auto& out = rings.emplace_back();
+    out.reserve(ring.size());
+    for (auto p : ring) out.push_back(readLatLon(p));
+  }
+  if (auto e = geo::Polygon::validate(rings)) return badRequest(*e);
+  return geo::Polygon(std::move(rings));
+}
+
+void writePolygon(const geo::Polygon& polygon, wire::Polygon::Builder b) {
+  const auto& rings = polygon.rings();
+  auto out = b.initRings(static_cast<unsigned>(rings.size()));
+  for (size_t i = 0; i < rings.size(); ++i) {
+    auto ring = out.init(static_cast<unsigned>(i), static_cast<unsigned>(rings[i].size()));
+    for (size_t j = 0; j < rings[i].size(); ++j) {
+      writeLatLon(rings[i][j], ring[static_cast<unsigned>(j)]);
+    }
+  }
+}
+
+}  // namespace
+
 Result<NearestQuery> readNearestQuery(wire::NearestQuery::Reader r) {
   NearestQuery q;
   q.center = readLatLon(r.getCenter());
@@ -154,14 +180,22 @@ Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r) {
       break;
     }
     case wire::Area::POLYGON: {
-      std::vector<geo::Polygon::Ring> rings;
-      for (auto ring : area.getPolygon().getRings()) {
-        auto& out = rings.emplace_back();
-        out.reserve(ring.size());
-        for (auto p : ring) out.push_back(readLatLon(p));
+      auto polygon = readPolygon(area.getPolygon());
+      if (!polygon) return polygon.error();
+      q.area = geo::MultiPolygon(std::move(*polygon));
+      break;
+    }
+    case wire::Area::MULTI_POLYGON: {
+      auto parts = area.getMultiPolygon();
+      if (parts.size() == 0) return badRequest("a multipolygon needs at least one polygon");
+      std::vector<geo::Polygon> polygons;
+      polygons.reserve(parts.size());
+      for (auto part : parts) {
+        auto polygon = readPolygon(part);
+        if (!polygon) return polygon.error();
+        polygons.push_back(std::move(*polygon));
       }
-      if (auto e = geo::Polygon::validate(rings)) return badRequest(*e);
-      q.area = geo::Polygon(std::move(rings));
+      q.area = geo::MultiPolygon(std::move(polygons));
       break;
     }
     default:
@@ -190,12 +224,14 @@ void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b) {
   } else if (const auto* box = std::get_if<geo::Box>(&q.area)) {
     writeBox(*box, area.initBox());
   } else {
-    const auto& rings = std::get<geo::Polygon>(q.area).rings();
-    auto out = area.initPolygon().initRings(static_cast<unsigned>(rings.size()));
-    for (size_t i = 0; i < rings.size(); ++i) {
-      auto ring = out.init(static_cast<unsigned>(i), static_cast<unsigned>(rings[i].size()));
-      for (size_t j = 0; j < rings[i].size(); ++j) {
-        writeLatLon(rings[i][j], ring[static_cast<unsigned>(j)]);
+    // One part goes as a plain polygon, which every peer reads.
+    const auto& parts = std::get<geo::MultiPolygon>(q.area).parts();
+    if (parts.size() == 1) {
+      writePolygon(parts.front(), area.initPolygon());
+    } else {
+      auto out = area.initMultiPolygon(static_cast<unsigned>(parts.size()));
+      for (size_t i = 0; i < parts.size(); ++i) {
+        writePolygon(parts[i], out[static_cast<unsigned>(i)]);
       }
     }
   }

@@ -463,10 +463,13 @@ uint64_t requestWords(const std::variant<NearestQuery, AreaQuery>& query) {
   constexpr uint64_t kFixedWords = 16;
   const auto* a = std::get_if<AreaQuery>(&query);
   if (a == nullptr) return kFixedWords;
-  const auto* polygon = std::get_if<geo::Polygon>(&a->area);
+  const auto* polygon = std::get_if<geo::MultiPolygon>(&a->area);
   if (polygon == nullptr) return kFixedWords;
   uint64_t words = kFixedWords;
-  for (const auto& ring : polygon->rings()) words += 2 * ring.size() + 2;
+  for (const auto& part : polygon->parts()) {
+    words += 2;
+    for (const auto& ring : part.rings()) words += 2 * ring.size() + 2;
+  }
   return words;
 }
 

@@ -296,13 +296,18 @@ class LocationIndex::Impl {
         if (p.tsMs >= minTsMs && box->contains(latLonOf(p))) keep(slot);
       });
     } else {
-      const auto& polygon = std::get<geo::Polygon>(q.area);
-      geo::BoxSet cover;
-      cover.boxes[cover.size++] = polygon.bounds();
-      forEachCandidate(cover, [&](uint32_t slot) {
-        const Position& p = positions_[slot];
-        if (p.tsMs >= minTsMs && polygon.contains(latLonOf(p))) keep(slot);
-      });
+      // Part by part, over its own bounds (the two halves of an area across
+      // the antimeridian stay two small searches); a device inside several
+      // parts is kept by the first only.
+      const auto& polygons = std::get<geo::MultiPolygon>(q.area);
+      for (size_t i = 0; i < polygons.parts().size(); ++i) {
+        geo::BoxSet cover;
+        cover.boxes[cover.size++] = polygons.parts()[i].bounds();
+        forEachCandidate(cover, [&](uint32_t slot) {
+          const Position& p = positions_[slot];
+          if (p.tsMs >= minTsMs && polygons.firstPartContaining(latLonOf(p)) == i) keep(slot);
+        });
+      }
     }
     finish(kept, byId(), /*withDistance=*/false, out);
     return out;

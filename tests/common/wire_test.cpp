@@ -519,13 +519,32 @@ TEST_CASE("AreaQuery round trips: circle, box, polygon with a hole", "[wire]") {
     in.limit = 100;
     const auto out = roundTripArea(in);
     REQUIRE(out.ok());
-    const auto* p = std::get_if<Polygon>(&out->area);
-    REQUIRE(p != nullptr);
+    const auto* m = std::get_if<locus::geo::MultiPolygon>(&out->area);
+    REQUIRE(m != nullptr);
+    REQUIRE(m->parts().size() == 1);
+    const Polygon* p = &m->parts()[0];
     CHECK(p->rings() == rings);
     CHECK(p->bounds() == Box{0, 0, 10, 10});
     CHECK(p->contains({2, 2}));
     CHECK_FALSE(p->contains({5, 5}));
     CHECK(out->limit == 100);
+  }
+  SECTION("multipolygon: two parts across the antimeridian") {
+    const std::vector<Polygon::Ring> east = {
+        ring({{177, -19}, {180, -19}, {180, -16}, {177, -16}, {177, -19}})};
+    const std::vector<Polygon::Ring> west = {
+        ring({{-180, -19}, {-178, -19}, {-178, -16}, {-180, -16}, {-180, -19}})};
+    AreaQuery in;
+    in.area = locus::geo::MultiPolygon({Polygon(east), Polygon(west)});
+    const auto out = roundTripArea(in);
+    REQUIRE(out.ok());
+    const auto* m = std::get_if<locus::geo::MultiPolygon>(&out->area);
+    REQUIRE(m != nullptr);
+    REQUIRE(m->parts().size() == 2);
+    CHECK(m->parts()[0].rings() == east);
+    CHECK(m->parts()[1].rings() == west);
+    CHECK(m->contains({-17, 179.5}));
+    CHECK(m->contains({-17, -179.5}));
   }
 }
 

@@ -1,5 +1,5 @@
 // Geo math on a sphere: distances, the lon/lat boxes that cover a circle,
-// antimeridian-crossing boxes and GeoJSON polygons.
+// antimeridian-crossing boxes and GeoJSON polygons and multipolygons.
 //
 // Everything here is in WGS84 degrees and metres on a sphere of radius
 // kEarthRadiusM. These functions are the definition of Locus's answers: the
@@ -143,6 +143,30 @@ class Polygon {
   Box bounds_;
   double bandHeight_ = 0;     // degrees of latitude per band (0: no bands)
   std::vector<Bands> bands_;  // by ring; empty: every ring is scanned whole
+};
+
+// The union of polygons (a GeoJSON MultiPolygon, or every polygon of a
+// FeatureCollection): a point is inside when some part contains it. The
+// parts may overlap or touch; a point in two parts is still one point. An
+// area across the antimeridian is two parts, one on each side, as RFC 7946
+// splits it.
+class MultiPolygon {
+ public:
+  // A single polygon is a union of one.
+  MultiPolygon(Polygon polygon);  // NOLINT(google-explicit-constructor)
+  // Precondition: parts is not empty.
+  explicit MultiPolygon(std::vector<Polygon> parts);
+
+  bool contains(LatLon p) const;
+  // The first part that contains p, or parts().size() when none does: a
+  // search over the parts' bounds counts p in that part only.
+  size_t firstPartContaining(LatLon p) const;
+  const std::vector<Polygon>& parts() const { return parts_; }
+  // Vertices over every ring of every part.
+  size_t positions() const;
+
+ private:
+  std::vector<Polygon> parts_;
 };
 
 // The SPEC's city workload: devices uniform in this box (about 3,100 km²),

@@ -21,8 +21,9 @@ struct Circle {
 };
 
 // What an area query covers. Circles have a centre (answers carry distances
-// and are ordered nearest first); boxes and polygons are ordered by id.
-using Area = std::variant<Circle, geo::Box, geo::Polygon>;
+// and are ordered nearest first); boxes and polygons are ordered by id. A
+// single polygon is a MultiPolygon of one part.
+using Area = std::variant<Circle, geo::Box, geo::MultiPolygon>;
 
 // The most hits one answer carries: the largest k, the largest limit, and
 // the most matches an area query without a limit may have (beyond it the

@@ -89,7 +89,7 @@ class BruteForce {
         if (d > circle->radiusM) continue;
       } else if (const auto* box = std::get_if<geo::Box>(&q.area)) {
         if (!box->contains(p)) continue;
-      } else if (!std::get<geo::Polygon>(q.area).contains(p)) {
+      } else if (!std::get<geo::MultiPolygon>(q.area).contains(p)) {
         continue;
       }
       matches.push_back({d, &h});
