@@ -25,7 +25,8 @@ class AreaReader {
     if (type == "Polygon") return addPolygon(coordinatesOf(j), where);
     if (type == "MultiPolygon") {
       const json* polygons = coordinatesOf(j);
-      if (polygons == nullptr) return badRequest(where + ": the MultiPolygon has no coordinates array");
+      if (polygons == nullptr)
+        return badRequest(where + ": the MultiPolygon has no coordinates array");
       if (polygons->empty()) return badRequest(where + ": the MultiPolygon has no polygons");
       for (size_t i = 0; i < polygons->size(); ++i) {
         if (auto e = addPolygon(&(*polygons)[i], fmt::format("{}, polygon {}", where, i))) return e;
@@ -34,7 +35,8 @@ class AreaReader {
     }
     if (type == "Feature") {
       const auto geometry = j.find("geometry");
-      if (geometry == j.end() || geometry->is_null()) return badRequest(where + ": the Feature has no geometry");
+      if (geometry == j.end() || geometry->is_null())
+        return badRequest(where + ": the Feature has no geometry");
       return add(*geometry, where, depth + 1);
     }
     if (type == "FeatureCollection" || type == "GeometryCollection") {
@@ -53,10 +55,10 @@ class AreaReader {
       return std::nullopt;
     }
     const std::string what = type.empty() ? "not a GeoJSON object" : "a " + type;
-    return badRequest(fmt::format(
-        "{} is {}: expected a GeoJSON Polygon or MultiPolygon, or a Feature or "
-        "FeatureCollection of them",
-        where, what));
+    return badRequest(
+        fmt::format("{} is {}: expected a GeoJSON Polygon or MultiPolygon, or a Feature or "
+                    "FeatureCollection of them",
+                    where, what));
   }
 
   std::vector<geo::Polygon> take() { return std::move(parts_); }

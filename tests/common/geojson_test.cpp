@@ -35,7 +35,7 @@ TEST_CASE("a MultiPolygon is the union of its polygons", "[geojson]") {
   REQUIRE(area->parts().size() == 2);
   CHECK(area->contains({1, 1}));
   CHECK(area->contains({11.5, 11.5}));
-  CHECK_FALSE(area->contains({5, 5}));        // between the parts
+  CHECK_FALSE(area->contains({5, 5}));  // between the parts
   CHECK(area->firstPartContaining({11.5, 11.5}) == 1);
   CHECK(area->firstPartContaining({5, 5}) == 2);
 }
@@ -57,8 +57,7 @@ TEST_CASE("a FeatureCollection and a GeometryCollection are the union of their p
   CHECK_FALSE(area->contains({1, 5}));
 }
 
-TEST_CASE("an area across the antimeridian as RFC 7946 splits it holds both sides",
-          "[geojson]") {
+TEST_CASE("an area across the antimeridian as RFC 7946 splits it holds both sides", "[geojson]") {
   // Fiji-like: 177°E..180° and -180°..-178°, one MultiPolygon.
   const auto area = readArea(R"({"type":"MultiPolygon","coordinates":[
       [[[177,-19],[180,-19],[180,-16],[177,-16],[177,-19]]],
@@ -91,7 +90,8 @@ TEST_CASE("bad GeoJSON gets an error that names the problem", "[geojson]") {
              Catch::Contains("[lon, lat]"));
   CHECK_THAT(errorOf(R"({"type":"Polygon","coordinates":[[[0,0],[190,0],[1,1],[0,0]]]})"),
              Catch::Contains("out of range"));
-  CHECK_THAT(errorOf(R"({"type":"MultiPolygon","coordinates":[]})"), Catch::Contains("no polygons"));
+  CHECK_THAT(errorOf(R"({"type":"MultiPolygon","coordinates":[]})"),
+             Catch::Contains("no polygons"));
   CHECK_THAT(errorOf(R"({"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],
                                                               [[[0,0],[1,0],[1,1]]]]})"),
              Catch::Contains("polygon 1"));
@@ -108,7 +108,8 @@ TEST_CASE("bad GeoJSON gets an error that names the problem", "[geojson]") {
   CHECK_THAT(errorOf(R"([{"type":"Polygon"}])"), Catch::Contains("Polygon"));
   // Collections in collections, deeper than any real file, are refused.
   std::string deep = R"({"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]})";
-  for (int i = 0; i < 20; ++i) deep = R"({"type":"GeometryCollection","geometries":[)" + deep + "]}";
+  for (int i = 0; i < 20; ++i)
+    deep = R"({"type":"GeometryCollection","geometries":[)" + deep + "]}";
   CHECK_THAT(errorOf(deep.c_str()), Catch::Contains("nested too deep"));
 }
 
