@@ -156,6 +156,7 @@ class Roles {
   }
 
   std::string serverAddress, gatewayAddress, textAddress;  // as bound
+  std::string httpAddress, gatewayHttpAddress;             // as bound; empty = off
 
  private:
   // Tells startRole() that a role serves.
@@ -209,9 +210,12 @@ class Roles {
     o.listen = options_.serverListen;
     o.timeoutMs = options_.timeoutMs;
     o.replication.replicas = options_.replicas;
+    o.httpListen = options_.httpListen;
     server::Server server(o, context_, io);
     serverAddress = server.address();
+    httpAddress = server.httpAddress();
     spdlog::info("server listening on {}", serverAddress);
+    if (!httpAddress.empty()) spdlog::info("server HTTP API on http://{}/v1/", httpAddress);
     serving();
     server.run(stopFd_);
   }
@@ -223,10 +227,15 @@ class Roles {
     o.listen = options_.gatewayListen;
     o.listenText = options_.textListen;
     o.routing.replicas = options_.replicas;
+    o.httpListen = options_.gatewayHttpListen;
     gateway::Gateway gateway(o, context_, io);
     gatewayAddress = gateway.rpcAddress();
     textAddress = gateway.textAddress();
+    gatewayHttpAddress = gateway.httpAddress();
     spdlog::info("gateway listening on {} (rpc) and {} (text)", gatewayAddress, textAddress);
+    if (!gatewayHttpAddress.empty()) {
+      spdlog::info("gateway HTTP ingest on http://{}/v1/reports", gatewayHttpAddress);
+    }
     serving();
     gateway.run(stopFd_);
   }
@@ -281,8 +290,16 @@ void printWelcome(const LocalOptions& options, const Roles& roles) {
             << sampleQuery(roles.serverAddress) << "\nAsk it yourself:\n  " << self << " --server "
             << roles.serverAddress << " nearest --lat 31.23 --lon 121.47 -k 5\n"
             << "  echo '{\"id\":\"me\",\"lat\":31.23,\"lon\":121.47}' | nc -q1 " << textHost << " "
-            << textPort << "\nPress Ctrl-C to stop.\n"
-            << std::flush;
+            << textPort << "\n";
+  if (!roles.httpAddress.empty()) {
+    std::cout << "Or over HTTP:\n  curl 'http://" << roles.httpAddress
+              << "/v1/nearest?lat=31.23&lon=121.47&k=5'\n";
+  }
+  if (!roles.gatewayHttpAddress.empty()) {
+    std::cout << "  curl --data-binary '{\"id\":\"me\",\"lat\":31.23,\"lon\":121.47}' http://"
+              << roles.gatewayHttpAddress << "/v1/reports\n";
+  }
+  std::cout << "Press Ctrl-C to stop.\n" << std::flush;
 }
 
 }  // namespace

@@ -13,9 +13,11 @@ struct LocalOptions {
   uint32_t units = 4;
   uint64_t simulate = 0;       // devices moving around the city box; 0 = none
   uint64_t ratePerS = 50'000;  // simulated reports per second, all devices together
-  std::string gatewayListen = "127.0.0.1:7700";  // Cap'n Proto Ingest; port 0 picks one
-  std::string textListen = "127.0.0.1:7701";     // NDJSON
-  std::string serverListen = "127.0.0.1:7800";   // Cap'n Proto LocationService
+  std::string gatewayListen = "127.0.0.1:7700";      // Cap'n Proto Ingest; port 0 picks one
+  std::string textListen = "127.0.0.1:7701";         // NDJSON
+  std::string serverListen = "127.0.0.1:7800";       // Cap'n Proto LocationService
+  std::string httpListen = "127.0.0.1:7880";         // the server's HTTP API; empty = off
+  std::string gatewayHttpListen = "127.0.0.1:7702";  // POST /v1/reports; empty = off
   int64_t timeoutMs = 250;
   std::string dataDir;    // empty = memory-only; else unit i keeps its data in DIR/unit-<i>
   uint32_t replicas = 1;  // units each partition lives on (embedded: 1 unless asked)

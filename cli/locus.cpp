@@ -70,18 +70,10 @@ int printAnswer(const Result<client::Answer>& answer, bool requireComplete) {
   return 0;
 }
 
-int printStats(const Result<client::StatsAnswer>& stats, bool requireComplete) {
+int printStats(const Result<ClusterStats>& stats, bool requireComplete) {
   if (!stats) return fail(stats.error().message);
-  json units = json::array();
-  for (const auto& u : stats->units) units.push_back(toJson(u));
   const Coverage& shards = stats->shards;
-  std::cout << json{{"units", std::move(units)},
-                    {"partial", stats->partial()},
-                    {"shards", {{"total", shards.total}, {"answered", shards.answered}}},
-                    {"partitions", stats->partitions},
-                    {"replicas", stats->replicas}}
-                   .dump()
-            << "\n";
+  std::cout << toJson(*stats).dump() << "\n";
   if (stats->partial()) return partialAnswer(shards.answered, shards.total, requireComplete);
   return 0;
 }
@@ -154,6 +146,14 @@ void Commands::addLocal(CLI::App& app) {
   localCmd->add_option("--text-listen", local.textListen, "NDJSON ingest HOST:PORT")
       ->capture_default_str();
   localCmd->add_option("--server-listen", local.serverListen, "query HOST:PORT")
+      ->capture_default_str();
+  localCmd
+      ->add_option("--http-listen", local.httpListen,
+                   "the server's HTTP API HOST:PORT (empty: off)")
+      ->capture_default_str();
+  localCmd
+      ->add_option("--gateway-http-listen", local.gatewayHttpListen,
+                   "the gateway's HTTP ingest HOST:PORT (empty: off)")
       ->capture_default_str();
   localCmd->add_option("--timeout-ms", local.timeoutMs, "per-query deadline for the units")
       ->capture_default_str();

@@ -13,7 +13,8 @@ packages=(
   nlohmann-json3-dev                 # JSON (CLI output, NDJSON ingest)
   libspdlog-dev                      # one-line-per-event logs
   libxxhash-dev                      # stable 64-bit hash for sharding
-  libcpp-httplib-dev                 # --http-listen: /healthz, /readyz, /metrics
+  libcpp-httplib-dev                 # the unit's --http-listen; HTTP clients in tests
+  python3 python3-jsonschema         # tests: /v1/openapi.json held against the answers
   catch2 libbenchmark-dev            # tests and micro benchmarks
   redis-server                       # the comparison baseline in benchmarks
   libhiredis-dev                     # locus-bench --redis drives Redis GEO (bench/compare-redis.sh)

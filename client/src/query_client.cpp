@@ -38,11 +38,11 @@ Result<Answer> QueryClient::get(const std::string& id) {
   return wait(request.send().then([](auto&& response) { return readAnswer(response); }));
 }
 
-Result<StatsAnswer> QueryClient::stats() {
-  return wait(service_.statsRequest().send().then([](auto&& response) -> Result<StatsAnswer> {
+Result<ClusterStats> QueryClient::stats() {
+  return wait(service_.statsRequest().send().then([](auto&& response) -> Result<ClusterStats> {
     if (response.hasError()) return readError(response.getError());
     auto stats = response.getStats();
-    StatsAnswer out;
+    ClusterStats out;
     for (auto unit : stats.getUnits()) out.units.push_back(readUnitStats(unit));
     out.shards = readCoverage(stats.getShards());
     out.partitions = stats.getPartitions();

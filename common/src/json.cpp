@@ -51,6 +51,16 @@ nlohmann::ordered_json toJson(const UnitStats& s) {
             {"copied_devices", s.copiedDevices}}}};
 }
 
+nlohmann::ordered_json toJson(const ClusterStats& stats) {
+  nlohmann::ordered_json units = nlohmann::ordered_json::array();
+  for (const auto& u : stats.units) units.push_back(toJson(u));
+  return {{"units", std::move(units)},
+          {"partial", stats.partial()},
+          {"shards", {{"total", stats.shards.total}, {"answered", stats.shards.answered}}},
+          {"partitions", stats.partitions},
+          {"replicas", stats.replicas}};
+}
+
 nlohmann::ordered_json errorJson(const std::string& message) {
   return {{"error", message}};
 }

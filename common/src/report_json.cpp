@@ -28,6 +28,10 @@ Result<OwnedReport> parseReportLine(std::string_view line) {
   }
   const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return badRequest("invalid JSON");
+  return reportFromJson(j);
+}
+
+Result<OwnedReport> reportFromJson(const nlohmann::json& j) {
   if (!j.is_object())
     return badRequest("expected a JSON object such as {\"id\":..,\"lat\":..,\"lon\":..}");
 

@@ -9,6 +9,7 @@
 
 #include <utility>
 
+#include "http_ingest.h"
 #include "ingest_service.h"
 #include "locus/common/wire.h"
 #include "locus/transport/net.h"
@@ -94,7 +95,8 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
         context, io, options.units, router_.channels(),
         std::vector<const transport::Listener*>{connections_->rpcListener.get(),
                                                 connections_->textListener.get()},
-        options.httpListen, registry_, [this] { return partitionsWritable(); });
+        options.httpListen, registry_, httpIngest(router_, ingest_.http, maxFutureSkewMs_),
+        [this] { return partitionsWritable(); });
   }
 }
 
@@ -125,7 +127,8 @@ std::string Gateway::httpAddress() const {
 }
 
 void IngestCounters::expose(metrics::Registry& r) const {
-  for (const auto& [name, c] : {std::pair{"rpc", &rpc}, std::pair{"text", &text}}) {
+  for (const auto& [name, c] :
+       {std::pair{"rpc", &rpc}, std::pair{"text", &text}, std::pair{"http", &http}}) {
     const char* reports = "Reports the gateway received, by protocol and outcome";
     r.counter("locus_gateway_reports_total", reports, {{"protocol", name}, {"outcome", "accepted"}},
               c->accepted);

@@ -32,22 +32,18 @@ void writeAnswer(const GatheredResult& gathered, Clock::time_point started,
 // Counts one finished call, from what its results hold.
 template <typename Context>
 void tally(Context& context, Method method, Clock::time_point started, ServiceCounters& counters) {
-  const auto m = static_cast<size_t>(method);
   auto results = context.getResults();
-  ++counters.calls[m];
-  if (results.hasError()) {
-    ++counters.errors[m];
-  } else {
-    bool partial = false;
+  bool partial = false;
+  if (!results.hasError()) {
     if constexpr (requires { results.getResult(); }) {
       partial = results.hasResult() && results.getResult().getPartial();
     } else {
       auto shards = results.getStats().getShards();
       partial = shards.getAnswered() < shards.getTotal();
     }
-    if (partial) ++counters.partial[m];
   }
-  counters.seconds[m].observe(std::chrono::duration<double>(Clock::now() - started).count());
+  counters.record(method, results.hasError(), partial,
+                  std::chrono::duration<double>(Clock::now() - started).count());
 }
 
 // The one place where a call's failures become its typed `error`:
@@ -98,6 +94,14 @@ void ServiceCounters::expose(metrics::Registry& r) const {
   }
 }
 
+void ServiceCounters::record(Method method, bool error, bool partialAnswer, double s) {
+  const auto m = static_cast<size_t>(method);
+  ++calls[m];
+  if (error) ++errors[m];
+  if (partialAnswer) ++partial[m];
+  seconds[m].observe(s);
+}
+
 kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
   return answer(
       context, Method::kNearest, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
@@ -145,7 +149,7 @@ kj::Promise<void> LocationServiceImpl::get(GetContext context) {
 
 kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
   return answer(context, Method::kStats, counters_, [&](Clock::time_point) -> kj::Promise<void> {
-    return cluster_.stats().then([context](GatheredStats&& g) mutable {
+    return cluster_.stats().then([context](ClusterStats&& g) mutable {
       auto out = context.getResults().initStats();
       auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
       for (size_t i = 0; i < g.units.size(); ++i) {

@@ -627,12 +627,12 @@ kj::Promise<Result<GatheredResult>> ScatterGather::getFrom(const std::string& id
       });
 }
 
-kj::Promise<GatheredStats> ScatterGather::stats() {
+kj::Promise<ClusterStats> ScatterGather::stats() {
   capnp::MallocMessageBuilder message(kSmallRequestWords);
   message.initRoot<wire::UnitRequest>().initQueries(1)[0].setStats();
   const uint32_t total = shardCount();
   return scatter(message).then([this, total](Replies&& replies) {
-    GatheredStats out;
+    ClusterStats out;
     out.shards.total = total;
     out.partitions = placement_.partitions();
     out.replicas = placement_.replicas();

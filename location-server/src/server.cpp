@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "locus/common/wire.h"
+#include "locus/server/http_api.h"
 #include "locus/server/location_service.h"
 #include "locus/transport/net.h"
 #include "locus/transport/rpc_listener.h"
@@ -68,7 +69,7 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     http_ = std::make_unique<transport::FrontEndHttp>(
         context, io, options.units, cluster_.channels(),
         std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_,
-        [this] { return cluster_.readiness(); });
+        httpApi(cluster_, counters_), [this] { return cluster_.readiness(); });
   }
 }
 

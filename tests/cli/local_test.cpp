@@ -14,6 +14,7 @@
 #include <string>
 
 #include "locus/testkit/cluster.h"
+#include "locus/testkit/http.h"
 #include "locus/testkit/process.h"
 #include "locus/testkit/temp_dir.h"
 
@@ -71,14 +72,19 @@ struct Local {
         log, m, std::regex(R"(gateway listening on (\S+) \(rpc\) and (\S+) \(text\))")));
     gateway = m[1];
     text = m[2];
+    REQUIRE(std::regex_search(log, m, std::regex(R"(server HTTP API on http://(\S+)/v1/)")));
+    http = m[1];
+    REQUIRE(std::regex_search(log, m, std::regex(R"(gateway HTTP ingest on http://(\S+)/v1/)")));
+    gatewayHttp = m[1];
   }
   static std::vector<std::string> withPorts(std::vector<std::string> args) {
     args.insert(args.begin(), {"local", "--gateway-listen", "127.0.0.1:0", "--text-listen",
-                               "127.0.0.1:0", "--server-listen", "127.0.0.1:0"});
+                               "127.0.0.1:0", "--server-listen", "127.0.0.1:0", "--http-listen",
+                               "127.0.0.1:0", "--gateway-http-listen", "127.0.0.1:0"});
     return args;
   }
   locus::testkit::ChildProcess process;
-  std::string server, gateway, text;
+  std::string server, gateway, text, http, gatewayHttp;
 };
 
 TEST_CASE("locus local answers a nearest query within seconds of starting", "[local]") {
@@ -114,6 +120,16 @@ TEST_CASE("locus local answers a nearest query within seconds of starting", "[lo
   CHECK(near["results"][0]["id"] == "me");
   CHECK(near["results"][1]["id"] == "you");
 
+  // The same cluster over HTTP: a report in through the gateway, seen by
+  // the server's API.
+  const auto posted = locus::testkit::httpPost(cluster.gatewayHttp, "/v1/reports",
+                                               "{\"id\":\"them\",\"lat\":-33.85,\"lon\":151.2}\n");
+  CHECK(posted.status == 200);
+  CHECK(posted.body == "{\"ok\":true}\n");
+  const auto overHttp = locus::testkit::httpGet(cluster.http, "/v1/devices/them");
+  REQUIRE(overHttp.status == 200);
+  CHECK(nlohmann::json::parse(overHttp.body)["results"][0]["lat"] == -33.85);
+
   local.signal(SIGINT);
   const auto status = local.waitExit(10s);
   REQUIRE(status);
@@ -140,7 +156,8 @@ TEST_CASE("locus local refuses bad options and busy ports", "[local]") {
   const std::string busy = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   locus::testkit::ChildProcess clash(
       kBin + "/locus", {"local", "--units", "1", "--server-listen", busy, "--gateway-listen",
-                        "127.0.0.1:0", "--text-listen", "127.0.0.1:0"});
+                        "127.0.0.1:0", "--text-listen", "127.0.0.1:0", "--http-listen",
+                        "127.0.0.1:0", "--gateway-http-listen", "127.0.0.1:0"});
   status = clash.waitExit(10s);
   close(holder);
   REQUIRE(status);

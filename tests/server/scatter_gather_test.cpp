@@ -225,7 +225,7 @@ TEST_CASE("ScatterGather answers partially by the deadline when a unit never ans
   REQUIRE(found);
   CHECK(found->result.hits.at(0).id == live.front().id);
 
-  const GatheredStats stats = cluster.stats().wait(io.waitScope);
+  const ClusterStats stats = cluster.stats().wait(io.waitScope);
   CHECK(stats.shards.total == 2);
   CHECK(stats.shards.answered == 1);
   CHECK(cluster.pending() == 0);  // the silent unit's calls were forgotten at the deadline

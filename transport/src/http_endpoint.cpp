@@ -17,11 +17,10 @@ namespace {
 constexpr size_t kThreads = 4;
 constexpr time_t kTimeoutS = 2;
 
-constexpr const char* kJson = "application/json";
-
-void replyJson(httplib::Response& res, int status, const nlohmann::ordered_json& body) {
-  res.status = status;
-  res.set_content(body.dump() + "\n", kJson);
+void reply(httplib::Response& res, const HttpReply& r) {
+  res.status = static_cast<int>(r.status);
+  for (const auto& [name, value] : r.headers) res.set_header(name, value);
+  res.set_content(r.body, r.contentType);
 }
 
 }  // namespace
@@ -42,18 +41,14 @@ HttpEndpoint::HttpEndpoint(const std::string& listen, const metrics::Registry& r
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
 
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    replyJson(res, 200, {{"status", "ok"}});
-  });
+  s.Get("/healthz",
+        [](const httplib::Request&, httplib::Response& res) { reply(res, healthReply()); });
   s.Get("/readyz",
         [readiness = std::move(readiness)](const httplib::Request&, httplib::Response& res) {
-          const Readiness r = readiness();
-          nlohmann::ordered_json body{{"ready", r.ready}};
-          body.update(r.detail);
-          replyJson(res, r.ready ? 200 : 503, body);
+          reply(res, readyReply(readiness()));
         });
   s.Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
-    res.set_content(registry.render(), "text/plain; version=0.0.4; charset=utf-8");
+    reply(res, metricsReply(registry));
   });
   // Called for every status >= 400, ours included: those keep their body.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -65,11 +60,13 @@ HttpEndpoint::HttpEndpoint(const std::string& listen, const metrics::Registry& r
       res.set_header("Allow", "GET");
       what = fmt::format("{} takes GET only, not {}", req.path, req.method);
     } else if (res.status == 404) {
-      what = fmt::format("no such path {}: try /healthz, /readyz or /metrics", req.path);
+      what = fmt::format("no such path {}: try {}", req.path, kOperatorPaths);
     } else {
       what = fmt::format("cannot serve {} {} (status {})", req.method, req.path, res.status);
     }
-    replyJson(res, res.status, {{"error", what}});
+    const int status = res.status;
+    reply(res, HttpReply::error(static_cast<unsigned>(status), what));
+    res.status = status;
   });
 
   const auto hostPort = splitHostPort(listen);

@@ -4,6 +4,7 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -172,11 +173,13 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                            const std::vector<std::string>& units,
                            std::vector<const UnitChannel*> data,
                            std::vector<const Listener*> listeners, const std::string& listen,
-                           metrics::Registry& registry, std::function<Readiness()> cluster)
+                           metrics::Registry& registry, HttpRoutes api,
+                           std::function<Readiness()> cluster)
     : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)),
-      listeners_(std::move(listeners)) {
+      listeners_(std::move(listeners)),
+      httpLimit_(std::min(kMaxHttpConnections, defaultMaxConnections())) {
   health_.expose(registry);
-  http_ = std::make_unique<HttpEndpoint>(listen, registry, [this, cluster = std::move(cluster)] {
+  auto routes = operatorRoutes(registry, [this, cluster = std::move(cluster)] {
     Readiness r = health_.readiness();
     if (cluster) {
       Readiness c = cluster();
@@ -195,6 +198,10 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
     r.detail["stopping"] = stopping_.load();
     return r;
   });
+  routes.merge(std::move(api));
+  http_ = std::make_unique<HttpServer>(io, listen, std::move(routes), httpLimit_);
+  listeners_.push_back(&http_->listener());
+  http_->expose(registry);
 }
 
 }  // namespace locus::transport

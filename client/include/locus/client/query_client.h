@@ -37,14 +37,6 @@ struct Answer {
 };
 
 // The server's answer to stats: one entry per unit that answered.
-struct StatsAnswer {
-  std::vector<UnitStats> units;
-  Coverage shards;
-  uint32_t partitions = 0;
-  uint32_t replicas = 1;  // each device is on this many units (0 from an older server: 1)
-  bool partial() const { return shards.partial(); }
-};
-
 // Reads a LocationService result (nearest, within, get).
 template <typename Results>
 Result<Answer> readAnswer(const Results& results) {
@@ -61,7 +53,7 @@ class QueryClient {
   Result<Answer> nearest(const NearestQuery& query);
   Result<Answer> within(const AreaQuery& query);
   Result<Answer> get(const std::string& id);
-  Result<StatsAnswer> stats();
+  Result<ClusterStats> stats();
 
   // Send without waiting: calls sent before the loop next runs travel
   // pipelined on the one connection, and the server coalesces what reaches

@@ -18,6 +18,9 @@ nlohmann::ordered_json toJson(const QueryResult& result, Coverage shards, uint64
 // {"name","devices","reports_applied","reports_stale","reports_rejected","queries_served","memory_bytes"}
 nlohmann::ordered_json toJson(const UnitStats& stats);
 
+// {"units":[...],"partial":B,"shards":{...},"partitions":P,"replicas":R}
+nlohmann::ordered_json toJson(const ClusterStats& stats);
+
 // {"error":"..."}
 nlohmann::ordered_json errorJson(const std::string& message);
 

@@ -114,6 +114,16 @@ struct Coverage {
   }
 };
 
+// What `stats` answers: the counters of the units that answered, in shard
+// order, and the cluster's shape.
+struct ClusterStats {
+  std::vector<UnitStats> units;
+  Coverage shards;
+  uint32_t partitions = 0;
+  uint32_t replicas = 1;  // each device is on this many units (0 from an older server: 1)
+  bool partial() const { return shards.partial(); }
+};
+
 // Why a query must be refused, or nothing when it is valid. One line a
 // person can act on ("k must be at least 1").
 std::optional<std::string> validate(const NearestQuery& query);

@@ -4,6 +4,7 @@
 // ignored. Shared by the gateway (which reads lines) and `locus send`.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,8 @@ struct OwnedReport {
 // error says what to fix: invalid JSON, not an object, a missing or
 // wrongly-typed field, or anything validateReport refuses.
 Result<OwnedReport> parseReportLine(std::string_view line);
+// The same for a report already parsed as JSON (an element of an array).
+Result<OwnedReport> reportFromJson(const nlohmann::json& report);
 
 // The line for a report (the inverse of parseReportLine).
 std::string reportToJsonLine(const Report& report);

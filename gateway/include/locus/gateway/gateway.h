@@ -50,8 +50,9 @@ struct ProtocolCounters {
 struct IngestCounters {
   ProtocolCounters rpc;   // Cap'n Proto Ingest
   ProtocolCounters text;  // NDJSON lines
+  ProtocolCounters http;  // POST /v1/reports (connections: requests in flight)
 
-  // Names every metric above in `registry`, labelled protocol="rpc"/"text".
+  // Names every metric above in `registry`, labelled protocol="rpc"/"text"/"http".
   void expose(metrics::Registry& registry) const;
 };
 

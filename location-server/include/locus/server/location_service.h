@@ -27,6 +27,8 @@ struct ServiceCounters {
 
   // Names every metric above in `registry`.
   void expose(metrics::Registry& registry) const;
+  // One call answered (over RPC or HTTP), `seconds` after it arrived.
+  void record(Method method, bool error, bool partial, double seconds);
 };
 
 // Thread-affinity: the event-loop thread of its ScatterGather. Ownership:

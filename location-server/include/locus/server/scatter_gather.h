@@ -54,13 +54,6 @@ struct GatheredResult {
   Coverage shards;
 };
 
-struct GatheredStats {
-  std::vector<UnitStats> units;  // the units that answered, in shard order
-  Coverage shards;
-  uint32_t partitions = 0;
-  uint32_t replicas = 1;  // each device is on this many of the units
-};
-
 // Thread-affinity: one thread, the one running the event loop of
 // `eventPort` and `timer`; every promise it returns resolves on that loop.
 // Ownership: must outlive the promises it returned. Queries are assumed
@@ -95,7 +88,7 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // Precondition: validateId(id) passed.
   kj::Promise<Result<GatheredResult>> get(const std::string& id);
   // Every unit's counters.
-  kj::Promise<GatheredStats> stats();
+  kj::Promise<ClusterStats> stats();
 
   uint32_t shardCount() const { return static_cast<uint32_t>(units_.size()); }
   const Placement& placement() const { return placement_; }

@@ -1,5 +1,5 @@
-// A bounded HTTP GET for tests of the daemons' /healthz, /readyz and
-// /metrics, and a reader of Prometheus text.
+// Bounded HTTP requests for tests of the daemons' HTTP ports (/healthz,
+// /readyz, /metrics and the /v1/ API), and a reader of Prometheus text.
 #pragma once
 
 #include <httplib.h>
@@ -24,6 +24,18 @@ inline HttpReply httpGet(const std::string& address, const std::string& path) {
   client.set_connection_timeout(2);
   client.set_read_timeout(2);
   auto res = client.Get(path.c_str());
+  if (!res) return {};
+  return {res->status, res->body, res->get_header_value("Content-Type")};
+}
+
+// POST `body` to http://<address><path>, waiting at most five seconds.
+inline HttpReply httpPost(const std::string& address, const std::string& path,
+                          const std::string& body,
+                          const std::string& contentType = "application/json") {
+  httplib::Client client("http://" + address);
+  client.set_connection_timeout(2);
+  client.set_read_timeout(5);
+  auto res = client.Post(path.c_str(), body, contentType.c_str());
   if (!res) return {};
   return {res->status, res->body, res->get_header_value("Content-Type")};
 }

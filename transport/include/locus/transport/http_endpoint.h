@@ -1,8 +1,8 @@
-// The operators' HTTP port of a Locus daemon (`--http-listen`): /healthz
-// (the process is alive and serving), /readyz (it can do its job: for the
-// gateway and the server, every unit answers) and /metrics (Prometheus text
-// format). Served by cpp-httplib on threads of its own, so a scrape never
-// waits for the daemon's event loop, and the daemon never waits for a scrape.
+// The operators' HTTP port of a unit (`--http-listen`): /healthz, /readyz
+// and /metrics (see http.h). Served by cpp-httplib on threads of its own,
+// because a unit's loop is a ZeroMQ loop, not KJ's: a scrape never waits
+// for it, and the unit never waits for a scrape. (The gateway and the
+// server serve HTTP from their KJ loop instead: http_server.h.)
 #pragma once
 
 #include <atomic>
@@ -13,17 +13,13 @@
 #include <thread>
 
 #include "locus/common/metrics.h"
+#include "locus/transport/http.h"
 
 namespace httplib {
 class Server;
 }
 
 namespace locus::transport {
-
-struct Readiness {
-  bool ready = false;
-  nlohmann::ordered_json detail = nlohmann::ordered_json::object();  // merged into the body
-};
 
 // Thread-safety: `readiness` and the registry's metrics are read on the
 // endpoint's threads; both must be safe to read from any thread and outlive

@@ -17,7 +17,8 @@
 #include <zmq.hpp>
 
 #include "locus/common/metrics.h"
-#include "locus/transport/http_endpoint.h"
+#include "locus/transport/http.h"
+#include "locus/transport/http_server.h"
 
 namespace locus::transport {
 
@@ -61,25 +62,34 @@ class UnitHealth {
   kj::Promise<void> probing_;  // every unit's probe loop; declared last
 };
 
-// The HTTP endpoint of a daemon in front of the units (the gateway, the
-// server): /readyz is ready while every unit answers (UnitHealth), every
-// listener accepts, and the daemon is not stopping; /metrics renders
-// `registry`, to which the units' up/devices gauges are added.
+// The HTTP port of a daemon in front of the units (the gateway, the
+// server), served from its event loop: /readyz is ready while every unit
+// answers (UnitHealth), every listener (this one too) accepts, and the
+// daemon is not stopping; /metrics renders `registry`, to which the units'
+// up/devices gauges and the HTTP metrics are added; and the daemon's own
+// `api` routes (the /v1/ API).
 //
 // Thread-affinity: construct and destroy on the event-loop thread of `io`.
 class FrontEndHttp {
  public:
-  // Throws std::runtime_error when `listen` cannot be bound, zmq::error_t
-  // on a malformed unit endpoint. `registry`, the `data` channels (see
-  // UnitHealth) and the `listeners` must outlive this object.
+  // HTTP connections open at once, at most (or the descriptor limit less
+  // a reserve, if lower).
+  static constexpr size_t kMaxHttpConnections = 4096;
+
+  // Throws kj::Exception when `listen` cannot be bound, zmq::error_t on a
+  // malformed unit endpoint. `registry`, the `data` channels (see
+  // UnitHealth) and the `listeners` must outlive this object. HTTP
+  // connections have a limit of their own (kMaxHttpConnections), so that
+  // clients holding the daemon's --max-connections cannot lock operators
+  // out of /metrics.
   // With `cluster` (the server with replicas), /readyz asks it whether the
   // cluster can answer instead of requiring every unit up: one unit down
-  // costs nothing while a replica serves each of its partitions. It is
-  // called on the endpoint's threads.
+  // costs nothing while a replica serves each of its partitions.
   FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
                std::vector<const Listener*> listeners, const std::string& listen,
-               metrics::Registry& registry, std::function<Readiness()> cluster = {});
+               metrics::Registry& registry, HttpRoutes api = {},
+               std::function<Readiness()> cluster = {});
 
   // Not ready from now on (a stop was asked for).
   void stopping() { stopping_ = true; }
@@ -90,7 +100,8 @@ class FrontEndHttp {
   UnitHealth health_;
   std::vector<const Listener*> listeners_;
   std::atomic<bool> stopping_{false};
-  std::unique_ptr<HttpEndpoint> http_;  // declared last: stops before what it reads
+  ConnectionLimit httpLimit_;
+  std::unique_ptr<HttpServer> http_;  // declared last: stops before what it reads
 };
 
 }  // namespace locus::transport

@@ -1,0 +1,274 @@
+#include "locus/server/http_api.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <chrono>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "locus/common/geojson.h"
+#include "locus/common/json.h"
+#include "locus/common/report.h"
+
+namespace locus::server {
+namespace {
+
+using transport::HttpReply;
+using transport::HttpRequest;
+using Clock = std::chrono::steady_clock;
+
+// A request's query parameters, read into typed values. The first problem
+// is kept (error()); a parameter the route does not know is one, so that a
+// typo ("radius" for "radius_m") is an error rather than a default.
+class Params {
+ public:
+  Params(const HttpRequest& request, std::initializer_list<std::string_view> known)
+      : request_(request) {
+    for (const auto& [name, value] : request.params) {
+      bool isKnown = name == "format";
+      for (std::string_view k : known) isKnown = isKnown || name == k;
+      if (!isKnown) {
+        std::string takes;
+        for (std::string_view k : known) takes += std::string(k) + ", ";
+        fail(fmt::format("unknown query parameter {:?} (this path takes {}format)", name, takes));
+        return;
+      }
+    }
+    if (auto format = request.param("format")) {
+      if (*format == "geojson") {
+        geojson_ = true;
+      } else if (*format != "json") {
+        fail(fmt::format("format must be json or geojson, not {:?}", *format));
+      }
+    }
+  }
+
+  // A finite number; absent leaves `out` as it is unless required.
+  void number(std::string_view name, double& out, bool required = false) {
+    const auto text = present(name, required);
+    if (!text) return;
+    double value = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size() || !std::isfinite(value)) {
+      return fail(fmt::format("{} must be a number, not {:?}", name, *text));
+    }
+    out = value;
+  }
+
+  // A whole number in 0..UINT32_MAX.
+  void whole(std::string_view name, uint32_t& out) {
+    const auto text = present(name, false);
+    if (!text) return;
+    uint32_t value = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size()) {
+      return fail(fmt::format("{} must be a whole number, not {:?}", name, *text));
+    }
+    out = value;
+  }
+
+  // `name`, `name=true|1` or `name=false|0`.
+  void flag(std::string_view name, bool& out) {
+    const auto text = request_.param(name);
+    if (!text) return;
+    if (text->empty() || *text == "true" || *text == "1") {
+      out = true;
+    } else if (*text == "false" || *text == "0") {
+      out = false;
+    } else {
+      fail(fmt::format("{} must be true or false, not {:?}", name, *text));
+    }
+  }
+
+  bool geojson() const { return geojson_; }
+  const std::optional<std::string>& error() const { return error_; }
+
+ private:
+  std::optional<std::string_view> present(std::string_view name, bool required) {
+    auto text = request_.param(name);
+    if (!text && required) fail(fmt::format("{} is required", name));
+    return text;
+  }
+  void fail(std::string message) {
+    if (!error_) error_ = std::move(message);
+  }
+
+  const HttpRequest& request_;
+  bool geojson_ = false;
+  std::optional<std::string> error_;
+};
+
+// Answers every /v1/ route may add: a page on another origin may call the
+// API (the answers hold nothing a cookie protects).
+HttpReply withCors(HttpReply reply) {
+  reply.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  return reply;
+}
+
+class Api {
+ public:
+  Api(ScatterGather& cluster, ServiceCounters& counters) : cluster_(cluster), counters_(counters) {}
+
+  kj::Promise<HttpReply> nearest(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {"lat", "lon", "k", "max_distance_m", "max_age_s"});
+    NearestQuery q;
+    p.number("lat", q.center.lat, true);
+    p.number("lon", q.center.lon, true);
+    p.whole("k", q.k);
+    p.number("max_distance_m", q.maxDistanceM);
+    p.number("max_age_s", q.maxAgeS);
+    if (p.error()) return refuse(Method::kNearest, started, *p.error());
+    if (auto e = validate(q)) return refuse(Method::kNearest, started, *e);
+    return cluster_.nearest(q).then([this, started, geojson = p.geojson()](GatheredResult&& g) {
+      return answer(Method::kNearest, started, g, geojson);
+    });
+  }
+
+  kj::Promise<HttpReply> radius(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {"lat", "lon", "radius_m", "limit", "count", "max_age_s"});
+    Circle circle;
+    p.number("lat", circle.center.lat, true);
+    p.number("lon", circle.center.lon, true);
+    p.number("radius_m", circle.radiusM, true);
+    return within(p, Method::kWithin, started, circle);
+  }
+
+  kj::Promise<HttpReply> box(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {"south", "west", "north", "east", "limit", "count", "max_age_s"});
+    geo::Box box;
+    p.number("south", box.south, true);
+    p.number("west", box.west, true);
+    p.number("north", box.north, true);
+    p.number("east", box.east, true);
+    return within(p, Method::kWithin, started, box);
+  }
+
+  kj::Promise<HttpReply> polygon(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {"limit", "count", "max_age_s"});
+    if (p.error()) return refuse(Method::kWithin, started, *p.error());
+    auto area = geojson::readArea(req.body);
+    if (!area) return refuse(Method::kWithin, started, area.error().message);
+    return within(p, Method::kWithin, started, std::move(*area));
+  }
+
+  kj::Promise<HttpReply> device(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {});
+    // /v1/devices/{id}: the id is one segment, percent-decoded ("a%2Fb" is "a/b").
+    std::string id = req.segments.size() == 3 ? req.segments[2] : std::string();
+    if (req.segments.size() != 3) {
+      return refuse(Method::kGet, started,
+                    "the path is /v1/devices/{id}, with a '/' in the id written %2F");
+    }
+    if (p.error()) return refuse(Method::kGet, started, *p.error());
+    if (auto problem = validateId(id)) return refuse(Method::kGet, started, *problem);
+    return cluster_.get(id).then(
+        [this, started, geojson = p.geojson()](Result<GatheredResult>&& r) {
+          if (!r) return failed(Method::kGet, started, r.error());
+          return answer(Method::kGet, started, *r, geojson);
+        });
+  }
+
+  kj::Promise<HttpReply> stats(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {});
+    if (p.error()) return refuse(Method::kStats, started, *p.error());
+    return cluster_.stats().then([this, started](ClusterStats&& stats) {
+      counters_.record(Method::kStats, false, stats.partial(), secondsSince(started));
+      return withCors(HttpReply::json(200, toJson(stats)));
+    });
+  }
+
+ private:
+  static double secondsSince(Clock::time_point started) {
+    return std::chrono::duration<double>(Clock::now() - started).count();
+  }
+
+  kj::Promise<HttpReply> within(Params& p, Method method, Clock::time_point started, Area area) {
+    AreaQuery q;
+    q.area = std::move(area);
+    p.whole("limit", q.limit);
+    p.flag("count", q.countOnly);
+    p.number("max_age_s", q.maxAgeS);
+    if (p.error()) return refuse(method, started, *p.error());
+    if (auto e = validate(q)) return refuse(method, started, *e);
+    return cluster_.within(q).then(
+        [this, method, started, geojson = p.geojson()](Result<GatheredResult>&& r) {
+          if (!r) return failed(method, started, r.error());
+          return answer(method, started, *r, geojson);
+        });
+  }
+
+  HttpReply answer(Method method, Clock::time_point started, const GatheredResult& g,
+                   bool geojson) {
+    const auto tookUs = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+    counters_.record(method, false, g.shards.partial(), secondsSince(started));
+    return withCors(
+        HttpReply::json(200, geojson ? geojson::featureCollection(g.result, g.shards, tookUs)
+                                     : toJson(g.result, g.shards, tookUs)));
+  }
+
+  HttpReply failed(Method method, Clock::time_point started, const Error& error) {
+    counters_.record(method, true, false, secondsSince(started));
+    return withCors(HttpReply::error(httpStatusOf(error.code), error.message));
+  }
+
+  kj::Promise<HttpReply> refuse(Method method, Clock::time_point started, std::string message) {
+    return failed(method, started, badRequest(std::move(message)));
+  }
+
+  ScatterGather& cluster_;
+  ServiceCounters& counters_;
+};
+
+}  // namespace
+
+unsigned httpStatusOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kBadRequest:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kTimeout:
+      return 504;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kOverloaded:
+      return 503;
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters) {
+  auto api = std::make_shared<Api>(cluster, counters);
+  transport::HttpRoutes routes;
+  const auto route = [&](kj::HttpMethod method, const char* path,
+                         kj::Promise<HttpReply> (Api::*handler)(const HttpRequest&)) {
+    routes.add(method, path,
+               [api, handler](const HttpRequest& req) { return ((*api).*handler)(req); });
+  };
+  route(kj::HttpMethod::GET, "/v1/nearest", &Api::nearest);
+  route(kj::HttpMethod::GET, "/v1/radius", &Api::radius);
+  route(kj::HttpMethod::GET, "/v1/box", &Api::box);
+  route(kj::HttpMethod::POST, "/v1/polygon", &Api::polygon);
+  route(kj::HttpMethod::GET, "/v1/devices/", &Api::device);
+  route(kj::HttpMethod::GET, "/v1/stats", &Api::stats);
+  routes.add(kj::HttpMethod::GET, "/v1/openapi.json",
+             [](const HttpRequest&) -> kj::Promise<HttpReply> {
+               return withCors(HttpReply{200, "application/json", openApiDocument(), {}});
+             });
+  return routes;
+}
+
+}  // namespace locus::server

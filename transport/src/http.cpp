@@ -1,0 +1,27 @@
+#include "locus/transport/http.h"
+
+namespace locus::transport {
+
+HttpReply HttpReply::json(unsigned status, const nlohmann::ordered_json& body) {
+  return HttpReply{status, "application/json", body.dump() + "\n", {}};
+}
+
+HttpReply HttpReply::error(unsigned status, const std::string& message) {
+  return json(status, {{"error", message}});
+}
+
+HttpReply healthReply() {
+  return HttpReply::json(200, {{"status", "ok"}});
+}
+
+HttpReply readyReply(const Readiness& r) {
+  nlohmann::ordered_json body{{"ready", r.ready}};
+  body.update(r.detail);
+  return HttpReply::json(r.ready ? 200 : 503, body);
+}
+
+HttpReply metricsReply(const metrics::Registry& registry) {
+  return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", registry.render(), {}};
+}
+
+}  // namespace locus::transport
