@@ -11,9 +11,11 @@
 #include <string_view>
 #include <utility>
 
+#include "http_params.h"
 #include "locus/common/geojson.h"
 #include "locus/common/json.h"
 #include "locus/common/report.h"
+#include "position_stream.h"
 
 namespace locus::server {
 namespace {
@@ -21,87 +23,6 @@ namespace {
 using transport::HttpReply;
 using transport::HttpRequest;
 using Clock = std::chrono::steady_clock;
-
-// A request's query parameters, read into typed values. The first problem
-// is kept (error()); a parameter the route does not know is one, so that a
-// typo ("radius" for "radius_m") is an error rather than a default.
-class Params {
- public:
-  Params(const HttpRequest& request, std::initializer_list<std::string_view> known)
-      : request_(request) {
-    for (const auto& [name, value] : request.params) {
-      bool isKnown = name == "format";
-      for (std::string_view k : known) isKnown = isKnown || name == k;
-      if (!isKnown) {
-        std::string takes;
-        for (std::string_view k : known) takes += std::string(k) + ", ";
-        fail(fmt::format("unknown query parameter {:?} (this path takes {}format)", name, takes));
-        return;
-      }
-    }
-    if (auto format = request.param("format")) {
-      if (*format == "geojson") {
-        geojson_ = true;
-      } else if (*format != "json") {
-        fail(fmt::format("format must be json or geojson, not {:?}", *format));
-      }
-    }
-  }
-
-  // A finite number; absent leaves `out` as it is unless required.
-  void number(std::string_view name, double& out, bool required = false) {
-    const auto text = present(name, required);
-    if (!text) return;
-    double value = 0;
-    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size() || !std::isfinite(value)) {
-      return fail(fmt::format("{} must be a number, not {:?}", name, *text));
-    }
-    out = value;
-  }
-
-  // A whole number in 0..UINT32_MAX.
-  void whole(std::string_view name, uint32_t& out) {
-    const auto text = present(name, false);
-    if (!text) return;
-    uint32_t value = 0;
-    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size()) {
-      return fail(fmt::format("{} must be a whole number, not {:?}", name, *text));
-    }
-    out = value;
-  }
-
-  // `name`, `name=true|1` or `name=false|0`.
-  void flag(std::string_view name, bool& out) {
-    const auto text = request_.param(name);
-    if (!text) return;
-    if (text->empty() || *text == "true" || *text == "1") {
-      out = true;
-    } else if (*text == "false" || *text == "0") {
-      out = false;
-    } else {
-      fail(fmt::format("{} must be true or false, not {:?}", name, *text));
-    }
-  }
-
-  bool geojson() const { return geojson_; }
-  const std::optional<std::string>& error() const { return error_; }
-
- private:
-  std::optional<std::string_view> present(std::string_view name, bool required) {
-    auto text = request_.param(name);
-    if (!text && required) fail(fmt::format("{} is required", name));
-    return text;
-  }
-  void fail(std::string message) {
-    if (!error_) error_ = std::move(message);
-  }
-
-  const HttpRequest& request_;
-  bool geojson_ = false;
-  std::optional<std::string> error_;
-};
 
 // Answers every /v1/ route may add: a page on another origin may call the
 // API (the answers hold nothing a cookie protects).
@@ -250,7 +171,7 @@ unsigned httpStatusOf(ErrorCode code) {
   return 500;
 }
 
-transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters) {
+transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters, kj::Timer& timer) {
   auto api = std::make_shared<Api>(cluster, counters);
   transport::HttpRoutes routes;
   const auto route = [&](kj::HttpMethod method, const char* path,
@@ -264,6 +185,12 @@ transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters)
   route(kj::HttpMethod::POST, "/v1/polygon", &Api::polygon);
   route(kj::HttpMethod::GET, "/v1/devices/", &Api::device);
   route(kj::HttpMethod::GET, "/v1/stats", &Api::stats);
+  routes.addStream(
+      kj::HttpMethod::GET, "/v1/stream",
+      [&cluster, &counters, &timer](const HttpRequest& req, kj::HttpService::Response& response) {
+        return servePositionStream(req, response, *req.headerTable, cluster, timer,
+                                   counters.streams);
+      });
   routes.add(kj::HttpMethod::GET, "/v1/openapi.json",
              [](const HttpRequest&) -> kj::Promise<HttpReply> {
                return withCors(HttpReply{200, "application/json", openApiDocument(), {}});

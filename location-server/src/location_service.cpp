@@ -80,6 +80,7 @@ kj::Promise<void> answer(Context context, Method method, ServiceCounters& counte
 }  // namespace
 
 void ServiceCounters::expose(metrics::Registry& r) const {
+  r.gauge("locus_server_streams_open", "HTTP position streams open (/v1/stream)", {}, streams);
   for (size_t m = 0; m < kMethodNames.size(); ++m) {
     const metrics::Labels kind{{"kind", kMethodNames[m]}};
     r.counter("locus_server_queries_total", "Queries the server answered, by kind", kind, calls[m]);

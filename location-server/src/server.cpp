@@ -69,7 +69,8 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     http_ = std::make_unique<transport::FrontEndHttp>(
         context, io, options.units, cluster_.channels(),
         std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_,
-        httpApi(cluster_, counters_), [this] { return cluster_.readiness(); });
+        httpApi(cluster_, counters_, io.provider->getTimer()),
+        [this] { return cluster_.readiness(); });
   }
 }
 

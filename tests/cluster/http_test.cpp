@@ -275,6 +275,81 @@ TEST_CASE("bad HTTP requests get a 4xx with a reason and change nothing", "[clus
           c.model.size());
 }
 
+// The next `data:` event of an SSE stream read off a raw socket (chunked
+// encoding's size lines are skipped with everything else not `data:`).
+json nextEvent(LineClient& stream) {
+  for (int i = 0; i < 200; ++i) {
+    const auto lines = stream.readLines(1);
+    if (lines.empty()) break;
+    if (lines[0].rfind("data: ", 0) == 0) return json::parse(lines[0].substr(6));
+  }
+  FAIL("no event on the stream");
+  return {};
+}
+
+TEST_CASE("/v1/stream sends the devices in a viewport and then what changed", "[cluster][http]") {
+  SpawnedCluster cluster(2, Http::kOn);
+  const std::string gateway = cluster.gateway->httpAddress;
+  const auto post = [&](const std::string& lines) {
+    const auto r = httpPost(gateway, "/v1/reports", lines, "application/x-ndjson");
+    REQUIRE(r.status == 200);
+    REQUIRE(r.body.find("false") == std::string::npos);
+  };
+  post(
+      "{\"id\":\"in-1\",\"lat\":31.2,\"lon\":121.4,\"ts\":1000}\n"
+      "{\"id\":\"in-2\",\"lat\":31.3,\"lon\":121.5,\"ts\":1000}\n"
+      "{\"id\":\"out\",\"lat\":10,\"lon\":10,\"ts\":1000}\n");
+  usleep(200'000);
+
+  LineClient stream(cluster.server->httpAddress);
+  REQUIRE(
+      stream.send("GET /v1/stream?bbox=121,31,122,32&interval_ms=250&limit=10 HTTP/1.1\r\n"
+                  "Host: test\r\n\r\n"));
+  const auto head = stream.readLines(1);
+  REQUIRE_FALSE(head.empty());
+  CHECK_THAT(head[0], Catch::StartsWith("HTTP/1.1 200"));
+
+  // First: everything in the box.
+  json e = nextEvent(stream);
+  CHECK(e["type"] == "positions");
+  CHECK(e["seq"] == 1);
+  CHECK(e["count"] == 2);
+  REQUIRE(e["changed"].size() == 2);
+  CHECK(e["changed"][0]["id"] == "in-1");
+  CHECK(e["changed"][1]["id"] == "in-2");
+  CHECK(e["left"].empty());
+
+  // A move inside, a device leaving the box and one arriving: only those.
+  post(
+      "{\"id\":\"in-1\",\"lat\":31.25,\"lon\":121.4,\"ts\":2000}\n"
+      "{\"id\":\"in-2\",\"lat\":40,\"lon\":121.5,\"ts\":2000}\n"
+      "{\"id\":\"out\",\"lat\":31.4,\"lon\":121.6,\"ts\":2000}\n");
+  json changed = json::array(), left = json::array();
+  for (int i = 0; i < 10 && (changed.size() < 2 || left.empty()); ++i) {
+    e = nextEvent(stream);
+    for (const auto& h : e["changed"]) changed.push_back(h);
+    for (const auto& id : e["left"]) left.push_back(id);
+  }
+  REQUIRE(changed.size() == 2);
+  CHECK(changed[0]["id"] == "in-1");
+  CHECK(changed[0]["lat"] == 31.25);
+  CHECK(changed[1]["id"] == "out");
+  CHECK(left == json::array({"in-2"}));
+  CHECK(e["count"] == 2);
+  CHECK(e["shown"] == 2);
+  CHECK(e["partial"] == false);
+
+  const auto metrics = httpGet(cluster.server->httpAddress, "/metrics").body;
+  CHECK(metricValue(metrics, "locus_server_streams_open") == 1);
+  // A bad stream request is an ordinary 400.
+  CHECK_THAT(errorOf(httpGet(cluster.server->httpAddress, "/v1/stream?bbox=1,2,3"), 400),
+             Catch::Contains("WEST,SOUTH,EAST,NORTH"));
+  CHECK_THAT(
+      errorOf(httpGet(cluster.server->httpAddress, "/v1/stream?bbox=121,31,122,32&interval_ms=10"),
+              400),
+      Catch::Contains("interval_ms"));
+}
+
 TEST_CASE("/v1/openapi.json describes what the server answers", "[cluster][http]") {
   HttpCluster c(1'000);
   const auto check =

@@ -30,9 +30,10 @@ bool hasBody(kj::HttpMethod method) {
          method == kj::HttpMethod::PATCH;
 }
 
-// Sends `reply` on `response`; resolves once the body is written.
-kj::Promise<void> send(const kj::HttpHeaderTable& table, kj::HttpService::Response& response,
-                       HttpReply reply) {
+}  // namespace
+
+kj::Promise<void> sendReply(const kj::HttpHeaderTable& table, kj::HttpService::Response& response,
+                            HttpReply reply) {
   auto owned = kj::heap<HttpReply>(std::move(reply));
   kj::HttpHeaders headers(table);
   headers.set(kj::HttpHeaderId::CONTENT_TYPE, owned->contentType);
@@ -42,8 +43,6 @@ kj::Promise<void> send(const kj::HttpHeaderTable& table, kj::HttpService::Respon
   auto written = stream->write(owned->body.data(), owned->body.size());
   return written.attach(kj::mv(stream), kj::mv(owned));
 }
-
-}  // namespace
 
 std::optional<std::string_view> HttpRequest::param(std::string_view name) const {
   std::optional<std::string_view> value;
@@ -104,6 +103,7 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
     auto req = kj::heap<HttpRequest>();
     req->method = method;
     req->headers = &headers;
+    req->headerTable = &table_;
     KJ_IF_MAYBE (parsed, kj::Url::tryParse(url, kj::Url::HTTP_REQUEST)) {
       for (const auto& segment : parsed->path) {
         req->segments.emplace_back(segment.cStr(), segment.size());
@@ -222,7 +222,7 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
 
   kj::Promise<void> answer(Response& response, Clock::time_point started, HttpReply reply) {
     const size_t c = classOf(reply.status);
-    return send(table_, response, std::move(reply)).then([this, c, started] {
+    return sendReply(table_, response, std::move(reply)).then([this, c, started] {
       ++counted_[c + 1];
       seconds_.observe(std::chrono::duration<double>(Clock::now() - started).count());
     });

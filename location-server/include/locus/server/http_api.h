@@ -9,6 +9,7 @@
 //   POST /v1/polygon[?limit][&count][&max_age_s]   body: any GeoJSON area
 //   GET  /v1/devices/{id}
 //   GET  /v1/stats
+//   GET  /v1/stream?bbox=WEST,SOUTH,EAST,NORTH    Server-Sent Events (position_stream.h)
 //   GET  /v1/openapi.json
 //
 // Every query takes `format=geojson` for a FeatureCollection of Points.
@@ -25,7 +26,7 @@
 namespace locus::server {
 
 // The /v1/ routes. Ownership: `cluster` and `counters` must outlive them.
-transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters);
+transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters, kj::Timer& timer);
 
 // The HTTP status of an error answer.
 unsigned httpStatusOf(ErrorCode code);

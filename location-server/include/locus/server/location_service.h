@@ -24,6 +24,7 @@ struct ServiceCounters {
   std::array<metrics::Counter, kMethodNames.size()> errors;   // answered with an `error`
   std::array<metrics::Counter, kMethodNames.size()> partial;  // answered without every unit
   std::array<metrics::Histogram, kMethodNames.size()> seconds;
+  metrics::Gauge streams;  // HTTP position streams open (/v1/stream)
 
   // Names every metric above in `registry`.
   void expose(metrics::Registry& registry) const;

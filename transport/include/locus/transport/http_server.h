@@ -37,6 +37,7 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> params;  // decoded query parameters, in order
   std::string body;
   const kj::HttpHeaders* headers = nullptr;
+  const kj::HttpHeaderTable* headerTable = nullptr;  // for a Streamer's own response
 
   // The last value of query parameter `name`, or nothing.
   std::optional<std::string_view> param(std::string_view name) const;
@@ -115,6 +116,10 @@ class HttpServer final : private kj::TaskSet::ErrorHandler {
 // /healthz, /readyz (asking `readiness` on the event loop) and /metrics.
 // Ownership: `registry` must outlive the routes.
 HttpRoutes operatorRoutes(const metrics::Registry& registry, std::function<Readiness()> readiness);
+
+// Sends `reply` on `response`; resolves once the body is written.
+kj::Promise<void> sendReply(const kj::HttpHeaderTable& table, kj::HttpService::Response& response,
+                            HttpReply reply);
 
 // The reason phrase of an HTTP status ("Not Found").
 const char* httpStatusText(unsigned status);
