@@ -299,6 +299,9 @@ void printWelcome(const LocalOptions& options, const Roles& roles) {
     std::cout << "  curl --data-binary '{\"id\":\"me\",\"lat\":31.23,\"lon\":121.47}' http://"
               << roles.gatewayHttpAddress << "/v1/reports\n";
   }
+  if (!roles.httpAddress.empty()) {
+    std::cout << "The live map: http://" << roles.httpAddress << "/\n";
+  }
   std::cout << "Press Ctrl-C to stop.\n" << std::flush;
 }
 

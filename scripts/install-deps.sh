@@ -2,6 +2,7 @@
 # Installs what Locus needs to build, test and benchmark on Debian 12.
 # Idempotent: installs only the packages that are missing, and runs
 # apt-get update at most once, only when something is missing.
+# --browser adds Debian's chromium, for the live map's browser test.
 set -euo pipefail
 
 packages=(
@@ -21,6 +22,11 @@ packages=(
   gnuplot-nox                        # bench/sweep.sh draws its chart
   netcat-openbsd                     # `nc`, the simplest NDJSON client (README tour)
 )
+
+# Node.js and npm vendor the live map's packages (web/) at build time; a
+# machine that has them from elsewhere (NodeSource) keeps its own.
+if ! command -v npm > /dev/null; then packages+=(nodejs npm); fi
+if [[ ${1:-} == --browser ]]; then packages+=(chromium); fi
 
 missing=()
 for p in "${packages[@]}"; do

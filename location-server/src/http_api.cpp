@@ -15,6 +15,7 @@
 #include "locus/common/geojson.h"
 #include "locus/common/json.h"
 #include "locus/common/report.h"
+#include "locus/web/assets.h"
 #include "position_stream.h"
 
 namespace locus::server {
@@ -191,6 +192,21 @@ transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters,
         return servePositionStream(req, response, *req.headerTable, cluster, timer,
                                    counters.streams);
       });
+  // The live map (web/), embedded in the binary.
+  const auto asset = [](const HttpRequest& req) -> kj::Promise<HttpReply> {
+    const web::Asset* a = web::findAsset(req.path);
+    if (a == nullptr) return HttpReply::error(404, fmt::format("no such file {}", req.path));
+    HttpReply reply{200, std::string(a->contentType), std::string(a->body), {}};
+    if (req.path.rfind("/vendor/", 0) == 0) {
+      reply.headers.emplace_back("Cache-Control", "public, max-age=86400");
+    } else {
+      reply.headers.emplace_back("Cache-Control", "no-cache");
+    }
+    return reply;
+  };
+  for (const char* path : {"/", "/map.js", "/map.css", "/vendor/"}) {
+    routes.add(kj::HttpMethod::GET, path, asset);
+  }
   routes.add(kj::HttpMethod::GET, "/v1/openapi.json",
              [](const HttpRequest&) -> kj::Promise<HttpReply> {
                return withCors(HttpReply{200, "application/json", openApiDocument(), {}});
