@@ -1,9 +1,11 @@
 #include "locus_backend.h"
 
+#include <httplib.h>
 #include <sys/timerfd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -67,8 +69,9 @@ class PreciseTimer {
 // loop: create and use it on one thread.
 class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
  public:
-  LocusSession(const std::string& gateway, const std::string& server, const Deadline& deadline)
-      : gateway_(gateway), server_(server), deadline_(deadline) {}
+  LocusSession(const std::string& gateway, const std::string& server, const std::string& http,
+               const Deadline& deadline)
+      : gateway_(gateway), server_(server), http_(http), deadline_(deadline) {}
 
   // Batches of client::kBatchReports, pipelined; any rejection fails the run.
   void send(uint64_t count, const NextMove& moves, const Fleet& fleet,
@@ -95,6 +98,7 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
 
   NearestAnswer nearest(geo::LatLon center, uint32_t k) override {
     deadline_.check("queries");
+    if (!http_.empty()) return nearestOverHttp(center, k);
     return nearestAnswer(queryClient().nearest(NearestQuery{.center = center, .k = k}));
   }
 
@@ -136,8 +140,35 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
     return *query_;
   }
 
-  std::string gateway_, server_;
+  // GET /v1/nearest on this worker's keep-alive connection, as any HTTP
+  // client would ask it; the JSON read back into hits.
+  NearestAnswer nearestOverHttp(geo::LatLon center, uint32_t k) {
+    if (!httpClient_) {
+      httpClient_ = std::make_unique<httplib::Client>("http://" + http_);
+      httpClient_->set_keep_alive(true);
+      httpClient_->set_read_timeout(60);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/v1/nearest?lat=%.17g&lon=%.17g&k=%u", center.lat, center.lon, k);
+    const auto res = httpClient_->Get(path);
+    if (!res) throw std::runtime_error("nearest over HTTP: " + httplib::to_string(res.error()));
+    if (res->status != 200) throw std::runtime_error("nearest over HTTP: " + res->body);
+    const auto j = nlohmann::json::parse(res->body);
+    NearestAnswer out;
+    out.partial = j["partial"].get<bool>();
+    for (const auto& r : j["results"]) {
+      out.hits.push_back(Hit{.id = r["id"].get<std::string>(),
+                             .lat = r["lat"].get<double>(),
+                             .lon = r["lon"].get<double>(),
+                             .tsMs = r["ts"].get<int64_t>(),
+                             .distanceM = r["distance_m"].get<double>()});
+    }
+    return out;
+  }
+
+  std::string gateway_, server_, http_;
   const Deadline& deadline_;
+  std::unique_ptr<httplib::Client> httpClient_;
   std::unique_ptr<client::IngestClient> ingest_;
   std::unique_ptr<client::QueryClient> query_;
   std::optional<PreciseTimer> timer_;
@@ -148,15 +179,16 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
 class LocusBackend final : public Backend {
  public:
   LocusBackend(std::string gateway, std::string server, const testkit::SpawnedCluster* spawned,
-               const Deadline& deadline)
+               const Deadline& deadline, std::string http)
       : gateway_(std::move(gateway)),
         server_(std::move(server)),
+        http_(std::move(http)),
         spawned_(spawned),
         deadline_(deadline) {}
 
-  std::string name() const override { return "locus"; }
+  std::string name() const override { return http_.empty() ? "locus" : "locus-http"; }
   std::unique_ptr<Session> connect() override {
-    return std::make_unique<LocusSession>(gateway_, server_, deadline_);
+    return std::make_unique<LocusSession>(gateway_, server_, http_, deadline_);
   }
 
   Totals totals() override {
@@ -199,7 +231,7 @@ class LocusBackend final : public Backend {
   bool exact() const override { return true; }
 
  private:
-  std::string gateway_, server_;
+  std::string gateway_, server_, http_;
   const testkit::SpawnedCluster* spawned_;
   const Deadline& deadline_;
 };
@@ -208,8 +240,8 @@ class LocusBackend final : public Backend {
 
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
-                                          const Deadline& deadline) {
-  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline);
+                                          const Deadline& deadline, const std::string& http) {
+  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline, http);
 }
 
 }  // namespace locus::bench

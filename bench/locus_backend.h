@@ -12,9 +12,11 @@ namespace locus::bench {
 
 // A running cluster at `gateway` and `server` (HOST:PORT), or one this
 // process spawned (`spawned`, not null: then its units' RSS is measured
-// too).
+// too). With `http` (the server's --http-listen HOST:PORT), nearest
+// queries go to GET /v1/nearest instead, on one keep-alive connection per
+// worker; the system is then named "locus-http".
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
-                                          const Deadline& deadline);
+                                          const Deadline& deadline, const std::string& http = "");
 
 }  // namespace locus::bench

@@ -84,15 +84,18 @@ int main(int argc, char** argv) {
     std::string gateway = o.gateway, server = o.server;
     if (o.spawnUnits > 0) {
       cluster = std::make_unique<locus::testkit::SpawnedCluster>(
-          o.spawnUnits, locus::testkit::Http::kOff, 250, o.replicas);
+          o.spawnUnits, o.http ? locus::testkit::Http::kOn : locus::testkit::Http::kOff, 250,
+          o.replicas);
       gateway = cluster->gateway->rpcAddress;
       server = cluster->server->address;
+      if (o.http) o.serverHttp = cluster->server->httpAddress;
       std::cerr << "locus-bench: started " << o.spawnUnits << " units ("
                 << (o.replicas != 0 ? o.replicas : (o.spawnUnits >= 2 ? 2 : 1))
                 << " replicas), gateway " << gateway << ", server " << server << "\n";
     }
     std::unique_ptr<Backend> backend =
-        o.redis.empty() ? makeLocusBackend(gateway, server, cluster.get(), deadline)
+        o.redis.empty() ? makeLocusBackend(gateway, server, cluster.get(), deadline,
+                                           o.http ? o.serverHttp : std::string())
                         : makeRedisBackend(o.redis, deadline);
     const RunResult result = run(o, *backend, deadline);
     if (o.json) {

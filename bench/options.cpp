@@ -28,6 +28,10 @@ std::optional<std::string> Options::validate() const {
   if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
     return "--spawn-units starts its own cluster: drop --gateway and --server";
   if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
+  if (http && !redis.empty()) return "--http measures Locus's HTTP API: drop --redis";
+  if (http && spawnUnits == 0 && serverHttp.empty())
+    return "--http needs --spawn-units N or --server-http HOST:PORT";
+  if (http && openLoopRate != "0") return "--http runs the closed loop only: drop --open-loop-rate";
   if (devices < static_cast<uint64_t>(concurrency))
     return "--devices must be at least --concurrency";
   if (devices > 100'000'000) return "--devices must be at most 100,000,000";
@@ -57,6 +61,10 @@ void addFlags(CLI::App& app, Options& o) {
               std::string(bench::kRedisKey) + ")");
   addFlag(app, "--replicas", o.replicas,
           "with --spawn-units: units each partition lives on (0 = 2 from two units on)");
+  addFlag(app, "--http", o.http,
+          "ask the nearest queries over the server's HTTP API (GET /v1/nearest, one keep-alive "
+          "connection per worker) instead of Cap'n Proto RPC");
+  addFlag(app, "--server-http", o.serverHttp, "HOST:PORT of a running server's --http-listen");
   addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
   addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");

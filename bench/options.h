@@ -19,11 +19,13 @@ struct OpenLoopRate {
 std::optional<OpenLoopRate> parseOpenLoopRate(const std::string& text);
 
 struct Options {
-  std::string gateway;    // HOST:PORT of the gateway's Ingest RPC
-  std::string server;     // HOST:PORT of the server's LocationService
-  int spawnUnits = 0;     // > 0: start a cluster of this many units instead
-  uint32_t replicas = 0;  // of the spawned cluster; 0 = its default (2 from two units on)
-  std::string redis;      // HOST:PORT: run the workload against Redis GEO instead
+  std::string gateway;     // HOST:PORT of the gateway's Ingest RPC
+  std::string server;      // HOST:PORT of the server's LocationService
+  int spawnUnits = 0;      // > 0: start a cluster of this many units instead
+  uint32_t replicas = 0;   // of the spawned cluster; 0 = its default (2 from two units on)
+  std::string redis;       // HOST:PORT: run the workload against Redis GEO instead
+  bool http = false;       // queries over the server's HTTP API (keep-alive) instead of RPC
+  std::string serverHttp;  // HOST:PORT of a running server's --http-listen, with --http
   uint64_t devices = 1'000'000;
   uint64_t updates = 2'000'000;
   uint64_t queries = 100'000;

@@ -114,6 +114,16 @@ struct AreaQuery {
   limit @1 :UInt32;            # at most this many results; 0 = all
   countOnly @2 :Bool;          # return only the count, no results
   maxAgeS @3 :Float64;         # 0 = any age
+  grid @4 :Grid;
+  # Set (columns > 0): also count per cell of this grid over the box (a box
+  # area and countOnly only); the answer's `cells` holds the counts.
+}
+
+struct Grid {
+  # `columns` equal spans of longitude west to east by `rows` of latitude
+  # south to north over a box (common/query.h, gridCellOf).
+  columns @0 :UInt32;
+  rows @1 :UInt32;
 }
 
 struct Query {
@@ -159,6 +169,8 @@ struct QueryResult {
   shards @3 :ShardCoverage;
   tookUs @4 :UInt64;
   # Time spent answering, microseconds, as measured by whoever answered.
+  cells @5 :List(UInt64);
+  # With AreaQuery.grid: matches per cell, row by row from the south-west.
 }
 
 struct UnitStats {

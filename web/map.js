@@ -1,5 +1,7 @@
 // The live map the server serves at /: the devices in view moving live
-// (GET /v1/stream), the 5 nearest to a click (GET /v1/nearest), and the
+// (GET /v1/stream), or, when there are more in view than the stream shows,
+// a heat map of counts per cell (GET /v1/grid), the 5 nearest to a click
+// (GET /v1/nearest), and the
 // count inside a drawn box (GET /v1/box?count) or polygon (POST
 // /v1/polygon?count). No tile server: the land is world-atlas's outline.
 // `window.locusMap` exposes the page's state to the browser test.
@@ -12,6 +14,7 @@
     moves: 0,            // devices seen at a new position
     count: null,         // devices in view, as the last event said
     lastArea: null,      // {kind, query, count} of the last box or polygon
+    heat: null,          // the last grid shown: {columns, rows, count}, or null
     stream: null,
   };
   window.locusMap = state;
@@ -25,6 +28,7 @@
   state.map = map;
   const renderer = L.canvas({padding: 0.2});
   const devices = L.layerGroup().addTo(map);
+  const heat = L.layerGroup().addTo(map);
   const drawn = L.layerGroup().addTo(map);
 
   // The land under everything else (its own pane, below the overlays).
@@ -96,9 +100,56 @@
     }
     ++state.events;
     state.count = event.count;
+    // More in view than the stream shows: counts per cell instead of dots.
+    const crowded = event.shown < event.count;
+    if (crowded && !heatTimer) {
+      refreshHeat();
+      heatTimer = setInterval(refreshHeat, 2000);
+    } else if (!crowded && heatTimer) {
+      clearInterval(heatTimer);
+      heatTimer = null;
+      heat.clearLayers();
+      state.heat = null;
+    }
+    if (crowded) map.removeLayer(devices); else devices.addTo(map);
     status.textContent = `${event.count.toLocaleString()} devices in view` +
-        (event.shown < event.count ? ` (the first ${event.shown.toLocaleString()} shown)` : '') +
+        (crowded ? ' — devices per cell' : '') +
         (event.partial ? ' — partial: a unit did not answer' : '');
+  }
+
+  // ---------------------------------------------------------- heat map
+
+  let heatTimer = null;
+
+  function refreshHeat() {
+    const size = map.getSize();
+    const columns = clamp(Math.round(size.x / 12), 1, 256);
+    const rows = clamp(Math.round(size.y / 12), 1, 256);
+    const bbox = viewBox();
+    const b = map.getBounds();
+    // Cells are drawn where the view is (its longitudes may run past ±180).
+    const west = b.getEast() - b.getWest() >= 360 ? -180 : b.getWest();
+    const width = bbox[2] >= bbox[0] ? bbox[2] - bbox[0] : bbox[2] + 360 - bbox[0];
+    fetch(`/v1/grid?bbox=${bbox.join(',')}&columns=${columns}&rows=${rows}`)
+        .then((r) => r.json())
+        .then((grid) => {
+          if (grid.error || !heatTimer) return;
+          heat.clearLayers();
+          const most = Math.max(1, ...grid.cells);
+          const dx = width / grid.columns;
+          const dy = (bbox[3] - bbox[1]) / grid.rows;
+          grid.cells.forEach((n, i) => {
+            if (n === 0) return;
+            const x = west + (i % grid.columns) * dx;
+            const y = bbox[1] + Math.floor(i / grid.columns) * dy;
+            const t = Math.sqrt(n / most);
+            L.rectangle([[y, x], [y + dy, x + dx]], {
+              renderer, stroke: false, interactive: false, fillOpacity: 0.15 + 0.7 * t,
+              fillColor: t > 0.66 ? '#b71c1c' : t > 0.33 ? '#f57c00' : '#fbc02d',
+            }).addTo(heat);
+          });
+          state.heat = {columns: grid.columns, rows: grid.rows, count: grid.count};
+        });
   }
 
   map.on('moveend', openStream);

@@ -128,7 +128,7 @@ nlohmann::ordered_json featureCollection(const QueryResult& result, Coverage sha
   }
   nlohmann::ordered_json j = {{"type", "FeatureCollection"}, {"features", std::move(features)}};
   // The answer's other members, as the JSON output has them.
-  nlohmann::ordered_json plain = toJson(QueryResult{{}, result.count}, shards, tookUs);
+  nlohmann::ordered_json plain = toJson(QueryResult{{}, result.count, {}}, shards, tookUs);
   plain.erase("results");
   for (auto& [key, value] : plain.items()) j[key] = value;
   return j;

@@ -75,7 +75,36 @@ std::optional<std::string> validate(const AreaQuery& q) {
     return fmt::format("limit {} is more than the {} allowed (0 = all, up to {})", q.limit,
                        kMaxResults, kMaxResults);
   }
+  if (q.grid.on() || q.grid.rows > 0) {
+    if (!std::holds_alternative<geo::Box>(q.area)) return "a grid divides a box: ask with a box";
+    if (!q.countOnly) return "a grid query counts only: set count";
+    if (q.grid.columns < 1 || q.grid.rows < 1 || q.grid.columns > kMaxGridSide ||
+        q.grid.rows > kMaxGridSide || q.grid.cells() > kMaxGridCells) {
+      return fmt::format(
+          "a grid of {} x {} cells: columns and rows must be in 1..{}, at most {} "
+          "cells in all",
+          q.grid.columns, q.grid.rows, kMaxGridSide, kMaxGridCells);
+    }
+  }
   return validateMaxAge(q.maxAgeS);
+}
+
+size_t gridCellOf(const geo::Box& box, const Grid& grid, geo::LatLon p) {
+  double width = box.east - box.west;
+  double x = p.lon - box.west;
+  if (box.crossesAntimeridian()) {
+    width += 360;
+    if (x < 0) x += 360;
+  }
+  const double height = box.north - box.south;
+  const auto index = [](double offset, double span, uint32_t n) {
+    if (!(span > 0)) return uint32_t{0};
+    const double at = std::floor(offset / span * n);
+    return static_cast<uint32_t>(std::clamp(at, 0.0, double(n - 1)));
+  };
+  const uint32_t column = index(x, width, grid.columns);
+  const uint32_t row = index(p.lat - box.south, height, grid.rows);
+  return size_t{row} * grid.columns + column;
 }
 
 std::string tooManyMatches(uint64_t count, bool atLeast) {

@@ -135,6 +135,14 @@ QueryResult unionArea(std::vector<QueryResult> parts, uint32_t limit, bool byDis
   return out;
 }
 
+std::vector<uint64_t> sumCells(const std::vector<QueryResult>& parts, size_t cells) {
+  std::vector<uint64_t> sum(cells, 0);
+  for (const QueryResult& p : parts) {
+    for (size_t i = 0; i < std::min(cells, p.cells.size()); ++i) sum[i] += p.cells[i];
+  }
+  return sum;
+}
+
 uint64_t sumCounts(const std::vector<QueryResult>& parts) {
   uint64_t total = 0;
   for (const QueryResult& p : parts) total += p.count;

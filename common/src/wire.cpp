@@ -203,6 +203,7 @@ Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r) {
   }
   q.limit = r.getLimit();
   q.countOnly = r.getCountOnly();
+  q.grid = Grid{r.getGrid().getColumns(), r.getGrid().getRows()};
   q.maxAgeS = r.getMaxAgeS();
   if (auto e = validate(q)) return badRequest(*e);
   return q;
@@ -237,6 +238,11 @@ void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b) {
   }
   b.setLimit(q.limit);
   b.setCountOnly(q.countOnly);
+  if (q.grid.on()) {
+    auto grid = b.initGrid();
+    grid.setColumns(q.grid.columns);
+    grid.setRows(q.grid.rows);
+  }
   b.setMaxAgeS(q.maxAgeS);
 }
 
@@ -256,6 +262,9 @@ QueryResult readQueryResult(wire::QueryResult::Reader r) {
     hit.headingDeg = h.getHeadingDeg();
     hit.accuracyM = h.getAccuracyM();
   }
+  auto cells = r.getCells();
+  result.cells.reserve(cells.size());
+  for (uint64_t n : cells) result.cells.push_back(n);
   return result;
 }
 
@@ -273,6 +282,11 @@ void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b) {
     h.setSpeedMps(hit.speedMps);
     h.setHeadingDeg(hit.headingDeg);
     h.setAccuracyM(hit.accuracyM);
+  }
+  if (!result.cells.empty()) {
+    auto cells = b.initCells(static_cast<unsigned>(result.cells.size()));
+    for (size_t i = 0; i < result.cells.size(); ++i)
+      cells.set(static_cast<unsigned>(i), result.cells[i]);
   }
 }
 

@@ -73,6 +73,40 @@ class Api {
     return within(p, Method::kWithin, started, box);
   }
 
+  // The count per cell of a grid over the box: units count their devices
+  // per cell, the server sums the cells (a heat map at low zoom).
+  kj::Promise<HttpReply> grid(const HttpRequest& req) {
+    const auto started = Clock::now();
+    Params p(req, {"bbox", "columns", "rows", "max_age_s"});
+    geo::Box box;
+    AreaQuery q;
+    q.countOnly = true;
+    q.grid = Grid{64, 32};
+    p.bbox("bbox", box);
+    p.whole("columns", q.grid.columns);
+    p.whole("rows", q.grid.rows);
+    p.number("max_age_s", q.maxAgeS);
+    q.area = box;
+    if (p.error()) return refuse(Method::kWithin, started, *p.error());
+    if (p.geojson()) return refuse(Method::kWithin, started, "a grid answers JSON only");
+    if (auto e = validate(q)) return refuse(Method::kWithin, started, *e);
+    return cluster_.within(q).then([this, started, box, grid = q.grid](Result<GatheredResult>&& r) {
+      if (!r) return failed(Method::kWithin, started, r.error());
+      const auto tookUs = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+      counters_.record(Method::kWithin, false, r->shards.partial(), secondsSince(started));
+      nlohmann::ordered_json j{{"bbox", {box.west, box.south, box.east, box.north}},
+                               {"columns", grid.columns},
+                               {"rows", grid.rows},
+                               {"cells", r->result.cells}};
+      nlohmann::ordered_json plain =
+          toJson(QueryResult{{}, r->result.count, {}}, r->shards, tookUs);
+      plain.erase("results");
+      for (auto& [key, value] : plain.items()) j[key] = value;
+      return withCors(HttpReply::json(200, j));
+    });
+  }
+
   kj::Promise<HttpReply> polygon(const HttpRequest& req) {
     const auto started = Clock::now();
     Params p(req, {"limit", "count", "max_age_s"});
@@ -183,6 +217,7 @@ transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters,
   route(kj::HttpMethod::GET, "/v1/nearest", &Api::nearest);
   route(kj::HttpMethod::GET, "/v1/radius", &Api::radius);
   route(kj::HttpMethod::GET, "/v1/box", &Api::box);
+  route(kj::HttpMethod::GET, "/v1/grid", &Api::grid);
   route(kj::HttpMethod::POST, "/v1/polygon", &Api::polygon);
   route(kj::HttpMethod::GET, "/v1/devices/", &Api::device);
   route(kj::HttpMethod::GET, "/v1/stats", &Api::stats);

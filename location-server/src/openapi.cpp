@@ -59,6 +59,21 @@ const char* openApiDocument() {
         "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
+    "/v1/grid": {
+      "get": {
+        "summary": "Devices per cell of a grid over a box (a heat map): units count, the server sums",
+        "parameters": [
+          {"name": "bbox", "in": "query", "required": true, "schema": {"type": "string"}, "description": "WEST,SOUTH,EAST,NORTH; west > east crosses the antimeridian"},
+          {"name": "columns", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 512, "default": 64}},
+          {"name": "rows", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 512, "default": 32}, "description": "columns x rows at most 65,536"},
+          {"$ref": "#/components/parameters/max_age_s"}
+        ],
+        "responses": {
+          "200": {"description": "Counts per cell", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Grid"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/v1/polygon": {
       "post": {
         "summary": "Devices inside a GeoJSON area, by id",
@@ -163,6 +178,20 @@ const char* openApiDocument() {
               "properties": {"$ref": "#/components/schemas/HitProperties"}
             }
           }},
+          "count": {"type": "integer", "minimum": 0},
+          "partial": {"type": "boolean"},
+          "shards": {"$ref": "#/components/schemas/Coverage"},
+          "partitions": {"$ref": "#/components/schemas/Coverage"},
+          "took_us": {"type": "integer", "minimum": 0}
+        }
+      },
+      "Grid": {
+        "type": "object", "required": ["bbox", "columns", "rows", "cells", "count", "partial", "shards", "took_us"], "additionalProperties": false,
+        "properties": {
+          "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+          "columns": {"type": "integer", "minimum": 1},
+          "rows": {"type": "integer", "minimum": 1},
+          "cells": {"type": "array", "items": {"type": "integer", "minimum": 0}, "description": "row by row from the south-west cell: cells[row * columns + column]; they sum to count"},
           "count": {"type": "integer", "minimum": 0},
           "partial": {"type": "boolean"},
           "shards": {"$ref": "#/components/schemas/Coverage"},

@@ -454,6 +454,9 @@ namespace {
 uint64_t hitBudget(const std::variant<NearestQuery, AreaQuery>& query) {
   if (const auto* n = std::get_if<NearestQuery>(&query)) return n->k;
   const auto& a = std::get<AreaQuery>(query);
+  // A grid's cells count as hits in the reply's budget: 8 bytes a cell, up
+  // to ~190 a hit, so one hit's room for every 16 cells leaves slack.
+  if (a.grid.on()) return static_cast<uint32_t>(a.grid.cells() / 16 + 1);
   return a.countOnly ? 0 : a.limit;  // limit: kMaxResults for "all" (within())
 }
 
@@ -540,6 +543,7 @@ ScatterGather::Outcome ScatterGather::reduce(const Pending& pending, Parts parts
   if (area.countOnly) {
     QueryResult counted;
     counted.count = sumCounts(parts.results);
+    if (area.grid.on()) counted.cells = sumCells(parts.results, area.grid.cells());
     return Outcome(GatheredResult{std::move(counted), shards});
   }
   // Each part is within the bound; together they may not be.

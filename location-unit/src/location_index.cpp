@@ -285,9 +285,13 @@ class LocationIndex::Impl {
     if (const auto* c = std::get_if<Circle>(&q.area)) return withinCircle(*c, q, minTsMs, only);
     std::vector<Scored> kept;
     QueryResult out;
+    if (q.grid.on()) out.cells.assign(q.grid.cells(), 0);
     const auto keep = [&](uint32_t slot) {
       if (only && !only->contains(idOf(slot))) return;
       ++out.count;
+      if (q.grid.on()) {
+        ++out.cells[gridCellOf(std::get<geo::Box>(q.area), q.grid, latLonOf(positions_[slot]))];
+      }
       if (!q.countOnly) offer(kept, Scored{0, 0, slot}, q.limit, byId());
     };
     if (const auto* box = std::get_if<geo::Box>(&q.area)) {

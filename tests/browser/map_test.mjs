@@ -1,6 +1,7 @@
 // The live map as a person uses it, in Debian's headless Chromium driven by
 // playwright-core (web/node_modules): `locus local` with a simulated fleet,
-// the page at its "/", devices appearing and moving, a box drawn with the
+// the page at its "/", devices appearing and moving, the heat map of a view
+// with more devices than the stream shows, a box drawn with the
 // mouse over devices this test placed, and the count the page shows held
 // against `locus box --count` for the same box. Saves a screenshot.
 //
@@ -76,6 +77,9 @@ try {
   check(true, 'devices move');
   const status = await page.textContent('#status');
   check(/devices in view/.test(status), `the status says "${status}"`);
+  // 3,000 in view, more than the stream's 2,000: a heat map of them all.
+  const heat = await until('the heat map', 15, () => page.evaluate(() => window.locusMap.heat));
+  check(heat.count === 3000, `the heat map's cells hold all ${heat.count} devices in view`);
 
   // Our devices: fly there, draw a box with the mouse over part of them.
   await page.evaluate(() => { window.locusMap.map.setView([10.2, 20.15], 10, {animate: false}); });

@@ -176,6 +176,23 @@ TEST_CASE("HTTP queries answer like brute force, everywhere on Earth", "[cluster
   REQUIRE_SAME_ANSWER(resultOf(httpPost(c.api(), "/v1/polygon?count", collection)),
                       c.model.within({all, 0, true}, 0));
 
+  // Counts per grid cell (the map's heat map), summed over the units.
+  for (const geo::Box& b : std::vector<geo::Box>{
+           {-90, -180, 90, 180}, {-30, 175, 30, -175}, {31.0, 121.2, 31.5, 121.8}}) {
+    AreaQuery q{b, 0, true};
+    q.grid = Grid{16, 8};
+    const auto reply = httpGet(c.api(), fmt::format("/v1/grid?bbox={},{},{},{}&columns=16&rows=8",
+                                                    b.west, b.south, b.east, b.north));
+    INFO(reply.body.substr(0, 300));
+    REQUIRE(reply.status == 200);
+    const json j = json::parse(reply.body);
+    QueryResult got;
+    got.count = j["count"];
+    got.cells = j["cells"].get<std::vector<uint64_t>>();
+    REQUIRE(got.count > 0);
+    REQUIRE_SAME_ANSWER(got, c.model.within(q, 0));
+  }
+
   for (int i = 0; i < 20; ++i) {
     const Hit& h = c.model.devices()[rng() % c.model.size()];
     const auto got = resultOf(httpGet(c.api(), "/v1/devices/" + h.id));

@@ -69,6 +69,39 @@ AreaQuery areaOf(locus::Area area) {
   return q;
 }
 
+TEST_CASE("grid cells split a box evenly, across the antimeridian too", "[query][grid]") {
+  const locus::Grid g{4, 2};
+  const locus::geo::Box box{0, 0, 10, 40};
+  CHECK(locus::gridCellOf(box, g, {0, 0}) == 0);
+  CHECK(locus::gridCellOf(box, g, {4.9, 9.9}) == 0);
+  CHECK(locus::gridCellOf(box, g, {5, 10}) == 5);    // row 1, column 1
+  CHECK(locus::gridCellOf(box, g, {10, 40}) == 7);   // the north-east corner is in the last cell
+  const locus::geo::Box across{-10, 170, 10, -170};  // 20 degrees wide
+  CHECK(locus::gridCellOf(across, g, {0, 170}) == 4);
+  CHECK(locus::gridCellOf(across, g, {0, 179.9}) == 5);
+  CHECK(locus::gridCellOf(across, g, {0, 180}) == 6);
+  CHECK(locus::gridCellOf(across, g, {0, -180}) == 6);  // the same meridian
+  CHECK(locus::gridCellOf(across, g, {-10, -170}) == 3);
+}
+
+TEST_CASE("grid queries are checked: a box, count only, bounded cells", "[query][grid]") {
+  AreaQuery q{locus::geo::Box{0, 0, 1, 1}, 0, true};
+  q.grid = locus::Grid{10, 10};
+  CHECK_FALSE(locus::validate(q));
+  q.countOnly = false;
+  CHECK_THAT(*locus::validate(q), Catch::Contains("count"));
+  q.countOnly = true;
+  q.grid = locus::Grid{locus::kMaxGridSide + 1, 1};
+  CHECK_THAT(*locus::validate(q), Catch::Contains("columns and rows"));
+  q.grid = locus::Grid{512, 512};
+  CHECK_THAT(*locus::validate(q), Catch::Contains("cells"));
+  q.grid = locus::Grid{0, 3};
+  CHECK(locus::validate(q));
+  q.grid = locus::Grid{4, 4};
+  q.area = locus::Circle{{0, 0}, 100};
+  CHECK_THAT(*locus::validate(q), Catch::Contains("box"));
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------- reports

@@ -151,6 +151,12 @@ void checkQueries(const LocationIndex& index, const BruteForce& model, std::mt19
     INFO("box #" << i << " s=" << box.south << " w=" << box.west << " n=" << box.north
                  << " e=" << box.east << " limit=" << q.limit);
     REQUIRE_SAME_ANSWER(index.within(q, nowMs), model.within(q, nowMs));
+    // The same box as a grid of counts (the heat map's query).
+    q.countOnly = true;
+    q.limit = 0;
+    q.grid = Grid{1 + static_cast<uint32_t>(rng() % 40), 1 + static_cast<uint32_t>(rng() % 30)};
+    INFO("grid " << q.grid.columns << "x" << q.grid.rows);
+    REQUIRE_SAME_ANSWER(index.within(q, nowMs), model.within(q, nowMs));
   }
   for (int i = 0; i < perKind; ++i) {
     AreaQuery q;

@@ -39,11 +39,24 @@ struct NearestQuery {
   double maxAgeS = 0;       // 0 = any age
 };
 
+// Counts per cell of a lon/lat grid over a box query's box: `columns`
+// cells west to east by `rows` south to north, each the same span of
+// degrees; the map-reduce beyond top-k (units count, the server sums).
+struct Grid {
+  uint32_t columns = 0;  // 0 = no grid
+  uint32_t rows = 0;
+  bool on() const { return columns > 0; }
+  size_t cells() const { return size_t{columns} * rows; }
+};
+inline constexpr uint32_t kMaxGridSide = 512;
+inline constexpr size_t kMaxGridCells = 65'536;
+
 struct AreaQuery {
   Area area;
   uint32_t limit = 0;      // 0 = all matches (refused beyond kMaxResults), else <= kMaxResults
   bool countOnly = false;  // count the matches, return none
   double maxAgeS = 0;      // 0 = any age
+  Grid grid;               // on: count per cell too (a box area, count only)
 };
 
 // One device in an answer.
@@ -71,6 +84,9 @@ inline bool idBefore(const Hit& a, const Hit& b) {
 struct QueryResult {
   std::vector<Hit> hits;  // in answer order, at most `limit` / `k`
   uint64_t count = 0;     // all matches, even when a limit or countOnly cut `hits`
+  // With a grid: matches per cell, row by row from the south-west corner
+  // (cells[row * columns + column]); they sum to count.
+  std::vector<uint64_t> cells;
 };
 
 // One unit's counters, as `stats` reports them.
@@ -128,6 +144,11 @@ struct ClusterStats {
 // person can act on ("k must be at least 1").
 std::optional<std::string> validate(const NearestQuery& query);
 std::optional<std::string> validate(const AreaQuery& query);
+
+// The grid cell of a point inside `box` (row * columns + column). Across
+// the antimeridian, columns run on east from `west` through ±180.
+// Precondition: grid.on(), box.contains(p).
+size_t gridCellOf(const geo::Box& box, const Grid& grid, geo::LatLon p);
 
 // Whether answers to this area are ordered by distance (circles) or by id.
 inline bool hasCenter(const Area& area) {

@@ -27,4 +27,8 @@ QueryResult unionArea(std::vector<QueryResult> parts, uint32_t limit, bool byDis
 // Total matches of count-only answers.
 uint64_t sumCounts(const std::vector<QueryResult>& parts);
 
+// Grid answers summed cell by cell, `cells` long (a part without cells
+// holds none: a unit that matched nothing may send an empty list).
+std::vector<uint64_t> sumCells(const std::vector<QueryResult>& parts, size_t cells);
+
 }  // namespace locus

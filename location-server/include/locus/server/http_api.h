@@ -6,6 +6,7 @@
 //   GET  /v1/nearest?lat&lon[&k][&max_distance_m][&max_age_s]
 //   GET  /v1/radius?lat&lon&radius_m[&limit][&count][&max_age_s]
 //   GET  /v1/box?south&west&north&east[&limit][&count][&max_age_s]
+//   GET  /v1/grid?bbox=WEST,SOUTH,EAST,NORTH[&columns=64][&rows=32][&max_age_s]
 //   POST /v1/polygon[?limit][&count][&max_age_s]   body: any GeoJSON area
 //   GET  /v1/devices/{id}
 //   GET  /v1/stats

@@ -97,6 +97,12 @@ class BruteForce {
     const size_t keep = q.countOnly ? 0 : q.limit == 0 ? matches.size() : q.limit;
     QueryResult out = answer(matches, keep, circle != nullptr);
     out.count = matches.size();
+    if (q.grid.on()) {
+      out.cells.assign(q.grid.cells(), 0);
+      for (const auto& m : matches) {
+        ++out.cells[gridCellOf(std::get<geo::Box>(q.area), q.grid, {m.hit->lat, m.hit->lon})];
+      }
+    }
     return out;
   }
 

@@ -46,13 +46,21 @@ inline std::string placesDiffer(const std::vector<Hit>& actual, const std::vecto
 }
 
 // True when both answers list the same devices, in the same order, with the
-// same positions, times and distances (bit for bit), and the same count.
+// same positions, times and distances (bit for bit), the same count, and
+// the same counts per grid cell.
 inline bool sameAnswer(const QueryResult& actual, const QueryResult& expected, std::string* why) {
   std::ostringstream s;
   if (actual.count != expected.count) {
     s << "count " << actual.count << " != expected " << expected.count;
   } else if (actual.hits.size() != expected.hits.size()) {
     s << "hits " << actual.hits.size() << " != expected " << expected.hits.size();
+  } else if (actual.cells.size() != expected.cells.size()) {
+    s << "cells " << actual.cells.size() << " != expected " << expected.cells.size();
+  }
+  for (size_t i = 0; s.tellp() == 0 && i < actual.cells.size(); ++i) {
+    if (actual.cells[i] != expected.cells[i]) {
+      s << "cell " << i << ": " << actual.cells[i] << " != expected " << expected.cells[i];
+    }
   }
   for (size_t i = 0; s.tellp() == 0 && i < actual.hits.size(); ++i) {
     const Hit& a = actual.hits[i];
