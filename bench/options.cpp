@@ -61,9 +61,9 @@ void addFlags(CLI::App& app, Options& o) {
               std::string(bench::kRedisKey) + ")");
   addFlag(app, "--replicas", o.replicas,
           "with --spawn-units: units each partition lives on (0 = 2 from two units on)");
-  addFlag(app, "--http", o.http,
-          "ask the nearest queries over the server's HTTP API (GET /v1/nearest, one keep-alive "
-          "connection per worker) instead of Cap'n Proto RPC");
+  app.add_flag("--http", o.http,
+               "ask the nearest queries over the server's HTTP API (GET /v1/nearest, one "
+               "keep-alive connection per worker) instead of Cap'n Proto RPC");
   addFlag(app, "--server-http", o.serverHttp, "HOST:PORT of a running server's --http-listen");
   addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
