@@ -9,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "keys.h"
 #include "local.h"
 #include "locus/client/query_client.h"
 #include "locus/common/flags.h"
@@ -105,6 +106,9 @@ struct Commands {
   CLI::App* healthCmd = nullptr;
   std::string sendPath = "-";
   CLI::App* sendCmd = nullptr;
+  cli::KeyCommands keys;
+  std::string token;   // a device token for send (locus token issue)
+  std::string apiKey;  // a client key for queries (locus apikey create)
 
   void addTo(CLI::App& app);
   void addLocal(CLI::App& app);
@@ -131,6 +135,9 @@ void Commands::addTo(CLI::App& app) {
   healthCmd->add_flag("--live", live, "ask /healthz (alive) instead of /readyz (ready)");
   sendCmd = app.add_subcommand("send", "stream NDJSON reports to the gateway");
   sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
+  addFlag(app, "--token", token, "device token for send, when the gateway has --auth-keys");
+  addFlag(app, "--api-key", apiKey, "API key for queries, when the server has --api-keys");
+  cli::addKeyCommands(app, keys);
 }
 
 void Commands::addLocal(CLI::App& app) {
@@ -198,7 +205,7 @@ int runSend(const Commands& c) {
   }
   try {
     const auto summary =
-        cli::sendReports(c.sendPath == "-" ? std::cin : file, c.gateway, std::cerr);
+        cli::sendReports(c.sendPath == "-" ? std::cin : file, c.gateway, c.token, std::cerr);
     std::cout << summary.dump() << "\n";
     return summary["rejected"].get<uint64_t>() == 0 ? 0 : 1;
   } catch (const kj::Exception& e) {
@@ -208,7 +215,7 @@ int runSend(const Commands& c) {
 
 int runQuery(Commands& c, AreaQuery* area) {
   try {
-    client::QueryClient server(c.server, kCallTimeout);
+    client::QueryClient server(c.server, kCallTimeout, c.apiKey);
     if (*c.q.nearestCmd) return printAnswer(server.nearest(c.q.nearest), c.requireComplete);
     if (area) return printAnswer(server.within(*area), c.requireComplete);
     if (*c.q.getCmd) return printAnswer(server.get(c.q.id), c.requireComplete);
@@ -246,5 +253,6 @@ int main(int argc, char** argv) {
     return cli::runLocal(c.local);
   }
   if (*c.sendCmd) return runSend(c);
+  if (auto status = cli::runKeyCommand(c.keys)) return *status;
   return runQuery(c, *area);
 }

@@ -9,20 +9,22 @@
 
 namespace locus::cli {
 
-// Binds `nearest --lat --lon [-k] [--max-distance-m] [--max-age-s]`.
+// Binds `nearest --lat --lon [-k] [--max-distance-m] [--max-age-s] [--prefix P]`.
 inline void addNearestFlags(CLI::App* cmd, NearestQuery& q) {
   cmd->add_option("--lat", q.center.lat, "latitude, degrees")->required();
   cmd->add_option("--lon", q.center.lon, "longitude, degrees")->required();
   cmd->add_option("-k", q.k, "how many")->capture_default_str();
   cmd->add_option("--max-distance-m", q.maxDistanceM, "0 = unlimited")->capture_default_str();
   cmd->add_option("--max-age-s", q.maxAgeS, "0 = any age")->capture_default_str();
+  cmd->add_option("--prefix", q.idPrefix, "only devices whose id starts with this");
 }
 
-// Binds `[--limit N] [--count] [--max-age-s S]`, common to area queries.
+// Binds `[--limit N] [--count] [--max-age-s S] [--prefix P]`, common to area queries.
 inline void addAreaFlags(CLI::App* cmd, AreaQuery& q) {
   cmd->add_option("--limit", q.limit, "at most N results (0 = all)")->capture_default_str();
   cmd->add_flag("--count", q.countOnly, "only count the matches");
   cmd->add_option("--max-age-s", q.maxAgeS, "0 = any age")->capture_default_str();
+  cmd->add_option("--prefix", q.idPrefix, "only devices whose id starts with this");
 }
 
 // Binds `radius --lat --lon --radius-m`.

@@ -37,8 +37,8 @@ class Summary {
 }  // namespace
 
 nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
-                                   std::ostream& progress) {
-  client::IngestClient ingest(gateway);
+                                   const std::string& token, std::ostream& progress) {
+  client::IngestClient ingest(gateway, client::IngestClient::Options{.token = token});
   Summary summary;
   std::vector<OwnedReport> batch;
   std::vector<uint64_t> batchLines;  // the input line of each report in the batch

@@ -13,7 +13,8 @@ namespace locus::cli {
 // (errors capped at 100). Lines that do not parse are rejected locally with
 // their line number. Progress goes to `progress` for large inputs.
 // Throws kj::Exception when the gateway cannot be reached.
+// `token`: a device token (the gateway's --auth-keys), or "" for none.
 nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
-                                   std::ostream& progress);
+                                   const std::string& token, std::ostream& progress);
 
 }  // namespace locus::cli

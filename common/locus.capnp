@@ -105,6 +105,7 @@ struct NearestQuery {
   k @1 :UInt32 = 10;           # how many, >= 1
   maxDistanceM @2 :Float64;    # 0 = unlimited
   maxAgeS @3 :Float64;         # ignore positions older than this; 0 = any age
+  idPrefix @4 :Text;           # only devices whose id starts with this; empty = all
 }
 
 struct AreaQuery {
@@ -117,6 +118,7 @@ struct AreaQuery {
   grid @4 :Grid;
   # Set (columns > 0): also count per cell of this grid over the box (a box
   # area and countOnly only); the answer's `cells` holds the counts.
+  idPrefix @5 :Text;           # only devices whose id starts with this; empty = all
 }
 
 struct Grid {
@@ -217,6 +219,8 @@ enum ErrorCode {
   unavailable @3;    # a unit or the cluster cannot be reached
   overloaded @4;     # try again later
   internal @5;       # a bug: please report it
+  unauthenticated @6;  # no API key or token, or one that does not verify
+  forbidden @7;      # the key or token does not allow this call or device
 }
 
 struct Error {
@@ -337,6 +341,22 @@ struct UnitReply {
 interface Ingest {
   # The gateway's device-facing fast path. Clients may pipeline many calls.
   report @0 (batch :ReportBatch) -> (result :BatchResult);
+  # Reports outside this Ingest's scope are rejected one by one.
+
+  login @1 (token :Text) -> (ingest :Ingest, scope :DeviceScope);
+  # Trades a device token (`locus token issue`) for an Ingest that writes
+  # the ids the token allows; pipeline report calls on it at once. With
+  # --auth-keys, the Ingest a connection starts with answers login only:
+  # its report, and a login with a token that is missing, malformed,
+  # forged or expired, fail with "unauthenticated: ..." and the gateway
+  # closes the connection. Without, login checks nothing and returns an
+  # Ingest that writes any id.
+}
+
+struct DeviceScope {
+  tenant @0 :Text;      # who the token was issued to
+  prefix @1 :Text;      # the ids the Ingest may write start with this; "" = any
+  expiresMs @2 :Int64;  # the token's expiry; 0 = none (tokens are not checked)
 }
 
 interface LocationService {
@@ -347,4 +367,15 @@ interface LocationService {
   # Radius (circle), box and polygon queries; `countOnly` makes it "how many".
   get @2 (id :Text) -> (result :QueryResult, error :Error);
   stats @3 () -> (stats :ClusterStats, error :Error);
+  # Needs an admin key when the server has --api-keys.
+
+  login @4 (apiKey :Text) -> (service :LocationService, scope :Text, error :Error);
+  # Trades an API key ("KEY_ID.SECRET", `locus apikey create`) for a
+  # LocationService bound to it; pipeline calls on it at once. Its scope:
+  # "read" (every device), "read:PREFIX" (queries see only ids starting
+  # with PREFIX; get of another id is `forbidden`) or "admin" (also stats).
+  # The key is checked again on every call, so one removed from the file
+  # (and SIGHUP) stops working. With --api-keys, the service a connection
+  # starts with answers every other call with `unauthenticated`. Without,
+  # login checks nothing and returns a service that may do everything.
 }

@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
                  "client connections open at once, both protocols (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+  locus::addFlag(app, "--auth-keys", options.authKeys,
+                 "device token keys (locus token keygen); set, every connection must present a "
+                 "token (empty = tokens not checked)");
   locus::addFlag(app, "--partitions", options.routing.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.routing.replicas,
@@ -44,7 +47,7 @@ int main(int argc, char** argv) {
   return locus::runDaemon("locus-gateway", options,
                           fmt::format("cannot serve on {} / {} for units {}", options.listen,
                                       options.listenText, fmt::join(options.units, ",")),
-                          [&](zmq::context_t& context, int stopFd) {
+                          [&](zmq::context_t& context, const locus::DaemonSignals& signals) {
                             auto io = kj::setupAsyncIo();
                             locus::gateway::Gateway gateway(options, context, io);
                             spdlog::info("rpc listening on {}", gateway.rpcAddress());
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
                             if (!options.httpListen.empty()) {
                               spdlog::info("http listening on {}", gateway.httpAddress());
                             }
-                            gateway.run(stopFd);
+                            gateway.run(signals.stop, signals.reload);
                             spdlog::info("stopped");
                           });
 }

@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
                  "client connections open at once (0 = the fd limit less 128)");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+  locus::addFlag(app, "--api-keys", options.apiKeys,
+                 "client API keys (locus apikey create); set, every call must present one "
+                 "(empty = keys not checked)");
   locus::addFlag(app, "--partitions", options.replication.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.replication.replicas,
@@ -33,13 +36,13 @@ int main(int argc, char** argv) {
   return locus::runDaemon(
       "locus-server", options,
       fmt::format("cannot serve on {} for units {}", options.listen, fmt::join(options.units, ",")),
-      [&](zmq::context_t& context, int stopFd) {
+      [&](zmq::context_t& context, const locus::DaemonSignals& signals) {
         auto io = kj::setupAsyncIo();
         locus::server::Server server(options, context, io);
         spdlog::info("listening on {} ({} units, timeout {} ms)", server.address(),
                      options.units.size(), options.timeoutMs);
         if (!options.httpListen.empty()) spdlog::info("http listening on {}", server.httpAddress());
-        server.run(stopFd);
+        server.run(signals.stop, signals.reload);
         spdlog::info("stopping");
       });
 }

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   options.fsync = *locus::unit::parseFsyncPolicy(fsync);
 
   return locus::runDaemon("locus-unit", options, "cannot serve on " + options.listen,
-                          [&](zmq::context_t& context, int stopFd) {
+                          [&](zmq::context_t& context, const locus::DaemonSignals& signals) {
                             locus::unit::UnitServer server(context, options);
                             logStorage(server.service());
                             spdlog::info("{} listening on {} (ttl {} s)", server.service().name(),
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
                             if (!options.httpListen.empty()) {
                               spdlog::info("http listening on {}", server.httpAddress());
                             }
-                            server.run(stopFd);
+                            server.run(signals.stop);
                             const auto& c = server.service().counters();
                             spdlog::info(
                                 "stopping: {} devices, {} reports applied, {} queries served",

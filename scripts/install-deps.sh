@@ -14,6 +14,7 @@ packages=(
   nlohmann-json3-dev                 # JSON (CLI output, NDJSON ingest)
   libspdlog-dev                      # one-line-per-event logs
   libxxhash-dev                      # stable 64-bit hash for sharding
+  libsodium-dev                      # device tokens, API keys, CURVE keys (HMAC, BLAKE2b, random)
   libcpp-httplib-dev                 # the unit's --http-listen; HTTP clients in tests
   python3 python3-jsonschema         # tests: /v1/openapi.json held against the answers
   catch2 libbenchmark-dev            # tests and micro benchmarks

@@ -19,6 +19,14 @@
   };
   window.locusMap = state;
 
+  // A server with --api-keys wants a key on every query: open the map as
+  // /?access_token=KEY and every call below carries it (EventSource cannot
+  // send an Authorization header).
+  const token = new URLSearchParams(window.location.search).get('access_token');
+  const api = (path) =>
+    token ? `${path}${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`
+          : path;
+
   const status = document.getElementById('status');
   const areaText = document.getElementById('area');
   const nearestList = document.getElementById('nearest');
@@ -66,7 +74,7 @@
   function openStream() {
     if (state.stream) state.stream.close();
     const url = `/v1/stream?bbox=${viewBox().join(',')}&limit=2000&interval_ms=1000`;
-    state.stream = new EventSource(url);
+    state.stream = new EventSource(api(url));
     state.stream.addEventListener('positions', (e) => show(JSON.parse(e.data)));
     state.stream.addEventListener('error', (e) => {
       if (e.data) status.textContent = 'stream: ' + JSON.parse(e.data).error;
@@ -130,7 +138,7 @@
     // Cells are drawn where the view is (its longitudes may run past ±180).
     const west = b.getEast() - b.getWest() >= 360 ? -180 : b.getWest();
     const width = bbox[2] >= bbox[0] ? bbox[2] - bbox[0] : bbox[2] + 360 - bbox[0];
-    fetch(`/v1/grid?bbox=${bbox.join(',')}&columns=${columns}&rows=${rows}`)
+    fetch(api(`/v1/grid?bbox=${bbox.join(',')}&columns=${columns}&rows=${rows}`))
         .then((r) => r.json())
         .then((grid) => {
           if (grid.error || !heatTimer) return;
@@ -162,7 +170,7 @@
   map.on('click', (e) => {
     if (tool) return;
     const {lat, lng} = e.latlng.wrap();
-    fetch(`/v1/nearest?lat=${lat}&lon=${lng}&k=5`)
+    fetch(api(`/v1/nearest?lat=${lat}&lon=${lng}&k=5`))
         .then((r) => r.json())
         .then((answer) => {
           nearestList.replaceChildren();
@@ -236,7 +244,7 @@
     const query = {south: clamp(b.getSouth(), -90, 90), west: clamp(b.getWest(), -180, 180),
                    north: clamp(b.getNorth(), -90, 90), east: clamp(b.getEast(), -180, 180)};
     const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
-    fetch(`/v1/box?${params}&count`)
+    fetch(api(`/v1/box?${params}&count`))
         .then((r) => r.json())
         .then((answer) => counted('box', query, answer));
   });
@@ -253,7 +261,7 @@
     const ring = vertices.concat([vertices[0]]);
     const geometry = {type: 'Polygon', coordinates: [ring]};
     L.polygon(ring.map(([lon, lat]) => [lat, lon]), {color: '#cc0000'}).addTo(drawn);
-    fetch('/v1/polygon?count', {method: 'POST', body: JSON.stringify(geometry)})
+    fetch(api('/v1/polygon?count'), {method: 'POST', body: JSON.stringify(geometry)})
         .then((r) => r.json())
         .then((answer) => counted('polygon', geometry, answer));
   });

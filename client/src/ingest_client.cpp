@@ -30,7 +30,14 @@ void IngestClient::connect() {
   // one, which thus survives the swap (and so do the timer and wait scope
   // callers hold).
   auto fresh = std::make_unique<capnp::EzRpcClient>(address_);
-  ingest_.emplace(fresh->getMain<wire::Ingest>());
+  auto main = fresh->getMain<wire::Ingest>();
+  if (options_.token.empty()) {
+    ingest_.emplace(kj::mv(main));
+  } else {
+    auto login = main.loginRequest();
+    login.setToken(options_.token);
+    ingest_.emplace(login.send().getIngest());
+  }
   for (Call& call : inFlight_) call.reply.reset();
   rpc_ = std::move(fresh);
 }
@@ -129,6 +136,12 @@ bool IngestClient::handle(Call& call, const Reply& reply) {
 }
 
 void IngestClient::recover(const kj::Exception& failure) {
+  // A refused token stays refused: no reconnecting.
+  // (Remote exceptions arrive as "remote exception: <description>".)
+  if (std::string_view(failure.getDescription().cStr()).find("unauthenticated:") !=
+      std::string_view::npos) {
+    kj::throwFatalException(kj::cp(failure));
+  }
   const kj::TimePoint now = timer().now();
   if (!failingSince_) failingSince_ = now;
   for (;;) {

@@ -6,11 +6,25 @@
 
 namespace locus::client {
 
-QueryClient::QueryClient(const std::string& address, kj::Duration callTimeout)
+QueryClient::QueryClient(const std::string& address, kj::Duration callTimeout,
+                         const std::string& apiKey)
     : address_(address),
       timeout_(callTimeout),
       rpc_(address),
-      service_(rpc_.getMain<wire::LocationService>()) {}
+      service_(rpc_.getMain<wire::LocationService>()) {
+  if (apiKey.empty()) return;
+  auto login = service_.loginRequest();
+  login.setApiKey(apiKey);
+  auto reply = rpc_.getIoProvider()
+                   .getTimer()
+                   .timeoutAfter(callTimeout, login.send())
+                   .wait(rpc_.getWaitScope());
+  if (reply.hasError()) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                          kj::heapString(reply.getError().getMessage())));
+  }
+  service_ = reply.getService();
+}
 
 kj::Promise<Result<Answer>> QueryClient::startNearest(const NearestQuery& query) {
   auto request = service_.nearestRequest();

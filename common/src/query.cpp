@@ -59,6 +59,16 @@ struct AreaValidator {
 
 }  // namespace
 
+std::optional<std::string> validatePrefix(std::string_view prefix) {
+  if (prefix.empty()) return std::nullopt;
+  if (prefix.size() > kMaxIdBytes) {
+    return fmt::format("an id prefix of {} bytes is longer than an id may be ({})", prefix.size(),
+                       kMaxIdBytes);
+  }
+  if (auto e = validateId(prefix)) return "id prefix: " + *e;
+  return std::nullopt;
+}
+
 std::optional<std::string> validate(const NearestQuery& q) {
   if (auto e = validateCenter(q.center)) return e;
   if (q.k == 0) return "k must be at least 1";
@@ -66,6 +76,7 @@ std::optional<std::string> validate(const NearestQuery& q) {
   if (!std::isfinite(q.maxDistanceM) || q.maxDistanceM < 0) {
     return fmt::format("max distance {} m must be a finite number >= 0", q.maxDistanceM);
   }
+  if (auto e = validatePrefix(q.idPrefix)) return e;
   return validateMaxAge(q.maxAgeS);
 }
 
@@ -86,6 +97,7 @@ std::optional<std::string> validate(const AreaQuery& q) {
           q.grid.columns, q.grid.rows, kMaxGridSide, kMaxGridCells);
     }
   }
+  if (auto e = validatePrefix(q.idPrefix)) return e;
   return validateMaxAge(q.maxAgeS);
 }
 

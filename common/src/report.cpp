@@ -78,6 +78,9 @@ std::optional<std::string> validateReport(const Report& r) {
 std::optional<std::string> admitReport(Report& r, const Admission& a) {
   if (r.tsMs == 0) r.tsMs = a.nowMs;
   if (auto error = validateReport(r)) return error;
+  if (a.scope) {
+    if (auto why = a.scope->refuse(r.id)) return why;
+  }
   // Subtraction first: ts may be near INT64_MAX.
   if (r.tsMs > a.nowMs && r.tsMs - a.nowMs > a.maxFutureSkewMs) {
     return fmt::format(

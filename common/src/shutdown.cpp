@@ -27,6 +27,27 @@ ShutdownSignal::~ShutdownSignal() {
   close(fd_);
 }
 
+ReloadSignal::ReloadSignal() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGHUP);
+  if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    throw std::system_error(errno, std::generic_category(), "pthread_sigmask");
+  }
+  fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+}
+
+ReloadSignal::~ReloadSignal() {
+  close(fd_);
+}
+
+void drainSignalFd(int fd) {
+  signalfd_siginfo info;
+  while (read(fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+  }
+}
+
 StopEvent::StopEvent() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }

@@ -28,6 +28,10 @@ ErrorCode fromWire(wire::ErrorCode code) {
       return ErrorCode::kOverloaded;
     case wire::ErrorCode::INTERNAL:
       return ErrorCode::kInternal;
+    case wire::ErrorCode::UNAUTHENTICATED:
+      return ErrorCode::kUnauthenticated;
+    case wire::ErrorCode::FORBIDDEN:
+      return ErrorCode::kForbidden;
   }
   return ErrorCode::kInternal;  // an enumerant from a newer peer
 }
@@ -46,6 +50,10 @@ wire::ErrorCode toWire(ErrorCode code) {
       return wire::ErrorCode::OVERLOADED;
     case ErrorCode::kInternal:
       return wire::ErrorCode::INTERNAL;
+    case ErrorCode::kUnauthenticated:
+      return wire::ErrorCode::UNAUTHENTICATED;
+    case ErrorCode::kForbidden:
+      return wire::ErrorCode::FORBIDDEN;
   }
   return wire::ErrorCode::INTERNAL;
 }
@@ -161,6 +169,7 @@ Result<NearestQuery> readNearestQuery(wire::NearestQuery::Reader r) {
   q.k = r.getK();
   q.maxDistanceM = r.getMaxDistanceM();
   q.maxAgeS = r.getMaxAgeS();
+  q.idPrefix = r.getIdPrefix();
   if (auto e = validate(q)) return badRequest(*e);
   return q;
 }
@@ -205,6 +214,7 @@ Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r) {
   q.countOnly = r.getCountOnly();
   q.grid = Grid{r.getGrid().getColumns(), r.getGrid().getRows()};
   q.maxAgeS = r.getMaxAgeS();
+  q.idPrefix = r.getIdPrefix();
   if (auto e = validate(q)) return badRequest(*e);
   return q;
 }
@@ -214,9 +224,11 @@ void writeNearestQuery(const NearestQuery& q, wire::NearestQuery::Builder b) {
   b.setK(q.k);
   b.setMaxDistanceM(q.maxDistanceM);
   b.setMaxAgeS(q.maxAgeS);
+  if (!q.idPrefix.empty()) b.setIdPrefix(q.idPrefix);
 }
 
 void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b) {
+  if (!q.idPrefix.empty()) b.setIdPrefix(q.idPrefix);
   auto area = b.initArea();
   if (const auto* c = std::get_if<Circle>(&q.area)) {
     auto circle = area.initCircle();

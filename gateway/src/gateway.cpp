@@ -9,10 +9,12 @@
 
 #include <utility>
 
+#include "device_auth.h"
 #include "http_ingest.h"
 #include "ingest_service.h"
 #include "locus/common/wire.h"
 #include "locus/transport/net.h"
+#include "locus/transport/reload.h"
 #include "locus/transport/rpc_listener.h"
 #include "locus/transport/unit_health.h"
 #include "text_connection.h"
@@ -49,10 +51,13 @@ std::optional<std::string> GatewayOptions::validate() const {
 // clients, dropped as one when the gateway stops.
 class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
  public:
-  Connections(Router& router, ProtocolCounters& rpc, int64_t maxFutureSkewMs)
-      : ingest(kj::heap<IngestImpl>(router, rpc, maxFutureSkewMs)), tasks(*this) {}
+  explicit Connections(IngestContext context)
+      : context(context),
+        shared(kj::heap<IngestImpl>(context, auth::DeviceScope{}, kj::Own<HangUp>())),
+        tasks(*this) {}
 
-  capnp::Capability::Client ingest;
+  IngestContext context;
+  capnp::Capability::Client shared;  // every connection's, when tokens are not required
   std::unique_ptr<transport::Listener> rpcListener;
   std::unique_ptr<transport::Listener> textListener;
   kj::TaskSet tasks;  // one per open connection
@@ -75,17 +80,29 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       catchUp_(std::make_unique<CatchUpCoordinator>(
           context, io.unixEventPort, io.provider->getTimer(), options.units, router_)),
       maxFutureSkewMs_(options.maxFutureSkewMs),
+      auth_(options.authKeys.empty() ? std::make_unique<DeviceAuth>()
+                                     : std::make_unique<DeviceAuth>(options.authKeys)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
-      connections_(std::make_unique<Connections>(router_, ingest_.rpc, options.maxFutureSkewMs)) {
+      connections_(std::make_unique<Connections>(
+          IngestContext{router_, ingest_.rpc, *auth_, options.maxFutureSkewMs})) {
   connections_->rpcListener =
       std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   connections_->textListener =
       std::make_unique<transport::Listener>(io_, options.listenText, "text", limit_);
   rpcAddress_ = connections_->rpcListener->address();
   textAddress_ = connections_->textListener->address();
+  if (!auth_->required()) {
+    for (const auto* address : {&options.listen, &options.listenText, &options.httpListen}) {
+      if (!address->empty()) {
+        transport::warnIfOpen("device reports", *address,
+                              "give --auth-keys to require device tokens");
+      }
+    }
+  }
   if (!options.httpListen.empty()) {
     ingest_.expose(registry_);
+    auth_->expose(registry_);
     router_.counters().expose(registry_);
     catchUp_->expose(registry_);
     limit_.expose(registry_);
@@ -95,7 +112,8 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
         context, io, options.units, router_.channels(),
         std::vector<const transport::Listener*>{connections_->rpcListener.get(),
                                                 connections_->textListener.get()},
-        options.httpListen, registry_, httpIngest(router_, ingest_.http, maxFutureSkewMs_),
+        options.httpListen, registry_,
+        httpIngest(IngestContext{router_, ingest_.http, *auth_, maxFutureSkewMs_}),
         [this] { return partitionsWritable(); });
   }
 }
@@ -143,10 +161,13 @@ Gateway::~Gateway() {
   connections_.reset();  // before the router they feed
 }
 
-void Gateway::run(int stopFd) {
+void Gateway::run(int stopFd, int reloadFd) {
   kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
   {
+    auto reloading = transport::reloadOnSignal(io_.unixEventPort, reloadFd, [this] {
+                       auth_->reload();
+                     }).eagerlyEvaluate(nullptr);
     const auto stopped = [](kj::Exception&& e) {
       spdlog::error("stopped accepting: {}", e.getDescription().cStr());
     };
@@ -154,11 +175,22 @@ void Gateway::run(int stopFd) {
     auto rpcAccepting =
         connections_->rpcListener
             ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
-              auto connection =
-                  kj::heap<transport::RpcConnection>(kj::mv(stream), connections_->ingest,
-                                                     kRpcFlowLimitBytes, &ingest_.rpc.connections);
-              auto disconnected = connection->onDisconnect();
-              connections_->tasks.add(disconnected.attach(kj::mv(connection), kj::mv(slot)));
+              // With tokens required, each connection starts with its own
+              // Ingest that can only log in, and that closes it when a login fails.
+              capnp::Capability::Client bootstrap = connections_->shared;
+              kj::Promise<void> hungUp = kj::NEVER_DONE;
+              if (auth_->required()) {
+                auto paf = kj::newPromiseAndFulfiller<void>();
+                bootstrap = kj::heap<IngestImpl>(connections_->context, std::nullopt,
+                                                 kj::refcounted<HangUp>(kj::mv(paf.fulfiller)));
+                // The error reply gets a moment to leave before the close.
+                hungUp = paf.promise.then(
+                    [this] { return io_.provider->getTimer().afterDelay(100 * kj::MILLISECONDS); });
+              }
+              auto connection = kj::heap<transport::RpcConnection>(
+                  kj::mv(stream), kj::mv(bootstrap), kRpcFlowLimitBytes, &ingest_.rpc.connections);
+              auto ended = connection->onDisconnect().exclusiveJoin(kj::mv(hungUp));
+              connections_->tasks.add(ended.attach(kj::mv(connection), kj::mv(slot)));
             })
             .eagerlyEvaluate(stopped);
     // A device over the limit is told why, in the protocol it speaks.
@@ -170,8 +202,9 @@ void Gateway::run(int stopFd) {
         connections_->textListener
             ->acceptEach(
                 [this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
-                  auto connection = kj::heap<TextConnection>(kj::mv(stream), router_, ingest_.text,
-                                                             maxFutureSkewMs_);
+                  auto connection = kj::heap<TextConnection>(
+                      kj::mv(stream),
+                      IngestContext{router_, ingest_.text, *auth_, maxFutureSkewMs_});
                   auto served = connection->run();
                   connections_->tasks.add(served.attach(kj::mv(connection), kj::mv(slot)));
                 },

@@ -22,10 +22,12 @@ using transport::HttpRequest;
 // every one is settled.
 class Upload {
  public:
-  Upload(Router& router, ProtocolCounters& counters, int64_t maxFutureSkewMs)
+  Upload(Router& router, ProtocolCounters& counters, int64_t maxFutureSkewMs,
+         std::optional<auth::DeviceScope> scope)
       : router_(router),
         counters_(counters),
-        admission_{wallClockMs(), maxFutureSkewMs, "gateway"},
+        scope_(std::move(scope)),
+        admission_{wallClockMs(), maxFutureSkewMs, "gateway", scope_ ? &*scope_ : nullptr},
         acks_(kj::refcounted<Acks>(0)) {}
 
   // Splits the body into reports (each parsed or refused), or says why the
@@ -112,6 +114,7 @@ class Upload {
 
   Router& router_;
   ProtocolCounters& counters_;
+  std::optional<auth::DeviceScope> scope_;  // set: tokens required
   Admission admission_;
   kj::Own<Acks> acks_;
   bool array_ = false;
@@ -120,14 +123,20 @@ class Upload {
 
 }  // namespace
 
-transport::HttpRoutes httpIngest(Router& router, ProtocolCounters& counters,
-                                 int64_t maxFutureSkewMs) {
+transport::HttpRoutes httpIngest(IngestContext c) {
   transport::HttpRoutes routes;
   routes.add(
-      kj::HttpMethod::POST, "/v1/reports",
-      [&router, &counters, maxFutureSkewMs](const HttpRequest& req) -> kj::Promise<HttpReply> {
+      kj::HttpMethod::POST, "/v1/reports", [c](const HttpRequest& req) -> kj::Promise<HttpReply> {
+        Router& router = c.router;
+        ProtocolCounters& counters = c.counters;
         if (router.closing()) return HttpReply::error(503, "the gateway is stopping");
-        auto upload = kj::heap<Upload>(router, counters, maxFutureSkewMs);
+        std::optional<auth::DeviceScope> scope;
+        if (c.auth.required()) {
+          auto login = c.auth.login(req.bearer(), wallClockMs());
+          if (!login) return HttpReply::unauthenticated(login.error().message);
+          scope = std::move(*login);
+        }
+        auto upload = kj::heap<Upload>(router, counters, c.maxFutureSkewMs, std::move(scope));
         if (auto refused = upload->read(req.body)) return std::move(*refused);
         counters.connections.add(1);
         auto sent = upload->send();

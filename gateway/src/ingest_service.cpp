@@ -12,13 +12,41 @@
 
 namespace locus::gateway {
 
+kj::Promise<void> IngestImpl::refuse(std::string_view why) {
+  if (hangUp_.get() != nullptr) (*hangUp_)();
+  // The reason is the whole description: clients match its "unauthenticated:".
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::heapString(why.data(), why.size()));
+}
+
+kj::Promise<void> IngestImpl::login(LoginContext context) {
+  const int64_t nowMs = wallClockMs();
+  auto scope = c_.auth.login(std::string_view(context.getParams().getToken().cStr()), nowMs);
+  if (!scope) return refuse(scope.error().message);
+  auto results = context.getResults();
+  auto out = results.initScope();
+  out.setTenant(scope->tenant);
+  out.setPrefix(scope->prefix);
+  out.setExpiresMs(scope->expiresMs);
+  results.setIngest(kj::heap<IngestImpl>(c_, std::move(*scope),
+                                         hangUp_.get() ? kj::addRef(*hangUp_) : kj::Own<HangUp>()));
+  return kj::READY_NOW;
+}
+
 kj::Promise<void> IngestImpl::report(ReportContext context) {
-  if (router_.closing()) {
+  if (c_.router.closing()) {
     return KJ_EXCEPTION(DISCONNECTED, "the gateway is shutting down; reconnect and resend");
+  }
+  const int64_t nowMs = wallClockMs();
+  const auth::DeviceScope* scope = nullptr;
+  if (c_.auth.required()) {
+    if (!scope_) return refuse(DeviceAuth::kLoginFirst);
+    if (auto why = c_.auth.revoked(*scope_, nowMs)) return refuse(*why);
+    scope = &*scope_;
   }
   auto reports = context.getParams().getBatch().getReports();
   auto acks = kj::refcounted<Acks>(reports.size());
-  const Admission admission{wallClockMs(), maxFutureSkewMs_, "gateway"};
+  const Admission admission{nowMs, c_.maxFutureSkewMs, "gateway", scope};
   for (uint32_t i = 0; i < reports.size(); ++i) {
     Report r;
     try {
@@ -31,7 +59,7 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
       acks->failed(i, std::move(*why));
       continue;
     }
-    router_.add(r, *acks, i);
+    c_.router.add(r, *acks, i);
   }
   context.releaseParams();
   // Answered once every report is stored or has failed, then once the
@@ -39,11 +67,11 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
   auto done = acks->done();
   return done.then([this, context, acks = kj::mv(acks)]() mutable {
     const BatchOutcome outcome = acks->outcome();
-    counters_.accepted += outcome.accepted;
-    counters_.rejected += outcome.rejected.size();
+    c_.counters.accepted += outcome.accepted;
+    c_.counters.rejected += outcome.rejected.size();
     writeBatchOutcome(outcome, context.getResults().initResult());
     // Stopping: answer now; whenReady() would never resolve.
-    return router_.closing() ? kj::Promise<void>(kj::READY_NOW) : router_.whenReady();
+    return c_.router.closing() ? kj::Promise<void>(kj::READY_NOW) : c_.router.whenReady();
   });
 }
 

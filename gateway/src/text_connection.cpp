@@ -24,21 +24,23 @@ void appendError(std::string& out, std::string_view message) {
 
 }  // namespace
 
-TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router,
-                               ProtocolCounters& counters, int64_t maxFutureSkewMs)
-    : stream_(kj::mv(stream)),
-      router_(router),
-      counters_(counters),
-      maxFutureSkewMs_(maxFutureSkewMs) {
-  counters_.connections.add(1);
+TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, IngestContext context)
+    : stream_(kj::mv(stream)), c_(context) {
+  if (!c_.auth.required()) scope_.emplace();
+  c_.counters.connections.add(1);
 }
 
 TextConnection::~TextConnection() {
-  counters_.connections.add(-1);
+  c_.counters.connections.add(-1);
 }
 
 void TextConnection::reject(std::string_view reason) {
-  chunk_->failed(chunk_->add(), std::string(reason));
+  chunk_.acks->failed(chunk_.acks->add(), std::string(reason));
+}
+
+void TextConnection::refuse(std::string_view reason) {
+  reject(reason);
+  refused_ = true;
 }
 
 void TextConnection::wake(kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>>& waiter) {
@@ -57,7 +59,7 @@ kj::Promise<void> TextConnection::run() {
 }
 
 kj::Promise<void> TextConnection::readLoop() {
-  if (router_.closing()) return kj::NEVER_DONE;  // stopping: read nothing more
+  if (c_.router.closing()) return kj::NEVER_DONE;  // stopping: read nothing more
   return stream_->tryRead(readBuffer_, 1, sizeof readBuffer_)
       .then([this](size_t n) -> kj::Promise<void> {
         if (n == 0) {
@@ -73,26 +75,31 @@ kj::Promise<void> TextConnection::readLoop() {
           wake(writerWaits_);
           return kj::READY_NOW;
         }
-        if (router_.closing()) return kj::NEVER_DONE;  // read while stopping: not taken
+        if (c_.router.closing()) return kj::NEVER_DONE;  // read while stopping: not taken
         consume(readBuffer_, n);
         endChunk();
+        if (refused_) {
+          readDone_ = true;  // the writer answers what was read, then the connection closes
+          wake(writerWaits_);
+          return kj::READY_NOW;
+        }
         return roomToRead().then([this]() { return readLoop(); });
       });
 }
 
 kj::Promise<void> TextConnection::roomToRead() {
   // Stopping: nothing more is read; what was read is still answered.
-  if (router_.closing()) return kj::NEVER_DONE;
-  if (chunks_.size() < kMaxChunksInFlight) return router_.whenReady();
+  if (c_.router.closing()) return kj::NEVER_DONE;
+  if (chunks_.size() < kMaxChunksInFlight) return c_.router.whenReady();
   auto paf = kj::newPromiseAndFulfiller<void>();
   readerWaits_ = kj::mv(paf.fulfiller);
   return paf.promise.then([this]() { return roomToRead(); });
 }
 
 void TextConnection::endChunk() {
-  if (chunk_->slots() == 0) return;
+  if (chunk_.acks->slots() == 0) return;
   chunks_.push_back(kj::mv(chunk_));
-  chunk_ = kj::refcounted<Acks>(0);
+  chunk_ = Chunk{};
   wake(writerWaits_);
 }
 
@@ -103,9 +110,9 @@ kj::Promise<void> TextConnection::writeLoop() {
     writerWaits_ = kj::mv(paf.fulfiller);
     return paf.promise.then([this]() { return writeLoop(); });
   }
-  return chunks_.front()->done().then([this]() {
-    const BatchOutcome outcome = chunks_.front()->outcome();
-    const size_t lines = chunks_.front()->slots();
+  return chunks_.front().acks->done().then([this]() {
+    const BatchOutcome outcome = chunks_.front().acks->outcome();
+    const size_t lines = chunks_.front().acks->slots();
     writing_.clear();
     auto failure = outcome.rejected.begin();
     for (uint32_t line = 0; line < lines; ++line) {
@@ -116,8 +123,8 @@ kj::Promise<void> TextConnection::writeLoop() {
         writing_ += kOk;
       }
     }
-    counters_.accepted += outcome.accepted;
-    counters_.rejected += outcome.rejected.size();
+    c_.counters.accepted += outcome.accepted - chunks_.front().authLines;
+    c_.counters.rejected += outcome.rejected.size();
     return stream_->write(writing_.data(), writing_.size()).then([this]() {
       chunks_.pop_front();
       wake(readerWaits_);
@@ -128,7 +135,7 @@ kj::Promise<void> TextConnection::writeLoop() {
 
 void TextConnection::consume(const char* data, size_t n) {
   const char* end = data + n;
-  while (data < end) {
+  while (data < end && !refused_) {
     const char* newline = static_cast<const char*>(std::memchr(data, '\n', end - data));
     const char* stop = newline ? newline : end;
     if (overlong_) {
@@ -165,17 +172,49 @@ void TextConnection::handleLine(std::string_view line) {
     reject("empty line");
     return;
   }
+  if (handleAuth(line)) return;
+  const int64_t nowMs = wallClockMs();
+  if (!scope_) {
+    refuse(DeviceAuth::kLoginFirst);
+    return;
+  }
+  if (auto why = c_.auth.revoked(*scope_, nowMs)) {
+    refuse(*why);
+    return;
+  }
   auto parsed = parseReportLine(line);
   if (!parsed) {
     reject(parsed.error().message);
     return;
   }
   Report report = parsed->view();
-  if (auto why = admitReport(report, Admission{wallClockMs(), maxFutureSkewMs_, "gateway"})) {
+  const auth::DeviceScope* scope = c_.auth.required() ? &*scope_ : nullptr;
+  if (auto why = admitReport(report, Admission{nowMs, c_.maxFutureSkewMs, "gateway", scope})) {
     reject(*why);
     return;
   }
-  router_.add(report, *chunk_, chunk_->add());
+  c_.router.add(report, *chunk_.acks, chunk_.acks->add());
+}
+
+bool TextConnection::handleAuth(std::string_view line) {
+  // Cheap first: a report line has no "auth" member.
+  if (line.find("\"auth\"") == std::string_view::npos) return false;
+  const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("auth")) return false;
+  if (!j["auth"].is_string() || j.size() != 1) {
+    refuse("unauthenticated: an auth line is {\"auth\":\"TOKEN\"}");
+    return true;
+  }
+  auto scope = c_.auth.login(j["auth"].get<std::string>(), wallClockMs());
+  if (!scope) {
+    refuse(scope.error().message);
+    return true;
+  }
+  scope_ = std::move(*scope);
+  const uint32_t slot = chunk_.acks->add();
+  chunk_.acks->stored(slot);
+  ++chunk_.authLines;
+  return true;
 }
 
 }  // namespace locus::gateway

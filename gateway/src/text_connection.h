@@ -4,9 +4,11 @@
 #include <kj/async-io.h>
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "ingest_service.h"
 #include "locus/gateway/acks.h"
 #include "locus/gateway/gateway.h"
 #include "locus/gateway/router.h"
@@ -25,6 +27,11 @@ namespace locus::gateway {
 // kMaxLineBytes is skipped up to its newline and answered with an error;
 // the connection stays usable.
 //
+// With device tokens required, the first line must be {"auth":"TOKEN"}
+// (answered {"ok":true}); a connection whose first line is not, or whose
+// token does not verify, gets the reason and is closed after it. A later
+// auth line swaps the scope (a long-lived connection renews its token).
+//
 // Thread-affinity: the router's thread. Ownership: the connection must
 // outlive the promise run() returned.
 class TextConnection {
@@ -32,10 +39,10 @@ class TextConnection {
   // Chunks read whose replies are not written yet, at most.
   static constexpr size_t kMaxChunksInFlight = 64;
 
-  // Counts what it accepts and rejects, and itself as open, in `counters`.
-  // Reports are admitted with admitReport() at the gateway's clock.
-  TextConnection(kj::Own<kj::AsyncIoStream> stream, Router& router, ProtocolCounters& counters,
-                 int64_t maxFutureSkewMs);
+  // Counts what it accepts and rejects, and itself as open, in
+  // context.counters. Reports are admitted with admitReport() at the
+  // gateway's clock, within the token's scope.
+  TextConnection(kj::Own<kj::AsyncIoStream> stream, IngestContext context);
   ~TextConnection();
 
   // Serves until the peer closes and every reply is written (resolves), or
@@ -51,21 +58,30 @@ class TextConnection {
   // Handles `n` bytes read from the peer.
   void consume(const char* data, size_t n);
   void handleLine(std::string_view line);
+  // Handles {"auth":...}: true when `line` is one.
+  bool handleAuth(std::string_view line);
   // Answers the current line with an error.
   void reject(std::string_view reason);
+  // Answers the current line with `reason`, reads nothing more and closes
+  // the connection once the replies so far are written.
+  void refuse(std::string_view reason);
   // Queues the lines handled since the last call for the writer.
   void endChunk();
   void wake(kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>>& waiter);
 
   kj::Own<kj::AsyncIoStream> stream_;
-  Router& router_;
-  ProtocolCounters& counters_;
-  int64_t maxFutureSkewMs_;
-  std::string partial_;    // the line so far, when a read ended mid-line
-  bool overlong_ = false;  // skipping the rest of a line over the limit
-  // The lines of the chunk being read: line i is slot i.
-  kj::Own<Acks> chunk_ = kj::refcounted<Acks>(0);
-  std::deque<kj::Own<Acks>> chunks_;  // read, replies not yet written, oldest first
+  IngestContext c_;
+  std::optional<auth::DeviceScope> scope_;  // logged in (always, with tokens off)
+  bool refused_ = false;                    // a login failed: read no more
+  std::string partial_;                     // the line so far, when a read ended mid-line
+  bool overlong_ = false;                   // skipping the rest of a line over the limit
+  // The lines of one chunk read: line i is slot i.
+  struct Chunk {
+    kj::Own<Acks> acks = kj::refcounted<Acks>(0);
+    uint32_t authLines = 0;  // settled ok but not reports: not counted as accepted
+  };
+  Chunk chunk_;               // being read
+  std::deque<Chunk> chunks_;  // read, replies not yet written, oldest first
   bool readDone_ = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> writerWaits_, readerWaits_;
   std::string writing_;  // the replies write() is sending

@@ -36,48 +36,50 @@ class Api {
  public:
   Api(ScatterGather& cluster, ServiceCounters& counters) : cluster_(cluster), counters_(counters) {}
 
-  kj::Promise<HttpReply> nearest(const HttpRequest& req) {
+  kj::Promise<HttpReply> nearest(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
-    Params p(req, {"lat", "lon", "k", "max_distance_m", "max_age_s"});
+    Params p(req, {"lat", "lon", "k", "max_distance_m", "max_age_s", "prefix"});
     NearestQuery q;
     p.number("lat", q.center.lat, true);
     p.number("lon", q.center.lon, true);
     p.whole("k", q.k);
     p.number("max_distance_m", q.maxDistanceM);
     p.number("max_age_s", q.maxAgeS);
+    p.text("prefix", q.idPrefix);
     if (p.error()) return refuse(Method::kNearest, started, *p.error());
     if (auto e = validate(q)) return refuse(Method::kNearest, started, *e);
+    if (auto e = restrictToScope(scope, q.idPrefix)) return failed(Method::kNearest, started, *e);
     return cluster_.nearest(q).then([this, started, geojson = p.geojson()](GatheredResult&& g) {
       return answer(Method::kNearest, started, g, geojson);
     });
   }
 
-  kj::Promise<HttpReply> radius(const HttpRequest& req) {
+  kj::Promise<HttpReply> radius(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
-    Params p(req, {"lat", "lon", "radius_m", "limit", "count", "max_age_s"});
+    Params p(req, {"lat", "lon", "radius_m", "limit", "count", "max_age_s", "prefix"});
     Circle circle;
     p.number("lat", circle.center.lat, true);
     p.number("lon", circle.center.lon, true);
     p.number("radius_m", circle.radiusM, true);
-    return within(p, Method::kWithin, started, circle);
+    return within(p, scope, started, circle);
   }
 
-  kj::Promise<HttpReply> box(const HttpRequest& req) {
+  kj::Promise<HttpReply> box(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
-    Params p(req, {"south", "west", "north", "east", "limit", "count", "max_age_s"});
+    Params p(req, {"south", "west", "north", "east", "limit", "count", "max_age_s", "prefix"});
     geo::Box box;
     p.number("south", box.south, true);
     p.number("west", box.west, true);
     p.number("north", box.north, true);
     p.number("east", box.east, true);
-    return within(p, Method::kWithin, started, box);
+    return within(p, scope, started, box);
   }
 
   // The count per cell of a grid over the box: units count their devices
   // per cell, the server sums the cells (a heat map at low zoom).
-  kj::Promise<HttpReply> grid(const HttpRequest& req) {
+  kj::Promise<HttpReply> grid(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
-    Params p(req, {"bbox", "columns", "rows", "max_age_s"});
+    Params p(req, {"bbox", "columns", "rows", "max_age_s", "prefix"});
     geo::Box box;
     AreaQuery q;
     q.countOnly = true;
@@ -86,10 +88,12 @@ class Api {
     p.whole("columns", q.grid.columns);
     p.whole("rows", q.grid.rows);
     p.number("max_age_s", q.maxAgeS);
+    p.text("prefix", q.idPrefix);
     q.area = box;
     if (p.error()) return refuse(Method::kWithin, started, *p.error());
     if (p.geojson()) return refuse(Method::kWithin, started, "a grid answers JSON only");
     if (auto e = validate(q)) return refuse(Method::kWithin, started, *e);
+    if (auto e = restrictToScope(scope, q.idPrefix)) return failed(Method::kWithin, started, *e);
     return cluster_.within(q).then([this, started, box, grid = q.grid](Result<GatheredResult>&& r) {
       if (!r) return failed(Method::kWithin, started, r.error());
       const auto tookUs = static_cast<uint64_t>(
@@ -107,16 +111,16 @@ class Api {
     });
   }
 
-  kj::Promise<HttpReply> polygon(const HttpRequest& req) {
+  kj::Promise<HttpReply> polygon(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
-    Params p(req, {"limit", "count", "max_age_s"});
+    Params p(req, {"limit", "count", "max_age_s", "prefix"});
     if (p.error()) return refuse(Method::kWithin, started, *p.error());
     auto area = geojson::readArea(req.body);
     if (!area) return refuse(Method::kWithin, started, area.error().message);
-    return within(p, Method::kWithin, started, std::move(*area));
+    return within(p, scope, started, std::move(*area));
   }
 
-  kj::Promise<HttpReply> device(const HttpRequest& req) {
+  kj::Promise<HttpReply> device(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
     Params p(req, {});
     // /v1/devices/{id}: the id is one segment, percent-decoded ("a%2Fb" is "a/b").
@@ -127,6 +131,7 @@ class Api {
     }
     if (p.error()) return refuse(Method::kGet, started, *p.error());
     if (auto problem = validateId(id)) return refuse(Method::kGet, started, *problem);
+    if (auto e = checkGet(scope, id)) return failed(Method::kGet, started, *e);
     return cluster_.get(id).then(
         [this, started, geojson = p.geojson()](Result<GatheredResult>&& r) {
           if (!r) return failed(Method::kGet, started, r.error());
@@ -134,10 +139,11 @@ class Api {
         });
   }
 
-  kj::Promise<HttpReply> stats(const HttpRequest& req) {
+  kj::Promise<HttpReply> stats(const HttpRequest& req, const auth::ClientScope& scope) {
     const auto started = Clock::now();
     Params p(req, {});
     if (p.error()) return refuse(Method::kStats, started, *p.error());
+    if (auto e = checkStats(scope)) return failed(Method::kStats, started, *e);
     return cluster_.stats().then([this, started](ClusterStats&& stats) {
       counters_.record(Method::kStats, false, stats.partial(), secondsSince(started));
       return withCors(HttpReply::json(200, toJson(stats)));
@@ -149,14 +155,18 @@ class Api {
     return std::chrono::duration<double>(Clock::now() - started).count();
   }
 
-  kj::Promise<HttpReply> within(Params& p, Method method, Clock::time_point started, Area area) {
+  kj::Promise<HttpReply> within(Params& p, const auth::ClientScope& scope,
+                                Clock::time_point started, Area area) {
+    const Method method = Method::kWithin;
     AreaQuery q;
     q.area = std::move(area);
     p.whole("limit", q.limit);
     p.flag("count", q.countOnly);
     p.number("max_age_s", q.maxAgeS);
+    p.text("prefix", q.idPrefix);
     if (p.error()) return refuse(method, started, *p.error());
     if (auto e = validate(q)) return refuse(method, started, *e);
+    if (auto e = restrictToScope(scope, q.idPrefix)) return failed(method, started, *e);
     return cluster_.within(q).then(
         [this, method, started, geojson = p.geojson()](Result<GatheredResult>&& r) {
           if (!r) return failed(method, started, r.error());
@@ -202,17 +212,28 @@ unsigned httpStatusOf(ErrorCode code) {
       return 503;
     case ErrorCode::kInternal:
       return 500;
+    case ErrorCode::kUnauthenticated:
+      return 401;
+    case ErrorCode::kForbidden:
+      return 403;
   }
   return 500;
 }
 
-transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters, kj::Timer& timer) {
+transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters,
+                              const ClientAuth& auth, kj::Timer& timer) {
   auto api = std::make_shared<Api>(cluster, counters);
   transport::HttpRoutes routes;
-  const auto route = [&](kj::HttpMethod method, const char* path,
-                         kj::Promise<HttpReply> (Api::*handler)(const HttpRequest&)) {
-    routes.add(method, path,
-               [api, handler](const HttpRequest& req) { return ((*api).*handler)(req); });
+  // Every query route checks the request's API key first (401 without a
+  // good one), and answers within its scope (403 beyond it).
+  using Handler = kj::Promise<HttpReply> (Api::*)(const HttpRequest&, const auth::ClientScope&);
+  const auto route = [&](kj::HttpMethod method, const char* path, Handler handler) {
+    routes.add(method, path, [api, handler, &auth](const HttpRequest& req) {
+      auto scope = auth.check(req.bearer());
+      if (!scope)
+        return kj::Promise<HttpReply>(withCors(HttpReply::unauthenticated(scope.error().message)));
+      return ((*api).*handler)(req, *scope);
+    });
   };
   route(kj::HttpMethod::GET, "/v1/nearest", &Api::nearest);
   route(kj::HttpMethod::GET, "/v1/radius", &Api::radius);
@@ -221,12 +242,18 @@ transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters,
   route(kj::HttpMethod::POST, "/v1/polygon", &Api::polygon);
   route(kj::HttpMethod::GET, "/v1/devices/", &Api::device);
   route(kj::HttpMethod::GET, "/v1/stats", &Api::stats);
-  routes.addStream(
-      kj::HttpMethod::GET, "/v1/stream",
-      [&cluster, &counters, &timer](const HttpRequest& req, kj::HttpService::Response& response) {
-        return servePositionStream(req, response, *req.headerTable, cluster, timer,
-                                   counters.streams);
-      });
+  routes.addStream(kj::HttpMethod::GET, "/v1/stream",
+                   [&cluster, &counters, &timer, &auth](const HttpRequest& req,
+                                                        kj::HttpService::Response& response) {
+                     auto scope = auth.check(req.bearer());
+                     if (!scope) {
+                       return transport::sendReply(
+                           *req.headerTable, response,
+                           withCors(HttpReply::unauthenticated(scope.error().message)));
+                     }
+                     return servePositionStream(req, response, *req.headerTable, cluster, timer,
+                                                counters.streams, *scope);
+                   });
   // The live map (web/), embedded in the binary.
   const auto asset = [](const HttpRequest& req) -> kj::Promise<HttpReply> {
     const web::Asset* a = web::findAsset(req.path);

@@ -27,7 +27,8 @@ class Params {
   Params(const transport::HttpRequest& request, std::initializer_list<std::string_view> known)
       : request_(request) {
     for (const auto& [name, value] : request.params) {
-      bool isKnown = name == "format";
+      // format and access_token (an API key, RFC 6750) go with every path.
+      bool isKnown = name == "format" || name == "access_token";
       for (std::string_view k : known) isKnown = isKnown || name == k;
       if (!isKnown) {
         std::string takes;
@@ -100,6 +101,11 @@ class Params {
     } else {
       fail(fmt::format("{} must be true or false, not {:?}", name, *text));
     }
+  }
+
+  // Text as it came (percent-decoded); absent leaves `out` as it is.
+  void text(std::string_view name, std::string& out) {
+    if (const auto value = present(name, false)) out = std::string(*value);
   }
 
   bool geojson() const { return geojson_; }

@@ -106,9 +106,18 @@ void ServiceCounters::record(Method method, bool error, bool partialAnswer, doub
 kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
   return answer(
       context, Method::kNearest, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+        auto scope = auth_.check(key_);
+        if (!scope) {
+          writeError(scope.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
         auto query = readNearestQuery(context.getParams().getQuery());
         if (!query) {
           writeError(query.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        if (auto e = restrictToScope(*scope, query->idPrefix)) {
+          writeError(*e, context.getResults().initError());
           return kj::READY_NOW;
         }
         return cluster_.nearest(*query).then([context, started](GatheredResult&& g) mutable {
@@ -120,9 +129,18 @@ kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
 kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
   return answer(
       context, Method::kWithin, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+        auto scope = auth_.check(key_);
+        if (!scope) {
+          writeError(scope.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
         auto query = readAreaQuery(context.getParams().getQuery());
         if (!query) {
           writeError(query.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        if (auto e = restrictToScope(*scope, query->idPrefix)) {
+          writeError(*e, context.getResults().initError());
           return kj::READY_NOW;
         }
         return cluster_.within(*query).then([context, started](Result<GatheredResult>&& r) mutable {
@@ -141,6 +159,15 @@ kj::Promise<void> LocationServiceImpl::get(GetContext context) {
           writeError(badRequest(*problem), context.getResults().initError());
           return kj::READY_NOW;
         }
+        auto scope = auth_.check(key_);
+        if (!scope) {
+          writeError(scope.error(), context.getResults().initError());
+          return kj::READY_NOW;
+        }
+        if (auto e = checkGet(*scope, id)) {
+          writeError(*e, context.getResults().initError());
+          return kj::READY_NOW;
+        }
         return cluster_.get(id).then([context, started](Result<GatheredResult>&& r) mutable {
           if (!r) return writeError(r.error(), context.getResults().initError());
           writeAnswer(*r, started, context.getResults().initResult());
@@ -150,6 +177,15 @@ kj::Promise<void> LocationServiceImpl::get(GetContext context) {
 
 kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
   return answer(context, Method::kStats, counters_, [&](Clock::time_point) -> kj::Promise<void> {
+    auto scope = auth_.check(key_);
+    if (!scope) {
+      writeError(scope.error(), context.getResults().initError());
+      return kj::READY_NOW;
+    }
+    if (auto e = checkStats(*scope)) {
+      writeError(*e, context.getResults().initError());
+      return kj::READY_NOW;
+    }
     return cluster_.stats().then([context](ClusterStats&& g) mutable {
       auto out = context.getResults().initStats();
       auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
@@ -161,6 +197,20 @@ kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
       out.setReplicas(g.replicas);
     });
   });
+}
+
+kj::Promise<void> LocationServiceImpl::login(LoginContext context) {
+  const auto key = context.getParams().getApiKey();
+  const std::string presented(key.begin(), key.size());
+  auto scope = auth_.check(presented);
+  auto results = context.getResults();
+  if (!scope) {
+    writeError(scope.error(), results.initError());
+    return kj::READY_NOW;
+  }
+  results.setScope(scope->describe());
+  results.setService(kj::heap<LocationServiceImpl>(cluster_, counters_, auth_, presented));
+  return kj::READY_NOW;
 }
 
 }  // namespace locus::server

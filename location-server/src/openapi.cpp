@@ -11,7 +11,7 @@ const char* openApiDocument() {
   "info": {
     "title": "Locus location server",
     "version": "1",
-    "description": "Who is near, inside an area, or where one device is. Distances are great-circle metres; coordinates WGS84 degrees. Every query also takes format=geojson for a FeatureCollection of Points."
+    "description": "Who is near, inside an area, or where one device is. Distances are great-circle metres; coordinates WGS84 degrees. Every query also takes format=geojson for a FeatureCollection of Points. A server started with --api-keys wants an API key on every /v1/ query: Authorization: Bearer KEY, or access_token=KEY in the query (EventSource); 401 without a valid one, 403 beyond its scope."
   },
   "paths": {
     "/v1/nearest": {
@@ -23,9 +23,10 @@ const char* openApiDocument() {
           {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50000, "default": 10}},
           {"name": "max_distance_m", "in": "query", "schema": {"type": "number", "minimum": 0, "description": "0 = unlimited"}},
           {"$ref": "#/components/parameters/max_age_s"},
+          {"$ref": "#/components/parameters/prefix"},
           {"$ref": "#/components/parameters/format"}
         ],
-        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/radius": {
@@ -38,9 +39,10 @@ const char* openApiDocument() {
           {"$ref": "#/components/parameters/limit"},
           {"$ref": "#/components/parameters/count"},
           {"$ref": "#/components/parameters/max_age_s"},
+          {"$ref": "#/components/parameters/prefix"},
           {"$ref": "#/components/parameters/format"}
         ],
-        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/box": {
@@ -54,9 +56,10 @@ const char* openApiDocument() {
           {"$ref": "#/components/parameters/limit"},
           {"$ref": "#/components/parameters/count"},
           {"$ref": "#/components/parameters/max_age_s"},
+          {"$ref": "#/components/parameters/prefix"},
           {"$ref": "#/components/parameters/format"}
         ],
-        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/grid": {
@@ -66,11 +69,12 @@ const char* openApiDocument() {
           {"name": "bbox", "in": "query", "required": true, "schema": {"type": "string"}, "description": "WEST,SOUTH,EAST,NORTH; west > east crosses the antimeridian"},
           {"name": "columns", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 512, "default": 64}},
           {"name": "rows", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 512, "default": 32}, "description": "columns x rows at most 65,536"},
-          {"$ref": "#/components/parameters/max_age_s"}
+          {"$ref": "#/components/parameters/max_age_s"},
+          {"$ref": "#/components/parameters/prefix"}
         ],
         "responses": {
           "200": {"description": "Counts per cell", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Grid"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
         }
       }
     },
@@ -82,10 +86,11 @@ const char* openApiDocument() {
           {"$ref": "#/components/parameters/limit"},
           {"$ref": "#/components/parameters/count"},
           {"$ref": "#/components/parameters/max_age_s"},
+          {"$ref": "#/components/parameters/prefix"},
           {"$ref": "#/components/parameters/format"}
         ],
         "requestBody": {"required": true, "content": {"application/geo+json": {"schema": {"type": "object", "required": ["type"]}}, "application/json": {"schema": {"type": "object", "required": ["type"]}}}},
-        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/devices/{id}": {
@@ -95,13 +100,14 @@ const char* openApiDocument() {
           {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 128}, "description": "Percent-encoded; a '/' in an id is %2F"},
           {"$ref": "#/components/parameters/format"}
         ],
-        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+        "responses": {"200": {"$ref": "#/components/responses/Answer"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/stats": {
       "get": {
         "summary": "Per unit: devices, reports, queries, storage and partitions",
-        "responses": {"200": {"description": "The cluster's counters", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}}}
+        "description": "Needs an admin API key when the server has --api-keys.",
+        "responses": {"200": {"description": "The cluster's counters", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}
       }
     },
     "/v1/openapi.json": {
@@ -111,13 +117,19 @@ const char* openApiDocument() {
       }
     }
   },
+  "security": [{}, {"bearer": []}, {"access_token": []}],
   "components": {
+    "securitySchemes": {
+      "bearer": {"type": "http", "scheme": "bearer", "description": "an API key, KEY_ID.SECRET (locus apikey create)"},
+      "access_token": {"type": "apiKey", "in": "query", "name": "access_token"}
+    },
     "parameters": {
       "lat": {"name": "lat", "in": "query", "required": true, "schema": {"type": "number", "minimum": -90, "maximum": 90}},
       "lon": {"name": "lon", "in": "query", "required": true, "schema": {"type": "number", "minimum": -180, "maximum": 180}},
       "limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 50000, "default": 0}, "description": "at most this many results; 0 = all (refused beyond 50,000 matches)"},
       "count": {"name": "count", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "only the count, no results"},
       "max_age_s": {"name": "max_age_s", "in": "query", "schema": {"type": "number", "minimum": 0, "default": 0}, "description": "ignore positions older than this; 0 = any age"},
+      "prefix": {"name": "prefix", "in": "query", "schema": {"type": "string", "maxLength": 128}, "description": "only devices whose id starts with this (an API key scoped read:PREFIX narrows every query to its prefix; a prefix outside it is 403)"},
       "format": {"name": "format", "in": "query", "schema": {"enum": ["json", "geojson"], "default": "json"}}
     },
     "responses": {

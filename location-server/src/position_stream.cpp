@@ -10,6 +10,8 @@
 
 #include "http_params.h"
 #include "locus/common/json.h"
+#include "locus/server/access.h"
+#include "locus/server/http_api.h"
 
 namespace locus::server {
 namespace {
@@ -123,8 +125,9 @@ class PositionStream {
 kj::Promise<void> servePositionStream(const transport::HttpRequest& request,
                                       kj::HttpService::Response& response,
                                       const kj::HttpHeaderTable& table, ScatterGather& cluster,
-                                      kj::Timer& timer, metrics::Gauge& open) {
-  Params p(request, {"bbox", "interval_ms", "limit", "max_age_s"});
+                                      kj::Timer& timer, metrics::Gauge& open,
+                                      const auth::ClientScope& scope) {
+  Params p(request, {"bbox", "interval_ms", "limit", "max_age_s", "prefix"});
   geo::Box box;
   uint32_t intervalMs = 1000;
   AreaQuery q;
@@ -133,6 +136,7 @@ kj::Promise<void> servePositionStream(const transport::HttpRequest& request,
   p.whole("interval_ms", intervalMs);
   p.whole("limit", q.limit);
   p.number("max_age_s", q.maxAgeS);
+  p.text("prefix", q.idPrefix);
   q.area = box;
   std::optional<std::string> problem = p.error();
   if (!problem && p.geojson()) problem = "a stream is JSON events; format=geojson is for queries";
@@ -148,8 +152,11 @@ kj::Promise<void> servePositionStream(const transport::HttpRequest& request,
         q.limit, StreamLimits::kMaxDevices);
   }
   if (!problem) problem = validate(q);
-  if (problem) {
-    auto reply = HttpReply::error(400, *problem);
+  std::optional<Error> refusal;
+  if (problem) refusal = badRequest(*problem);
+  if (!refusal) refusal = restrictToScope(scope, q.idPrefix);
+  if (refusal) {
+    auto reply = HttpReply::error(httpStatusOf(refusal->code), refusal->message);
     reply.headers.emplace_back("Access-Control-Allow-Origin", "*");
     return transport::sendReply(table, response, std::move(reply));
   }

@@ -2,6 +2,7 @@
 // positions inside a viewport as they change, for a live map.
 //
 //   GET /v1/stream?bbox=WEST,SOUTH,EAST,NORTH[&interval_ms=1000][&limit=1000][&max_age_s=S]
+//                 [&prefix=P]
 //
 // Every interval the stream asks the cluster for the devices in the box
 // (the first `limit` by id, and the count of all) and sends what changed
@@ -28,6 +29,7 @@
 #include <kj/compat/http.h>
 #include <kj/timer.h>
 
+#include "locus/common/auth.h"
 #include "locus/common/metrics.h"
 #include "locus/server/scatter_gather.h"
 #include "locus/transport/http_server.h"
@@ -48,6 +50,7 @@ struct StreamLimits {
 kj::Promise<void> servePositionStream(const transport::HttpRequest& request,
                                       kj::HttpService::Response& response,
                                       const kj::HttpHeaderTable& headers, ScatterGather& cluster,
-                                      kj::Timer& timer, metrics::Gauge& open);
+                                      kj::Timer& timer, metrics::Gauge& open,
+                                      const auth::ClientScope& scope);
 
 }  // namespace locus::server

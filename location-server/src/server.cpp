@@ -10,6 +10,7 @@
 #include "locus/server/http_api.h"
 #include "locus/server/location_service.h"
 #include "locus/transport/net.h"
+#include "locus/transport/reload.h"
 #include "locus/transport/rpc_listener.h"
 
 namespace locus::server {
@@ -50,14 +51,25 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     : io_(io),
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units, options.timeoutMs,
                options.replication),
-      bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_)),
+      auth_(options.apiKeys.empty() ? std::make_unique<ClientAuth>()
+                                    : std::make_unique<ClientAuth>(options.apiKeys)),
+      bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_, *auth_)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
       tasks_(*this) {
   listener_ = std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   address_ = listener_->address();
+  if (!auth_->required()) {
+    for (const auto* address : {&options.listen, &options.httpListen}) {
+      if (!address->empty()) {
+        transport::warnIfOpen("queries for every device's position", *address,
+                              "give --api-keys to require client keys");
+      }
+    }
+  }
   if (!options.httpListen.empty()) {
     counters_.expose(registry_);
+    auth_->expose(registry_);
     registry_.gauge("locus_server_partitions", "The cluster's partitions (--partitions)", {},
                     [this] { return double(cluster_.placement().partitions()); });
     registry_.gauge("locus_server_partitions_served",
@@ -69,7 +81,7 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
     http_ = std::make_unique<transport::FrontEndHttp>(
         context, io, options.units, cluster_.channels(),
         std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_,
-        httpApi(cluster_, counters_, io.provider->getTimer()),
+        httpApi(cluster_, counters_, *auth_, io.provider->getTimer()),
         [this] { return cluster_.readiness(); });
   }
 }
@@ -80,10 +92,13 @@ void Server::taskFailed(kj::Exception&& exception) {
   spdlog::warn("connection failed: {}", exception.getDescription().cStr());
 }
 
-void Server::run(int stopFd) {
+void Server::run(int stopFd, int reloadFd) {
   kj::UnixEventPort::FdObserver stop(io_.unixEventPort, stopFd,
                                      kj::UnixEventPort::FdObserver::OBSERVE_READ);
   {
+    auto reloading = transport::reloadOnSignal(io_.unixEventPort, reloadFd, [this] {
+                       auth_->reload();
+                     }).eagerlyEvaluate(nullptr);
     auto accepting = listener_
                          ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream,
                                              kj::Own<transport::ConnectionLimit::Slot>&& slot) {

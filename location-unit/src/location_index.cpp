@@ -243,6 +243,13 @@ class LocationIndex::Impl {
     return hitOf(slot, std::numeric_limits<double>::quiet_NaN());
   }
 
+  // Whether a query filtered by `only` and `prefix` leaves out `slot`.
+  bool excluded(uint32_t slot, const PartitionFilter* only, std::string_view prefix) const {
+    if (!only && prefix.empty()) return false;
+    const std::string_view id = idOf(slot);
+    return (only && !only->contains(id)) || id.substr(0, prefix.size()) != prefix;
+  }
+
   QueryResult nearest(const NearestQuery& q, int64_t nowMs, const PartitionFilter* only) const {
     QueryResult out;
     if (size() == 0) return out;
@@ -265,7 +272,7 @@ class LocationIndex::Impl {
         if (best.size() == q.k && a > best.front().a * (1 + kARelTolerance)) return;
         const double d = geo::DistanceFrom::metresFromA(a);
         if (d > r) return;
-        if (only && !only->contains(idOf(slot))) return;
+        if (excluded(slot, only, q.idPrefix)) return;
         offer(best, Scored{d, a, slot}, q.k, byDistance());
       });
       if (best.size() == q.k || r >= maxR) break;
@@ -287,7 +294,7 @@ class LocationIndex::Impl {
     QueryResult out;
     if (q.grid.on()) out.cells.assign(q.grid.cells(), 0);
     const auto keep = [&](uint32_t slot) {
-      if (only && !only->contains(idOf(slot))) return;
+      if (excluded(slot, only, q.idPrefix)) return;
       ++out.count;
       if (q.grid.on()) {
         ++out.cells[gridCellOf(std::get<geo::Box>(q.area), q.grid, latLonOf(positions_[slot]))];
@@ -436,7 +443,7 @@ class LocationIndex::Impl {
       if (from.aLowerBound(at) > aR * (1 + 2 * kARelTolerance)) return;  // no trig spent
       const double a = from.a(at);
       if (a > aR * (1 + kARelTolerance)) return;
-      if (only && !only->contains(idOf(slot))) return;
+      if (excluded(slot, only, q.idPrefix)) return;
       if (q.countOnly && a < aR * (1 - kARelTolerance)) {
         ++out.count;  // certainly inside; no need for metres
         return;

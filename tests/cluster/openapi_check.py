@@ -22,7 +22,7 @@ SAMPLES = {
     "lat": "31.23", "lon": "121.47", "k": "5", "max_distance_m": "5000000",
     "radius_m": "20000000", "limit": "10", "count": "false", "max_age_s": "0",
     "south": "-90", "west": "-180", "north": "90", "east": "180", "format": "json",
-    "bbox": "-180,-90,180,90", "columns": "8", "rows": "4",
+    "bbox": "-180,-90,180,90", "columns": "8", "rows": "4", "prefix": "",
 }
 BAD = {"lat": "95", "radius_m": "-1", "south": "91", "limit": "x", "k": "0", "bbox": "1,2",
        "columns": "513"}

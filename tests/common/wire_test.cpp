@@ -700,7 +700,8 @@ TEST_CASE("BatchOutcome and UnitStats round trips", "[wire]") {
 
 TEST_CASE("Error round trip for every code", "[wire]") {
   for (ErrorCode code : {ErrorCode::kBadRequest, ErrorCode::kNotFound, ErrorCode::kTimeout,
-                         ErrorCode::kUnavailable, ErrorCode::kOverloaded, ErrorCode::kInternal}) {
+                         ErrorCode::kUnavailable, ErrorCode::kOverloaded, ErrorCode::kInternal,
+                         ErrorCode::kUnauthenticated, ErrorCode::kForbidden}) {
     capnp::MallocMessageBuilder message;
     const locus::Error in{code, "unknown id \"truck-7\""};
     locus::writeError(in, message.initRoot<locus::wire::Error>());

@@ -7,14 +7,20 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
 
+#include "device_auth.h"
+#include "locus/common/auth.h"
+#include "locus/common/clock.h"
 #include "locus/common/report_json.h"
 #include "locus/gateway/router.h"
 #include "locus/testkit/cluster.h"
 #include "locus/testkit/inproc.h"
+#include "locus/testkit/temp_dir.h"
 #include "text_connection.h"
 
 namespace locus::gateway {
@@ -26,11 +32,25 @@ const std::string kOk = R"({"ok":true})";
 
 // A TextConnection over one end of a pipe; the test holds the other end.
 struct Pipe {
-  Pipe(kj::AsyncIoContext& io, Router& router, ProtocolCounters& counters)
+  Pipe(kj::AsyncIoContext& io, Router& router, ProtocolCounters& counters,
+       DeviceAuth& auth = openAuth())
       : io(io), ends(io.provider->newTwoWayPipe()) {
-    connection =
-        kj::heap<TextConnection>(kj::mv(ends.ends[0]), router, counters, kDefaultMaxFutureSkewMs);
+    connection = kj::heap<TextConnection>(
+        kj::mv(ends.ends[0]), IngestContext{router, counters, auth, kDefaultMaxFutureSkewMs});
     served = connection->run().eagerlyEvaluate(nullptr);
+  }
+
+  static DeviceAuth& openAuth() {
+    static DeviceAuth open;
+    return open;
+  }
+
+  // Whether the connection ended (closed its end) within `waitMs`.
+  bool ended(int64_t waitMs = 1000) {
+    return io.provider->getTimer()
+        .timeoutAfter(waitMs * kj::MILLISECONDS, kj::mv(served))
+        .then([] { return true; }, [](kj::Exception&&) { return false; })
+        .wait(io.waitScope);
   }
 
   void write(const std::string& bytes) {
@@ -103,6 +123,76 @@ TEST_CASE("TextConnection answers every line once, in order: CRLF, split, overlo
   pipe.ends.ends[1]->shutdownWrite();
   CHECK(pipe.replies(1) == std::vector<std::string>{kOk});
   pipe.served.wait(io.waitScope);
+}
+
+// A key file with one key, and tokens signed by it.
+struct Keys {
+  Keys() {
+    path = dir.path() + "/auth.keys";
+    std::ofstream(path) << auth::newTokenKeyLine("k1");
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  std::string token(const std::string& prefix, int64_t ttlMs = 3'600'000) const {
+    auto keys = auth::TokenKeys::load(path);
+    return auth::issueToken(keys->newest(), {"t", prefix, wallClockMs() + ttlMs, ""},
+                            wallClockMs());
+  }
+  TempDir dir;
+  std::string path;
+};
+
+TEST_CASE("TextConnection with tokens: the first line logs in, the scope holds per line",
+          "[gateway][library][auth]") {
+  zmq::context_t context;
+  InprocUnit unit(context, "tc-auth-0");
+  auto io = kj::setupAsyncIo();
+  Router router(RouterOptions{}, context, io.unixEventPort, io.provider->getTimer(),
+                {unit.endpoint()});
+  ProtocolCounters counters;
+  Keys keys;
+  DeviceAuth auth(keys.path);
+
+  SECTION("a good token: its ids are stored, others refused one by one; a new token swaps scope") {
+    Pipe pipe(io, router, counters, auth);
+    pipe.write(R"({"auth":")" + keys.token("fleet-7/") + "\"}\n" + line("fleet-7/a") +
+               line("fleet-8/b") + line("fleet-7/c"));
+    const auto replies = pipe.replies(4);
+    REQUIRE(replies.size() == 4);
+    CHECK(replies[0] == kOk);
+    CHECK(replies[1] == kOk);
+    CHECK(replies[2].find("outside this connection's token") != std::string::npos);
+    CHECK(replies[2].find("fleet-7/") != std::string::npos);
+    CHECK(replies[3] == kOk);
+    CHECK(counters.accepted.value() == 2);  // the auth line is not a report
+    CHECK(counters.rejected.value() == 1);
+    pipe.write(R"({"auth":")" + keys.token("fleet-8/") + "\"}\n" + line("fleet-8/b"));
+    CHECK(pipe.replies(2) == std::vector<std::string>{kOk, kOk});
+  }
+
+  SECTION("no auth line, a forged, an expired or a malformed token: the reason, then closed") {
+    std::string forged = keys.token("fleet-7/");
+    forged[forged.size() - 3] = forged[forged.size() - 3] == 'A' ? 'B' : 'A';
+    for (const auto& [first, why] : std::vector<std::pair<std::string, std::string>>{
+             {line("fleet-7/a"), "log in first"},
+             {R"({"auth":")" + forged + "\"}\n", "signature does not verify"},
+             {R"({"auth":")" + keys.token("fleet-7/", -1000) + "\"}\n", "expired"},
+             {R"({"auth":"garbage"})"
+              "\n",
+              "not a JWT"},
+             {R"({"auth":7})"
+              "\n",
+              "an auth line is"}}) {
+      CAPTURE(first);
+      Pipe pipe(io, router, counters, auth);
+      pipe.write(first + line("fleet-7/after"));
+      const auto replies = pipe.replies(2, 300);
+      REQUIRE(replies.size() == 1);  // the line after is not read
+      CHECK(replies[0].find("unauthenticated") != std::string::npos);
+      CHECK(replies[0].find(why) != std::string::npos);
+      CHECK(pipe.ended());
+    }
+  }
 }
 
 TEST_CASE("TextConnection stops reading while a unit holds its buffer full, until it stalls",
@@ -180,8 +270,9 @@ TEST_CASE("TextConnection ends when its peer resets, even with replies still owe
   ProtocolCounters counters;
   auto ends = io.provider->newTwoWayPipe();
   {
-    TextConnection connection(kj::heap<ResetAfterFirstRead>(kj::mv(ends.ends[0])), router, counters,
-                              kDefaultMaxFutureSkewMs);
+    TextConnection connection(
+        kj::heap<ResetAfterFirstRead>(kj::mv(ends.ends[0])),
+        IngestContext{router, counters, Pipe::openAuth(), kDefaultMaxFutureSkewMs});
     const std::string lines = line("reset-0") + line("reset-1");
     ends.ends[1]->write(lines.data(), lines.size()).wait(io.waitScope);
     // The read after the first fails: run() must end (with that error), not

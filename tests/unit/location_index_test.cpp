@@ -605,4 +605,54 @@ TEST_CASE("a query for some partitions answers like brute force over just their 
   }
 }
 
+TEST_CASE("a query with an id prefix answers like brute force over the ids that have it",
+          "[unit][index][prefix]") {
+  std::mt19937_64 rng(78);
+  std::uniform_real_distribution<double> lat(31.0, 31.5), lon(121.2, 121.8);
+  LocationIndex index;
+  testkit::BruteForce model;
+  std::vector<std::string> ids;
+  // Tenants of very different sizes: a rare prefix makes nearest search far.
+  for (int i = 0; i < 6000; ++i) {
+    const int tenant = i % 100 == 0 ? 9 : i % 3;
+    ids.push_back(fmt::format("fleet-{}/{}", tenant, i));
+  }
+  for (const auto& id : ids) {
+    const Report r{.id = id, .lat = lat(rng), .lon = lon(rng), .tsMs = 1'000};
+    index.apply(r);
+    model.apply(r);
+  }
+  const PartitionFilter half(16, {0, 2, 4, 6, 8, 10, 12, 14});
+  for (const std::string prefix : {"fleet-0/", "fleet-9/", "fleet-", "fleet-1/1", "nobody/"}) {
+    INFO("prefix " << prefix);
+    for (int q = 0; q < 20; ++q) {
+      const geo::LatLon c{lat(rng), lon(rng)};
+      NearestQuery nearest{c, 1 + static_cast<uint32_t>(q % 30)};
+      nearest.idPrefix = prefix;
+      REQUIRE_SAME_ANSWER(index.nearest(nearest, 5'000), model.nearest(nearest, 5'000));
+      AreaQuery circle{.area = Circle{c, 3'000.0 * (1 + q % 4)}, .limit = q % 2 ? 0u : 7u};
+      circle.idPrefix = prefix;
+      REQUIRE_SAME_ANSWER(index.within(circle, 5'000), model.within(circle, 5'000));
+      AreaQuery box{.area = geo::Box{31.1, 121.3, 31.1 + 0.1 * (q % 4 + 1), 121.7}};
+      box.idPrefix = prefix;
+      box.countOnly = q % 2 == 0;
+      REQUIRE_SAME_ANSWER(index.within(box, 5'000), model.within(box, 5'000));
+      AreaQuery polygon{
+          .area = geo::Polygon(
+              {{{31.1, 121.3}, {31.4, 121.35}, {31.45, 121.7}, {31.15, 121.6}, {31.1, 121.3}}})};
+      polygon.idPrefix = prefix;
+      REQUIRE_SAME_ANSWER(index.within(polygon, 5'000), model.within(polygon, 5'000));
+    }
+    // With partitions too: both filters hold.
+    testkit::BruteForce halfModel;
+    for (const Hit& h : model.devices()) {
+      if (half.contains(h.id))
+        halfModel.apply(Report{.id = h.id, .lat = h.lat, .lon = h.lon, .tsMs = h.tsMs});
+    }
+    NearestQuery nearest{{31.25, 121.5}, 25};
+    nearest.idPrefix = prefix;
+    REQUIRE_SAME_ANSWER(index.nearest(nearest, 5'000, &half), halfModel.nearest(nearest, 5'000));
+  }
+}
+
 }  // namespace locus::unit

@@ -10,6 +10,12 @@ HttpReply HttpReply::error(unsigned status, const std::string& message) {
   return json(status, {{"error", message}});
 }
 
+HttpReply HttpReply::unauthenticated(const std::string& message) {
+  HttpReply reply = error(401, message);
+  reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"locus\"");
+  return reply;
+}
+
 HttpReply healthReply() {
   return HttpReply::json(200, {{"status", "ok"}});
 }

@@ -63,6 +63,18 @@ std::optional<std::string_view> HttpRequest::header(std::string_view name) const
   return value;
 }
 
+std::string_view HttpRequest::bearer() const {
+  if (const auto value = header("Authorization")) {
+    constexpr std::string_view kScheme = "Bearer ";
+    if (value->size() > kScheme.size() &&
+        ::strncasecmp(value->data(), kScheme.data(), kScheme.size()) == 0) {
+      return value->substr(kScheme.size());
+    }
+    return {};
+  }
+  return param("access_token").value_or(std::string_view());
+}
+
 HttpRoutes operatorRoutes(const metrics::Registry& registry, std::function<Readiness()> readiness) {
   HttpRoutes routes;
   routes.add(kj::HttpMethod::GET, "/healthz",

@@ -1,6 +1,7 @@
 #include "locus/transport/net.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <charconv>
 
@@ -23,6 +24,25 @@ std::optional<std::string> checkListen(const std::string& flag, const std::strin
     return fmt::format("{} {}: the port must be a number in 0..65535", flag, address);
   }
   return std::nullopt;
+}
+
+bool isLoopback(const std::string& address) {
+  std::string a = address;
+  if (a.rfind("inproc://", 0) == 0 || a.rfind("ipc://", 0) == 0) return true;
+  if (a.rfind("tcp://", 0) == 0) a = a.substr(6);
+  const auto hostPort = splitHostPort(a);
+  if (!hostPort) return false;
+  const std::string& host = hostPort->first;
+  return host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1" || host == "localhost";
+}
+
+void warnIfOpen(const std::string& what, const std::string& address,
+                const std::string& howToClose) {
+  if (isLoopback(address)) return;
+  spdlog::warn(
+      "OPEN TO THE NETWORK: {} is reachable from other machines and accepts {} from anyone; "
+      "{}, or listen on 127.0.0.1",
+      address, what, howToClose);
 }
 
 }  // namespace locus::transport

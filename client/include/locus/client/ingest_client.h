@@ -16,7 +16,8 @@
 // without a ts is stamped here, once, so a resend keeps it). Rejections
 // that remain come back in the batch's BatchOutcome (by index in the
 // batch); a gateway still unreachable after `reconnectFor` (or one never
-// reached, after `connectFor`) throws kj::Exception.
+// reached, after `connectFor`), or one that refused the token, throws
+// kj::Exception.
 //
 // Thread-affinity: as QueryClient (query_client.h).
 #pragma once
@@ -53,6 +54,10 @@ class IngestClient {
     kj::Duration connectFor = 0 * kj::SECONDS;
     uint32_t retries = 5;
     kj::Duration retryDelay = 200 * kj::MILLISECONDS;  // times the attempt
+    // A device token (the gateway's --auth-keys): each connection logs in
+    // with it first (pipelined: no round trip is waited for). A refused
+    // token is final: send() throws, it is not retried.
+    std::string token;
   };
   // Writes report `i` of a batch.
   using WriteReport = std::function<void(size_t i, wire::Report::Builder out)>;

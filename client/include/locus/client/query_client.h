@@ -47,7 +47,11 @@ Result<Answer> readAnswer(const Results& results) {
 
 class QueryClient {
  public:
-  explicit QueryClient(const std::string& address, kj::Duration callTimeout = kQueryTimeout);
+  // With `apiKey` (the server's --api-keys), logs in with it first and
+  // makes every call through the service it returns; throws kj::Exception
+  // when the server refuses the key.
+  explicit QueryClient(const std::string& address, kj::Duration callTimeout = kQueryTimeout,
+                       const std::string& apiKey = "");
 
   // Each sends one call and waits for its answer.
   Result<Answer> nearest(const NearestQuery& query);

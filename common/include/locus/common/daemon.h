@@ -16,7 +16,13 @@
 
 namespace locus {
 
-// Runs `serve(context, stopFd)` under those conventions. `options` needs a
+// The signals a daemon's loop waits on, as file descriptors.
+struct DaemonSignals {
+  int stop;    // SIGINT, SIGTERM: readable once a stop was asked for
+  int reload;  // SIGHUP: readable until drained (drainSignalFd)
+};
+
+// Runs `serve(context, signals)` under those conventions. `options` needs a
 // validate() returning std::optional<std::string>; `failure` prefixes the
 // line logged when serve throws ("cannot serve on tcp://0.0.0.0:7900").
 template <typename Options, typename Serve>
@@ -29,8 +35,9 @@ int runDaemon(const std::string& name, const Options& options, const std::string
   }
   try {
     ShutdownSignal shutdown;  // before the ZeroMQ context starts its threads
+    ReloadSignal reload;
     zmq::context_t context;
-    serve(context, shutdown.fd());
+    serve(context, DaemonSignals{shutdown.fd(), reload.fd()});
     return 0;
   } catch (const kj::Exception& e) {
     spdlog::error("{}: {}", failure, e.getDescription().cStr());

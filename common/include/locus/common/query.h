@@ -37,6 +37,7 @@ struct NearestQuery {
   uint32_t k = 10;          // 1..kMaxResults
   double maxDistanceM = 0;  // 0 = unlimited
   double maxAgeS = 0;       // 0 = any age
+  std::string idPrefix;     // only devices whose id starts with this; "" = all
 };
 
 // Counts per cell of a lon/lat grid over a box query's box: `columns`
@@ -57,6 +58,7 @@ struct AreaQuery {
   bool countOnly = false;  // count the matches, return none
   double maxAgeS = 0;      // 0 = any age
   Grid grid;               // on: count per cell too (a box area, count only)
+  std::string idPrefix;    // only devices whose id starts with this; "" = all
 };
 
 // One device in an answer.
@@ -143,6 +145,9 @@ struct ClusterStats {
 // Why a query must be refused, or nothing when it is valid. One line a
 // person can act on ("k must be at least 1").
 std::optional<std::string> validate(const NearestQuery& query);
+// Why `prefix` cannot be a query's idPrefix (longer than an id, or not the
+// start of a valid one), or nothing.
+std::optional<std::string> validatePrefix(std::string_view prefix);
 std::optional<std::string> validate(const AreaQuery& query);
 
 // The grid cell of a point inside `box` (row * columns + column). Across

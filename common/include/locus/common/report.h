@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "locus/common/auth.h"
+
 namespace locus {
 
 inline constexpr size_t kMaxIdBytes = 128;
@@ -65,6 +67,9 @@ struct Admission {
   int64_t nowMs = 0;                                  // the receiver's wall clock
   int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // >= 0
   const char* receiver = "receiver";                  // named in reasons: "gateway", "unit"
+  // When set, only the ids this device token allows (the gateway with
+  // --auth-keys); the others are refused one by one.
+  const auth::DeviceScope* scope = nullptr;
 };
 
 // The one admission path of every entry point: stamps an unset ts (0) with

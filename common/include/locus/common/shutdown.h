@@ -19,6 +19,24 @@ class ShutdownSignal {
   int fd_;
 };
 
+// SIGHUP as a readable file descriptor: "read your key files again". As
+// ShutdownSignal, construct it before any thread starts.
+class ReloadSignal {
+ public:
+  ReloadSignal();
+  ~ReloadSignal();
+  ReloadSignal(const ReloadSignal&) = delete;
+  ReloadSignal& operator=(const ReloadSignal&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Consumes the signals pending on signalfd `fd` (it stays readable until
+// they are read).
+void drainSignalFd(int fd);
+
 // A stop request from another thread (eventfd): readable once notify() ran.
 class StopEvent {
  public:

@@ -11,7 +11,16 @@
 namespace locus {
 
 // Mirrors wire::ErrorCode in locus.capnp.
-enum class ErrorCode { kBadRequest, kNotFound, kTimeout, kUnavailable, kOverloaded, kInternal };
+enum class ErrorCode {
+  kBadRequest,
+  kNotFound,
+  kTimeout,
+  kUnavailable,
+  kOverloaded,
+  kInternal,
+  kUnauthenticated,  // no credentials, or ones that do not verify
+  kForbidden,        // valid credentials that do not allow this
+};
 
 struct Error {
   ErrorCode code = ErrorCode::kInternal;

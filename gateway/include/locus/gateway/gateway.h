@@ -25,6 +25,10 @@ class FrontEndHttp;
 }
 
 namespace locus::gateway {
+class DeviceAuth;
+}
+
+namespace locus::gateway {
 
 struct GatewayOptions {
   std::vector<std::string> units;           // ZeroMQ endpoints of the units, in shard order
@@ -34,6 +38,9 @@ struct GatewayOptions {
   int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
   size_t maxConnections = 0;  // open at once over both protocols; 0 = the fd limit less a reserve
   std::string httpListen;     // HOST:PORT for /healthz, /readyz, /metrics; empty = off
+  // Device token keys (auth::TokenKeys); set, every connection of every
+  // protocol must present a token, and writes only the ids it allows.
+  std::string authKeys;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -78,11 +85,12 @@ class Gateway final {
   // thread: reads the probes' atomic gauges). Precondition: HTTP is on.
   transport::Readiness partitionsWritable() const;
 
-  // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
+  // Serves until `stopFd` (a signalfd or eventfd) becomes readable (and
+  // reads --auth-keys again whenever `reloadFd`, a SIGHUP signalfd, does), then
   // stops accepting and reading, sends every buffered report to its unit
   // and waits for the units' answers (bounded by the batch timeout plus a
   // second) before returning.
-  void run(int stopFd);
+  void run(int stopFd, int reloadFd = -1);
 
   const RouterCounters& counters() const { return router_.counters(); }
   const IngestCounters& ingestCounters() const { return ingest_; }
@@ -95,6 +103,7 @@ class Gateway final {
   Router router_;
   std::unique_ptr<CatchUpCoordinator> catchUp_;  // after router_: destroyed before it
   int64_t maxFutureSkewMs_;
+  std::unique_ptr<DeviceAuth> auth_;
   transport::ConnectionLimit limit_;
   std::string refusal_;  // the line a text connection over the limit gets
   IngestCounters ingest_;

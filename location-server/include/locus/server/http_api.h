@@ -20,14 +20,17 @@
 // answer is a 200 with "partial":true, as over RPC.
 #pragma once
 
+#include "locus/server/access.h"
 #include "locus/server/location_service.h"
 #include "locus/server/scatter_gather.h"
 #include "locus/transport/http_server.h"
 
 namespace locus::server {
 
-// The /v1/ routes. Ownership: `cluster` and `counters` must outlive them.
-transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters, kj::Timer& timer);
+// The /v1/ routes, each checking the request's API key with `auth`.
+// Ownership: `cluster`, `counters` and `auth` must outlive them.
+transport::HttpRoutes httpApi(ScatterGather& cluster, ServiceCounters& counters,
+                              const ClientAuth& auth, kj::Timer& timer);
 
 // The HTTP status of an error answer.
 unsigned httpStatusOf(ErrorCode code);

@@ -6,9 +6,12 @@
 
 #include <array>
 #include <cstddef>
+#include <string>
+#include <utility>
 
 #include "locus.capnp.h"
 #include "locus/common/metrics.h"
+#include "locus/server/access.h"
 #include "locus/server/scatter_gather.h"
 
 namespace locus::server {
@@ -32,22 +35,30 @@ struct ServiceCounters {
   void record(Method method, bool error, bool partial, double seconds);
 };
 
+// Every call is checked against `key` (the API key it logged in with; ""
+// for the service a connection starts with) by `auth`, and narrowed to
+// what the key's scope reads (access.h).
+//
 // Thread-affinity: the event-loop thread of its ScatterGather. Ownership:
-// `cluster` and `counters` must outlive this object (the RPC system owns it
-// through the bootstrap capability).
+// `cluster`, `counters` and `auth` must outlive this object (the RPC
+// system owns it through the bootstrap capability).
 class LocationServiceImpl final : public wire::LocationService::Server {
  public:
-  LocationServiceImpl(ScatterGather& cluster, ServiceCounters& counters)
-      : cluster_(cluster), counters_(counters) {}
+  LocationServiceImpl(ScatterGather& cluster, ServiceCounters& counters, const ClientAuth& auth,
+                      std::string key = "")
+      : cluster_(cluster), counters_(counters), auth_(auth), key_(std::move(key)) {}
 
   kj::Promise<void> nearest(NearestContext context) override;
   kj::Promise<void> within(WithinContext context) override;
   kj::Promise<void> get(GetContext context) override;
   kj::Promise<void> stats(StatsContext context) override;
+  kj::Promise<void> login(LoginContext context) override;
 
  private:
   ScatterGather& cluster_;
   ServiceCounters& counters_;
+  const ClientAuth& auth_;
+  std::string key_;
 };
 
 }  // namespace locus::server

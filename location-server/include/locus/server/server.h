@@ -28,6 +28,9 @@ struct ServerOptions {
   std::string httpListen;               // HOST:PORT for /healthz, /readyz, /metrics; empty = off
   size_t maxConnections = 0;  // client connections open at once; 0 = fd limit less a reserve
   Replication replication;    // --partitions, --replicas: as on the gateway and units
+  // Client API keys (auth::ApiKeys); set, every RPC call and every /v1/
+  // HTTP request must present one, and sees what its scope allows.
+  std::string apiKeys;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -51,15 +54,17 @@ class Server final : private kj::TaskSet::ErrorHandler {
   // "HOST:PORT" of the HTTP endpoint, or empty when options.httpListen was.
   std::string httpAddress() const { return http_ ? http_->address() : std::string(); }
 
-  // Serves until `stopFd` (a signalfd or eventfd) becomes readable, then
-  // stops accepting and lets in-flight queries finish (bounded by the
+  // Serves until `stopFd` (a signalfd or eventfd) becomes readable (and
+  // reads --api-keys again whenever `reloadFd`, a SIGHUP signalfd, does),
+  // then stops accepting and lets in-flight queries finish (bounded by the
   // deadline plus a second) before returning.
-  void run(int stopFd);
+  void run(int stopFd, int reloadFd = -1);
 
  private:
   kj::AsyncIoContext& io_;
   ScatterGather cluster_;
   ServiceCounters counters_;
+  std::unique_ptr<ClientAuth> auth_;
   capnp::Capability::Client bootstrap_;
   transport::ConnectionLimit limit_;
   std::unique_ptr<transport::Listener> listener_;

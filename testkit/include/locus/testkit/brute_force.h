@@ -65,7 +65,7 @@ class BruteForce {
     const int64_t minTs = minTsAt(q.maxAgeS, nowMs);
     const geo::DistanceFrom from(q.center);  // == geo::haversineM(q.center, p)
     for (const Hit& h : devices_) {
-      if (h.tsMs < minTs) continue;
+      if (h.tsMs < minTs || h.id.rfind(q.idPrefix, 0) != 0) continue;
       const double d = from.metres({h.lat, h.lon});
       if (q.maxDistanceM > 0 && d > q.maxDistanceM) continue;
       matches.push_back({d, &h});
@@ -81,7 +81,7 @@ class BruteForce {
     const auto* circle = std::get_if<Circle>(&q.area);
     const geo::DistanceFrom from(circle ? circle->center : geo::LatLon{});
     for (const Hit& h : devices_) {
-      if (h.tsMs < minTs) continue;
+      if (h.tsMs < minTs || h.id.rfind(q.idPrefix, 0) != 0) continue;
       const geo::LatLon p{h.lat, h.lon};
       double d = std::numeric_limits<double>::quiet_NaN();
       if (circle) {

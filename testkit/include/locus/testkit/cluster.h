@@ -251,9 +251,12 @@ Answer answerOf(const Results& r) {
 // A Cap'n Proto RPC client of the server. Every call waits at most kWait.
 class Rpc {
  public:
-  explicit Rpc(const std::string& address)
-      : client_(address, std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() *
-                             kj::MILLISECONDS) {}
+  // `apiKey`: log in with it first (the server's --api-keys).
+  explicit Rpc(const std::string& address, const std::string& apiKey = "")
+      : client_(
+            address,
+            std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() * kj::MILLISECONDS,
+            apiKey) {}
 
   template <typename T>
   T await(kj::Promise<T> promise) {
@@ -278,6 +281,7 @@ class Rpc {
   }
   Answer within(const AreaQuery& q) { return flatten(client_.within(q)); }
   Answer get(const std::string& id) { return flatten(client_.get(id)); }
+  Result<ClusterStats> stats() { return client_.stats(); }
 
   // Runs the client's event loop (sending and receiving) for `duration`.
   void runFor(std::chrono::milliseconds duration) {

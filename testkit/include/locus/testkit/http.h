@@ -19,11 +19,12 @@ struct HttpReply {
 };
 
 // GET http://<address><path>, waiting at most two seconds.
-inline HttpReply httpGet(const std::string& address, const std::string& path) {
+inline HttpReply httpGet(const std::string& address, const std::string& path,
+                         const httplib::Headers& headers = {}) {
   httplib::Client client("http://" + address);
   client.set_connection_timeout(2);
   client.set_read_timeout(2);
-  auto res = client.Get(path.c_str());
+  auto res = client.Get(path.c_str(), headers);
   if (!res) return {};
   return {res->status, res->body, res->get_header_value("Content-Type")};
 }
@@ -31,13 +32,19 @@ inline HttpReply httpGet(const std::string& address, const std::string& path) {
 // POST `body` to http://<address><path>, waiting at most five seconds.
 inline HttpReply httpPost(const std::string& address, const std::string& path,
                           const std::string& body,
-                          const std::string& contentType = "application/json") {
+                          const std::string& contentType = "application/json",
+                          const httplib::Headers& headers = {}) {
   httplib::Client client("http://" + address);
   client.set_connection_timeout(2);
   client.set_read_timeout(5);
-  auto res = client.Post(path.c_str(), body, contentType.c_str());
+  auto res = client.Post(path.c_str(), headers, body, contentType.c_str());
   if (!res) return {};
   return {res->status, res->body, res->get_header_value("Content-Type")};
+}
+
+// "Authorization: Bearer <credential>".
+inline httplib::Headers bearer(const std::string& credential) {
+  return {{"Authorization", "Bearer " + credential}};
 }
 
 // Polls GET `path` until it answers `status`, for at most `timeout`.

@@ -24,6 +24,8 @@ struct HttpReply {
   static HttpReply json(unsigned status, const nlohmann::ordered_json& body);
   // {"error":"..."} with `status` (4xx, 5xx): the SPEC's error body.
   static HttpReply error(unsigned status, const std::string& message);
+  // 401 with `message` and "WWW-Authenticate: Bearer" (RFC 6750).
+  static HttpReply unauthenticated(const std::string& message);
 };
 
 struct Readiness {

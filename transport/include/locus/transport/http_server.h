@@ -43,6 +43,10 @@ struct HttpRequest {
   std::optional<std::string_view> param(std::string_view name) const;
   // A request header by name (any case), or nothing.
   std::optional<std::string_view> header(std::string_view name) const;
+  // The credential of "Authorization: Bearer CREDENTIAL", else of the
+  // `access_token` query parameter (RFC 6750 2.3: for EventSource, which
+  // cannot set headers), or "" when neither is there.
+  std::string_view bearer() const;
 };
 
 // The routes of one HTTP port: a path (exact, or a prefix ending in '/')

@@ -16,4 +16,14 @@ std::optional<std::pair<std::string, std::string>> splitHostPort(const std::stri
 std::optional<std::string> checkListen(const std::string& flag, const std::string& address,
                                        const std::string& example);
 
+// Whether HOST:PORT `address` (or a tcp:// ZeroMQ endpoint) can be reached
+// only from this machine: 127.0.0.0/8, ::1, localhost, or an inproc:// or
+// ipc:// endpoint.
+bool isLoopback(const std::string& address);
+
+// Logs the warning SPEC "Security" asks for when a daemon listens on
+// `address` for `what` ("device reports", "queries") without checking who
+// connects, and the address is not loopback.
+void warnIfOpen(const std::string& what, const std::string& address, const std::string& howToClose);
+
 }  // namespace locus::transport
