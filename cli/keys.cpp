@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include "locus/common/auth.h"
 #include "locus/common/clock.h"
 #include "locus/common/json.h"
+#include "locus/transport/curve.h"
 
 namespace locus::cli {
 namespace {
@@ -110,6 +112,22 @@ int apikeyCreate(const KeyCommands& k) {
   return 0;
 }
 
+int curveKeygen(const KeyCommands& k) {
+  const std::string pub = k.keygenOut + ".pub";
+  for (const auto& path : {k.keygenOut, pub}) {
+    if (::access(path.c_str(), F_OK) == 0) {
+      return fail(path + " exists; keygen never overwrites a key");
+    }
+  }
+  const transport::CurveKeypair keys = transport::newCurveKeypair();
+  if (auto e = appendSecret(k.keygenOut, transport::curveKeypairText(keys))) return fail(*e);
+  std::ofstream(pub) << keys.publicKey << "\n";
+  std::cout << json{{"public_key", keys.publicKey}, {"key_file", k.keygenOut}, {"public_file", pub}}
+                   .dump()
+            << "\n";
+  return 0;
+}
+
 }  // namespace
 
 void addKeyCommands(CLI::App& app, KeyCommands& k) {
@@ -136,6 +154,10 @@ void addKeyCommands(CLI::App& app, KeyCommands& k) {
           CLI::AsNumberWithUnit::CASE_SENSITIVE))
       ->capture_default_str();
 
+  k.curveKeygen = app.add_subcommand(
+      "keygen", "a CURVE keypair for the links to the units: FILE (secret, mode 600) and FILE.pub");
+  k.curveKeygen->add_option("--out", k.keygenOut, "where to write it")->required();
+
   auto* apikey = app.add_subcommand("apikey", "client API keys for a server's --api-keys");
   apikey->require_subcommand(1);
   k.apikeyCreate = apikey->add_subcommand(
@@ -151,6 +173,7 @@ std::optional<int> runKeyCommand(const KeyCommands& k) {
   if (k.tokenKeygen && *k.tokenKeygen) return tokenKeygen(k);
   if (k.tokenIssue && *k.tokenIssue) return tokenIssue(k);
   if (k.apikeyCreate && *k.apikeyCreate) return apikeyCreate(k);
+  if (k.curveKeygen && *k.curveKeygen) return curveKeygen(k);
   return std::nullopt;
 }
 

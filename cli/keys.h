@@ -1,5 +1,5 @@
-// `locus token ...` and `locus apikey ...`: the credentials of SPEC
-// "Security", made where the operator keeps the key files.
+// `locus token ...`, `locus apikey ...` and `locus keygen`: the credentials
+// of SPEC "Security", made where the operator keeps the key files.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -19,9 +19,12 @@ struct KeyCommands {
   CLI::App* tokenKeygen = nullptr;
   CLI::App* tokenIssue = nullptr;
   CLI::App* apikeyCreate = nullptr;
+  std::string keygenOut;
+  CLI::App* curveKeygen = nullptr;
 };
 
-// Adds `token keygen`, `token issue` and `apikey create` to `app`.
+// Adds `token keygen`, `token issue`, `apikey create` and `keygen` (CURVE)
+// to `app`.
 void addKeyCommands(CLI::App& app, KeyCommands& k);
 
 // Runs the key command the command line named: its exit status, or nothing

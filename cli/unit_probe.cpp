@@ -4,10 +4,12 @@
 // `make run`; clients of a cluster use `locus` against the server.
 #include <chrono>
 #include <iostream>
+#include <memory>
 #include <random>
 
 #include "locus/common/flags.h"
 #include "locus/common/json.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/unit_client.h"
 #include "query_flags.h"
 
@@ -71,6 +73,9 @@ int main(int argc, char** argv) {
   int timeoutMs = 5000;
   addFlag(app, "--unit", endpoint, "the unit's ZeroMQ endpoint");
   addFlag(app, "--timeout-ms", timeoutMs, "how long to wait for an answer");
+  std::string curveKey, unitPublicKey;
+  addFlag(app, "--curve-key", curveKey, "a CURVE keypair file the unit lists (locus keygen)");
+  addFlag(app, "--unit-public-key", unitPublicKey, "the unit key's public file, with --curve-key");
   app.require_subcommand(1);
 
   size_t devices = 100'000;
@@ -88,7 +93,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return fail(*e);
   zmq::context_t context;
+  std::unique_ptr<transport::UnitLinkCredentials> links;
+  try {
+    links = transport::unitLinksFromFiles(context, curveKey, unitPublicKey);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
   transport::UnitClient client(context, endpoint, std::chrono::milliseconds(timeoutMs));
   const auto started = std::chrono::steady_clock::now();
   const auto asQuery = [&](const QueryResult& r) { return queryJson(r, started); };

@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--auth-keys", options.authKeys,
                  "device token keys (locus token keygen); set, every connection must present a "
                  "token (empty = tokens not checked)");
+  locus::addFlag(app, "--curve-key", options.curveKey,
+                 "this gateway's CURVE keypair file (locus keygen), toward the units");
+  locus::addFlag(app, "--unit-public-key", options.unitPublicKey,
+                 "the units' CURVE public key file: with --curve-key, speak only CURVE to them");
   locus::addFlag(app, "--partitions", options.routing.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.routing.replicas,

@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--replicas", options.replicas,
                  "the cluster's replica count: above 1 the unit answers for a partition only "
                  "once it caught up from a live replica (a gateway orders it)");
+  locus::addFlag(app, "--curve-key", options.curveKey,
+                 "the unit key's keypair file (locus keygen): speak only CURVE (empty = plain)");
+  locus::addFlag(app, "--curve-clients", options.curveClients,
+                 "public keys of the clients admitted (gateway, server, the unit key), one a "
+                 "line; re-read on SIGHUP");
   CLI11_PARSE(app, argc, argv);
   options.fsync = *locus::unit::parseFsyncPolicy(fsync);
 
@@ -65,7 +70,7 @@ int main(int argc, char** argv) {
                             if (!options.httpListen.empty()) {
                               spdlog::info("http listening on {}", server.httpAddress());
                             }
-                            server.run(signals.stop);
+                            server.run(signals.stop, signals.reload);
                             const auto& c = server.service().counters();
                             spdlog::info(
                                 "stopping: {} devices, {} reports applied, {} queries served",

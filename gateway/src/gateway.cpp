@@ -41,6 +41,7 @@ std::optional<std::string> GatewayOptions::validate() const {
     if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7780")) return e;
   }
   if (auto e = transport::checkMaxConnections(maxConnections)) return e;
+  if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return e;
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
@@ -76,6 +77,7 @@ class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
 Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
     : io_(io),
       routing_(options.routing),
+      unitLinks_(transport::unitLinksFromFiles(context, options.curveKey, options.unitPublicKey)),
       router_(options.routing, context, io.unixEventPort, io.provider->getTimer(), options.units),
       catchUp_(std::make_unique<CatchUpCoordinator>(
           context, io.unixEventPort, io.provider->getTimer(), options.units, router_)),

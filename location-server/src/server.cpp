@@ -36,6 +36,7 @@ std::optional<std::string> ServerOptions::validate() const {
     if (auto e = transport::checkListen("--http-listen", httpListen, "0.0.0.0:7880")) return e;
   }
   if (auto e = transport::checkMaxConnections(maxConnections)) return e;
+  if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return e;
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
   }
@@ -49,6 +50,7 @@ std::optional<std::string> ServerOptions::validate() const {
 
 Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncIoContext& io)
     : io_(io),
+      unitLinks_(transport::unitLinksFromFiles(context, options.curveKey, options.unitPublicKey)),
       cluster_(context, io.unixEventPort, io.provider->getTimer(), options.units, options.timeoutMs,
                options.replication),
       auth_(options.apiKeys.empty() ? std::make_unique<ClientAuth>()

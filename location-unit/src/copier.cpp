@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "locus/common/wire.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/frame.h"
 
 namespace locus::unit {
@@ -20,6 +21,7 @@ void UnitServer::Copier::start(const CatchUpOrder& order) {
     copy->socket = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
     copy->socket->set(zmq::sockopt::linger, 0);
     copy->socket->set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+    transport::secureUnitSocket(context_, *copy->socket);
     copy->socket->connect(what.source);
     copy->started = std::chrono::steady_clock::now();
     spdlog::info("{}: catching up {} partitions from {}", service_.name(), what.partitions.size(),

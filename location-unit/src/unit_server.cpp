@@ -11,6 +11,7 @@
 #include "copier.h"
 #include "locus/common/clock.h"
 #include "locus/common/placement.h"
+#include "locus/common/shutdown.h"
 #include "locus/common/wire.h"
 #include "locus/transport/frame.h"
 #include "locus/transport/net.h"
@@ -199,6 +200,10 @@ std::optional<std::string> UnitOptions::validate() const {
     return fmt::format("--snapshot-after-bytes {} must be at least 1 MiB", snapshotAfterBytes);
   if (auto why = Placement::check(std::max<uint32_t>(replicas, 1), partitions, replicas))
     return why;
+  if (curveKey.empty() != curveClients.empty()) {
+    return "--curve-key and --curve-clients go together: the unit's keypair and the client "
+           "keys it admits";
+  }
   if (!httpListen.empty())
     return transport::checkListen("--http-listen", httpListen, "0.0.0.0:7980");
   return std::nullopt;
@@ -668,8 +673,23 @@ void UnitService::tick(int64_t nowMs) {
   counters_.catchUpSeconds.set(catchUpSeconds());
 }
 
+namespace {
+
+// The CURVE keypair of `options`, or nothing; throws when it cannot be read.
+std::optional<transport::CurveKeypair> unitKeypair(const UnitOptions& options) {
+  if (options.curveKey.empty()) return std::nullopt;
+  auto keys = transport::loadCurveKeypair(options.curveKey);
+  if (!keys) throw std::runtime_error("--curve-key: " + keys.error().message);
+  return *keys;
+}
+
+}  // namespace
+
 UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
-    : socket_(context, zmq::socket_type::router),
+    : gate_(options.curveClients.empty()
+                ? nullptr
+                : std::make_unique<transport::CurveGate>(context, options.curveClients)),
+      socket_(context, zmq::socket_type::router),
       service_(options.name, IndexOptions{.ttlMs = options.ttlS * 1000}, options.maxFutureSkewMs,
                options.storage(), options.partitions, options.replicas),
       copier_(std::make_unique<Copier>(context, service_)) {
@@ -680,11 +700,25 @@ UnitServer::UnitServer(zmq::context_t& context, const UnitOptions& options)
   // sent a thousand requests before it reads: give replies room beyond the
   // 1,000 requests the receive side queues.
   socket_.set(zmq::sockopt::sndhwm, kReplyQueue);
+  if (auto keys = unitKeypair(options)) {
+    transport::makeCurveServer(socket_, *keys);
+    // The copier reaches its peers, which share the unit key, as a client.
+    links_ = std::make_unique<transport::UnitLinkCredentials>(
+        context, transport::UnitLinkKeys{*keys, keys->publicKey});
+  } else {
+    transport::warnIfOpen("reports and queries", options.listen,
+                          "give --curve-key and --curve-clients to admit listed clients only");
+  }
   socket_.bind(options.listen);
   endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
   if (service_.name().empty()) service_.setName(endpoint_);
   if (!options.httpListen.empty()) {
     service_.counters().expose(registry_, service_.name());
+    if (gate_) {
+      registry_.counter("locus_unit_curve_refused_total",
+                        "Connections refused: not CURVE, or a client key not in --curve-clients",
+                        {{"unit", service_.name()}}, gate_->refused());
+    }
     if (const Storage* storage = service_.storage())
       exposeStorage(registry_, service_.name(), storage->counters());
     http_ = std::make_unique<transport::HttpEndpoint>(options.httpListen, registry_, [this] {
@@ -749,16 +783,23 @@ size_t UnitServer::serveQueued(size_t max) {
 
 UnitServer::~UnitServer() = default;
 
-void UnitServer::run(int stopFd) {
+void UnitServer::run(int stopFd, int reloadFd) {
   std::vector<zmq::pollitem_t> items;
   auto nextTick = std::chrono::steady_clock::now();
   serving_ = true;
   for (;;) {
-    items.assign({{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stopFd, ZMQ_POLLIN, 0}});
+    // A negative fd is ignored by poll.
+    items.assign({{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                  {nullptr, stopFd, ZMQ_POLLIN, 0},
+                  {nullptr, reloadFd, ZMQ_POLLIN, 0}});
     copier_->pollItems(items);
     // A copy's page timeout is checked at every tick at least.
     zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
     if (items[1].revents & ZMQ_POLLIN) break;
+    if (items[2].revents & ZMQ_POLLIN) {
+      drainSignalFd(reloadFd);
+      if (gate_) gate_->reload();
+    }
     serveQueued(kMaxBurst);
     if (!copier_->idle()) copier_->serve();
     service_.tickStorage();

@@ -8,10 +8,13 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "locus/client/ingest_client.h"
@@ -304,6 +307,74 @@ TEST_CASE("a server with --api-keys answers only keys, each within its scope", "
                                " nearest --lat 31.2 --lon 121.25 -k 20");
     CHECK(with["count"] == fleet7.nearest(nearest, kTsMs).hits.size());
   }
+}
+
+TEST_CASE("units with CURVE admit only the client keys they list", "[cluster][auth][curve]") {
+  TempDir dir;
+  const auto keygen = [&](const std::string& name) {
+    const std::string path = dir.path() + "/" + name + ".key";
+    CHECK(locusCli("keygen --out " + path)["public_file"] == path + ".pub");
+    return path;
+  };
+  const std::string unitKey = keygen("unit"), gatewayKey = keygen("gateway"),
+                    serverKey = keygen("server"), strangerKey = keygen("stranger");
+  const std::string unitPublic = unitKey + ".pub";
+  const std::string clients = dir.path() + "/clients";
+  runCommand("cat " + unitPublic + " " + gatewayKey + ".pub " + serverKey + ".pub > " + clients);
+
+  // Two units with replicas: each starts serving nothing and copies its
+  // partitions from the other (unit to unit, under the unit key).
+  const std::vector<std::string> unitArgs{"--replicas",      "2",    "--curve-key", unitKey,
+                                          "--curve-clients", clients};
+  std::deque<RunningUnit> units;
+  units.emplace_back(Http::kOn, unitArgs);
+  units.emplace_back(Http::kOn, unitArgs);
+  const std::vector<std::string> endpoints{units[0].endpoint, units[1].endpoint};
+  RunningGateway gateway(endpoints, {"LOCUS_REPLICAS=2", "LOCUS_CURVE_KEY=" + gatewayKey,
+                                     "LOCUS_UNIT_PUBLIC_KEY=" + unitPublic});
+  RunningServer server(
+      endpoints, 1000, "127.0.0.1:0", Http::kOff,
+      {"--replicas", "2", "--curve-key", serverKey, "--unit-public-key", unitPublic});
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i) ids.push_back("curve-" + std::to_string(i));
+  REQUIRE(sendAs(gateway.rpcAddress, "", ids).accepted == ids.size());
+  Rpc rpc(server.address);
+  Answer all;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // until both replicas serve
+    all = rpc.within(AreaQuery{.area = geo::Box{-90, -180, 90, 180}, .countOnly = true});
+    if (!all.error && !all.partial && all.result.count == ids.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_FALSE(all.error);
+  CHECK_FALSE(all.partial);
+  CHECK(all.result.count == ids.size());
+
+  // Straight to a unit: plain, or CURVE with a key it does not list, gets
+  // nothing at all; a listed key gets answers.
+  const auto probe = [&](const std::string& keyFlags) {
+    return runCommand(binary("locus-unit-probe") + " --unit " + units[0].endpoint +
+                      " --timeout-ms 700 " + keyFlags + " get curve-1");
+  };
+  CHECK(probe("").err.find("no answer") != std::string::npos);
+  CHECK(probe("--curve-key " + strangerKey + " --unit-public-key " + unitPublic)
+            .err.find("no answer") != std::string::npos);
+  CHECK(probe("--curve-key " + gatewayKey + " --unit-public-key " + unitPublic).code == 0);
+  REQUIRE(units[0].process.waitForStderr(std::regex("refused a unit client .*not listed"),
+                                         std::chrono::seconds(5)));
+  const auto metrics = httpGet(units[0].httpAddress, "/metrics").body;
+  CHECK(metrics.find("locus_unit_curve_refused_total") != std::string::npos);
+
+  // A gateway without the keys cannot reach them: its reports are refused.
+  RunningGateway plain(endpoints, {"LOCUS_REPLICAS=2"});
+  CHECK(sendAs(plain.rpcAddress, "", {"curve-x"}).rejected.size() == 1);
+
+  // SIGHUP re-reads the list: the stranger, added, gets in.
+  runCommand("cat " + strangerKey + ".pub >> " + clients);
+  units[0].process.signal(SIGHUP);
+  REQUIRE(units[0].process.waitForStderr(std::regex("SIGHUP: 4 CURVE client key"),
+                                         std::chrono::seconds(5)));
+  CHECK(probe("--curve-key " + strangerKey + " --unit-public-key " + unitPublic).code == 0);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "locus/transport/curve.h"
 #include "locus/transport/frame.h"
 
 namespace locus::transport {
@@ -62,6 +63,7 @@ void UnitChannel::open() {
   socket_->set(zmq::sockopt::linger, 0);
   socket_->set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
   socket_->set(zmq::sockopt::sndhwm, maxQueued_);
+  secureUnitSocket(context_, *socket_);
   socket_->connect(endpoint_);
   observer_ = kj::heap<kj::UnixEventPort::FdObserver>(eventPort_, socket_->get(zmq::sockopt::fd),
                                                       kj::UnixEventPort::FdObserver::OBSERVE_READ);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "locus/common/wire.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/frame.h"
 
 namespace locus::transport {
@@ -79,6 +80,7 @@ UnitClient::UnitClient(zmq::context_t& context, const std::string& endpoint,
     : socket_(context, zmq::socket_type::dealer), timeout_(timeout) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+  secureUnitSocket(context, socket_);
   socket_.connect(endpoint);
 }
 

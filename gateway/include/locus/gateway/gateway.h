@@ -17,6 +17,7 @@
 #include "locus/common/report.h"
 #include "locus/gateway/catch_up.h"
 #include "locus/gateway/router.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/http_endpoint.h"
 #include "locus/transport/rpc_listener.h"
 
@@ -41,6 +42,10 @@ struct GatewayOptions {
   // Device token keys (auth::TokenKeys); set, every connection of every
   // protocol must present a token, and writes only the ids it allows.
   std::string authKeys;
+  // CURVE toward the units (transport/curve.h): this gateway's keypair file
+  // and the unit key's public half; both or neither.
+  std::string curveKey;
+  std::string unitPublicKey;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -100,6 +105,7 @@ class Gateway final {
 
   kj::AsyncIoContext& io_;
   RouterOptions routing_;
+  std::unique_ptr<transport::UnitLinkCredentials> unitLinks_;  // before anything opens a socket
   Router router_;
   std::unique_ptr<CatchUpCoordinator> catchUp_;  // after router_: destroyed before it
   int64_t maxFutureSkewMs_;

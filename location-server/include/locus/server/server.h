@@ -16,6 +16,7 @@
 #include "locus/common/metrics.h"
 #include "locus/server/location_service.h"
 #include "locus/server/scatter_gather.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/rpc_listener.h"
 #include "locus/transport/unit_health.h"
 
@@ -31,6 +32,9 @@ struct ServerOptions {
   // Client API keys (auth::ApiKeys); set, every RPC call and every /v1/
   // HTTP request must present one, and sees what its scope allows.
   std::string apiKeys;
+  // CURVE toward the units, as on the gateway; both or neither.
+  std::string curveKey;
+  std::string unitPublicKey;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -62,6 +66,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
 
  private:
   kj::AsyncIoContext& io_;
+  std::unique_ptr<transport::UnitLinkCredentials> unitLinks_;  // before anything opens a socket
   ScatterGather cluster_;
   ServiceCounters counters_;
   std::unique_ptr<ClientAuth> auth_;

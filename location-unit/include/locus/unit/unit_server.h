@@ -17,6 +17,7 @@
 #include "locus/common/metrics.h"
 #include "locus/common/placement.h"
 #include "locus/common/report.h"
+#include "locus/transport/curve.h"
 #include "locus/transport/http_endpoint.h"
 #include "locus/unit/location_index.h"
 #include "locus/unit/storage.h"
@@ -38,6 +39,10 @@ struct UnitOptions {
   // starts answering for no partition, until a gateway's catch-up order has
   // brought each from a live replica (it may have missed writes while down).
   uint32_t replicas = 1;
+  // CURVE (transport/curve.h): the unit key's keypair file, and the client
+  // keys it admits; both or neither. Set, the unit speaks only CURVE.
+  std::string curveKey;
+  std::string curveClients;
 
   // The storage these options ask for, or nothing for a memory-only unit.
   std::optional<StorageOptions> storage() const;
@@ -229,14 +234,18 @@ class UnitServer {
 
   // Serves requests until `stopFd` becomes readable (an eventfd or signalfd),
   // then answers the requests already received (for up to a second) and
-  // lets their replies leave before returning.
-  void run(int stopFd);
+  // lets their replies leave before returning. Reads --curve-clients again
+  // whenever `reloadFd` (a SIGHUP signalfd) is readable.
+  void run(int stopFd, int reloadFd = -1);
 
  private:
   // Answers up to `max` requests waiting on the socket; how many it did.
   size_t serveQueued(size_t max);
 
   class Copier;
+  // Before the socket: the ZAP handler must be there when it binds.
+  std::unique_ptr<transport::CurveGate> gate_;
+  std::unique_ptr<transport::UnitLinkCredentials> links_;  // the copier's, toward peers
   zmq::socket_t socket_;
   std::string endpoint_;
   UnitService service_;
