@@ -38,7 +38,7 @@ void writeDevice(const Fleet& fleet, Move m, wire::Report::Builder r) {
 // rounds up to milliseconds.
 class PreciseTimer {
  public:
-  explicit PreciseTimer(capnp::EzRpcClient& client)
+  explicit PreciseTimer(client::RpcClient& client)
       : fd_(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
     if (fd_ < 0) throw std::runtime_error("timerfd_create failed");
     stream_ = client.getLowLevelIoProvider().wrapInputFd(
@@ -70,8 +70,12 @@ class PreciseTimer {
 class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
  public:
   LocusSession(const std::string& gateway, const std::string& server, const std::string& http,
-               const Deadline& deadline)
-      : gateway_(gateway), server_(server), http_(http), deadline_(deadline) {}
+               const Deadline& deadline, const Credentials& credentials)
+      : gateway_(gateway),
+        server_(server),
+        http_(http),
+        deadline_(deadline),
+        credentials_(credentials) {}
 
   // Batches of client::kBatchReports, pipelined; any rejection fails the run.
   void send(uint64_t count, const NextMove& moves, const Fleet& fleet,
@@ -132,11 +136,15 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
   client::IngestClient& ingestClient() {
     if (!ingest_)
       ingest_ = std::make_unique<client::IngestClient>(
-          gateway_, client::IngestClient::Options{.callTimeout = kCallTimeout});
+          gateway_,
+          client::IngestClient::Options{
+              .callTimeout = kCallTimeout, .token = credentials_.token, .tls = credentials_.tls});
     return *ingest_;
   }
   client::QueryClient& queryClient() {
-    if (!query_) query_ = std::make_unique<client::QueryClient>(server_, kCallTimeout);
+    if (!query_)
+      query_ = std::make_unique<client::QueryClient>(server_, kCallTimeout, credentials_.apiKey,
+                                                     credentials_.tls);
     return *query_;
   }
 
@@ -168,6 +176,7 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
 
   std::string gateway_, server_, http_;
   const Deadline& deadline_;
+  const Credentials& credentials_;
   std::unique_ptr<httplib::Client> httpClient_;
   std::unique_ptr<client::IngestClient> ingest_;
   std::unique_ptr<client::QueryClient> query_;
@@ -179,20 +188,21 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
 class LocusBackend final : public Backend {
  public:
   LocusBackend(std::string gateway, std::string server, const testkit::SpawnedCluster* spawned,
-               const Deadline& deadline, std::string http)
+               const Deadline& deadline, std::string http, Credentials credentials)
       : gateway_(std::move(gateway)),
         server_(std::move(server)),
         http_(std::move(http)),
         spawned_(spawned),
-        deadline_(deadline) {}
+        deadline_(deadline),
+        credentials_(std::move(credentials)) {}
 
   std::string name() const override { return http_.empty() ? "locus" : "locus-http"; }
   std::unique_ptr<Session> connect() override {
-    return std::make_unique<LocusSession>(gateway_, server_, http_, deadline_);
+    return std::make_unique<LocusSession>(gateway_, server_, http_, deadline_, credentials_);
   }
 
   Totals totals() override {
-    client::QueryClient client(server_, kCallTimeout);
+    client::QueryClient client(server_, kCallTimeout, credentials_.apiKey, credentials_.tls);
     auto stats = client.stats();
     if (!stats) throw std::runtime_error("stats: " + stats.error().message);
     Totals totals;
@@ -234,14 +244,16 @@ class LocusBackend final : public Backend {
   std::string gateway_, server_, http_;
   const testkit::SpawnedCluster* spawned_;
   const Deadline& deadline_;
+  Credentials credentials_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
-                                          const Deadline& deadline, const std::string& http) {
-  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline, http);
+                                          const Deadline& deadline, const std::string& http,
+                                          const Credentials& credentials) {
+  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline, http, credentials);
 }
 
 }  // namespace locus::bench

@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "locus/testkit/cluster.h"
+#include "locus/transport/tls.h"
 
 namespace locus::bench {
 
@@ -15,8 +16,15 @@ namespace locus::bench {
 // too). With `http` (the server's --http-listen HOST:PORT), nearest
 // queries go to GET /v1/nearest instead, on one keep-alive connection per
 // worker; the system is then named "locus-http".
+// What the clients present to a locked cluster (SPEC "Security").
+struct Credentials {
+  std::string token;                // device token for the gateway (--auth-keys)
+  std::string apiKey;               // admin API key for the server (--api-keys): stats too
+  transport::TlsClientOptions tls;  // TLS to both
+};
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
-                                          const Deadline& deadline, const std::string& http = "");
+                                          const Deadline& deadline, const std::string& http = "",
+                                          const Credentials& credentials = {});
 
 }  // namespace locus::bench

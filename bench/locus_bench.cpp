@@ -94,9 +94,11 @@ int main(int argc, char** argv) {
                 << " replicas), gateway " << gateway << ", server " << server << "\n";
     }
     std::unique_ptr<Backend> backend =
-        o.redis.empty() ? makeLocusBackend(gateway, server, cluster.get(), deadline,
-                                           o.http ? o.serverHttp : std::string())
-                        : makeRedisBackend(o.redis, deadline);
+        o.redis.empty()
+            ? makeLocusBackend(gateway, server, cluster.get(), deadline,
+                               o.http ? o.serverHttp : std::string(),
+                               Credentials{o.token, o.apiKey, {o.tlsCa, o.tlsServerName}})
+            : makeRedisBackend(o.redis, deadline);
     const RunResult result = run(o, *backend, deadline);
     if (o.json) {
       std::cout << toJson(o, backend->name(), result).dump() << "\n";

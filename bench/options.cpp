@@ -65,6 +65,11 @@ void addFlags(CLI::App& app, Options& o) {
                "ask the nearest queries over the server's HTTP API (GET /v1/nearest, one "
                "keep-alive connection per worker) instead of Cap'n Proto RPC");
   addFlag(app, "--server-http", o.serverHttp, "HOST:PORT of a running server's --http-listen");
+  addFlag(app, "--token", o.token, "device token, for a gateway with --auth-keys");
+  addFlag(app, "--api-key", o.apiKey, "admin API key, for a server with --api-keys");
+  addFlag(app, "--tls-ca", o.tlsCa, "PEM certificate(s) to trust: TLS to the gateway and server");
+  addFlag(app, "--tls-server-name", o.tlsServerName,
+          "the name their certificates carry (default: the address's host)");
   addFlag(app, "--devices", o.devices, "devices to load (phase 1)");
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
   addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");

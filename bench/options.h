@@ -26,6 +26,10 @@ struct Options {
   std::string redis;       // HOST:PORT: run the workload against Redis GEO instead
   bool http = false;       // queries over the server's HTTP API (keep-alive) instead of RPC
   std::string serverHttp;  // HOST:PORT of a running server's --http-listen, with --http
+  std::string token;       // device token, for a gateway with --auth-keys
+  std::string apiKey;      // admin API key, for a server with --api-keys
+  std::string tlsCa;       // PEM to trust: TLS to the gateway and the server
+  std::string tlsServerName;
   uint64_t devices = 1'000'000;
   uint64_t updates = 2'000'000;
   uint64_t queries = 100'000;

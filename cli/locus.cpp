@@ -11,6 +11,7 @@
 
 #include "keys.h"
 #include "local.h"
+#include "locus/client/ingest_client.h"
 #include "locus/client/query_client.h"
 #include "locus/common/flags.h"
 #include "locus/common/geojson.h"
@@ -48,8 +49,12 @@ int partialAnswer(uint32_t answered, uint32_t total, bool requireComplete) {
 
 // GETs `path` from a daemon's HTTP endpoint: prints the body, and succeeds
 // only on 200 (a container health check needs nothing else in the image).
-int checkHealth(const std::string& address, const std::string& path) {
-  httplib::Client client("http://" + address);
+int checkHealth(const std::string& address, const std::string& path, const std::string& tlsCa) {
+  httplib::Client client((tlsCa.empty() ? "http://" : "https://") + address);
+  if (!tlsCa.empty()) {
+    client.set_ca_cert_path(tlsCa.c_str());
+    client.enable_server_certificate_verification(true);
+  }
   client.set_connection_timeout(2);
   client.set_read_timeout(2);
   const auto res = client.Get(path.c_str());
@@ -109,6 +114,7 @@ struct Commands {
   cli::KeyCommands keys;
   std::string token;   // a device token for send (locus token issue)
   std::string apiKey;  // a client key for queries (locus apikey create)
+  transport::TlsClientOptions tls;
 
   void addTo(CLI::App& app);
   void addLocal(CLI::App& app);
@@ -137,6 +143,10 @@ void Commands::addTo(CLI::App& app) {
   sendCmd->add_option("file", sendPath, "NDJSON file, or - for stdin")->capture_default_str();
   addFlag(app, "--token", token, "device token for send, when the gateway has --auth-keys");
   addFlag(app, "--api-key", apiKey, "API key for queries, when the server has --api-keys");
+  addFlag(app, "--tls-ca", tls.caFile,
+          "PEM certificate(s) to trust: TLS to the server, the gateway and health (empty = plain)");
+  addFlag(app, "--tls-server-name", tls.serverName,
+          "the name the server's certificate must carry (default: the address's host)");
   cli::addKeyCommands(app, keys);
 }
 
@@ -205,7 +215,8 @@ int runSend(const Commands& c) {
   }
   try {
     const auto summary =
-        cli::sendReports(c.sendPath == "-" ? std::cin : file, c.gateway, c.token, std::cerr);
+        cli::sendReports(c.sendPath == "-" ? std::cin : file, c.gateway,
+                         client::IngestClient::Options{.token = c.token, .tls = c.tls}, std::cerr);
     std::cout << summary.dump() << "\n";
     return summary["rejected"].get<uint64_t>() == 0 ? 0 : 1;
   } catch (const kj::Exception& e) {
@@ -215,7 +226,7 @@ int runSend(const Commands& c) {
 
 int runQuery(Commands& c, AreaQuery* area) {
   try {
-    client::QueryClient server(c.server, kCallTimeout, c.apiKey);
+    client::QueryClient server(c.server, kCallTimeout, c.apiKey, c.tls);
     if (*c.q.nearestCmd) return printAnswer(server.nearest(c.q.nearest), c.requireComplete);
     if (area) return printAnswer(server.within(*area), c.requireComplete);
     if (*c.q.getCmd) return printAnswer(server.get(c.q.id), c.requireComplete);
@@ -245,7 +256,7 @@ int main(int argc, char** argv) {
   if (*c.healthCmd) {
     if (auto e = transport::checkListen("address", c.healthAddress, "127.0.0.1:7880"))
       return fail(*e);
-    return checkHealth(c.healthAddress, c.live ? "/healthz" : "/readyz");
+    return checkHealth(c.healthAddress, c.live ? "/healthz" : "/readyz", c.tls.caFile);
   }
   if (*c.localCmd) {
     if (auto e = c.local.validate()) return fail(*e);

@@ -37,8 +37,9 @@ class Summary {
 }  // namespace
 
 nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
-                                   const std::string& token, std::ostream& progress) {
-  client::IngestClient ingest(gateway, client::IngestClient::Options{.token = token});
+                                   const client::IngestClient::Options& options,
+                                   std::ostream& progress) {
+  client::IngestClient ingest(gateway, options);
   Summary summary;
   std::vector<OwnedReport> batch;
   std::vector<uint64_t> batchLines;  // the input line of each report in the batch

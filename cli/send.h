@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "locus/client/ingest_client.h"
+
 namespace locus::cli {
 
 // Reads NDJSON lines from `in`, sends the valid ones to the gateway at
@@ -13,8 +15,9 @@ namespace locus::cli {
 // (errors capped at 100). Lines that do not parse are rejected locally with
 // their line number. Progress goes to `progress` for large inputs.
 // Throws kj::Exception when the gateway cannot be reached.
-// `token`: a device token (the gateway's --auth-keys), or "" for none.
+// `options` carries the device token (the gateway's --auth-keys) and TLS.
 nlohmann::ordered_json sendReports(std::istream& in, const std::string& gateway,
-                                   const std::string& token, std::ostream& progress);
+                                   const client::IngestClient::Options& options,
+                                   std::ostream& progress);
 
 }  // namespace locus::cli

@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
                  "this gateway's CURVE keypair file (locus keygen), toward the units");
   locus::addFlag(app, "--unit-public-key", options.unitPublicKey,
                  "the units' CURVE public key file: with --curve-key, speak only CURVE to them");
+  locus::addFlag(app, "--tls-cert", options.tlsCert,
+                 "PEM certificate chain: TLS on the RPC, text and HTTP ports (with --tls-key)");
+  locus::addFlag(app, "--tls-key", options.tlsKey, "PEM private key of --tls-cert (mode 600)");
   locus::addFlag(app, "--partitions", options.routing.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.routing.replicas,

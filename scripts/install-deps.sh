@@ -22,6 +22,7 @@ packages=(
   libhiredis-dev                     # locus-bench --redis drives Redis GEO (bench/compare-redis.sh)
   gnuplot-nox                        # bench/sweep.sh draws its chart
   netcat-openbsd                     # `nc`, the simplest NDJSON client (README tour)
+  openssl curl                       # TLS certificates in the tests and the README; HTTPS by hand
 )
 
 # Node.js and npm vendor the live map's packages (web/) at build time; a

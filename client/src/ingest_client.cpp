@@ -29,7 +29,7 @@ void IngestClient::connect() {
   // The new client first: it shares the thread's event loop with the old
   // one, which thus survives the swap (and so do the timer and wait scope
   // callers hold).
-  auto fresh = std::make_unique<capnp::EzRpcClient>(address_);
+  auto fresh = std::make_unique<RpcClient>(address_, options_.tls);
   auto main = fresh->getMain<wire::Ingest>();
   if (options_.token.empty()) {
     ingest_.emplace(kj::mv(main));

@@ -7,10 +7,10 @@
 namespace locus::client {
 
 QueryClient::QueryClient(const std::string& address, kj::Duration callTimeout,
-                         const std::string& apiKey)
+                         const std::string& apiKey, const transport::TlsClientOptions& tls)
     : address_(address),
       timeout_(callTimeout),
-      rpc_(address),
+      rpc_(address, tls),
       service_(rpc_.getMain<wire::LocationService>()) {
   if (apiKey.empty()) return;
   auto login = service_.loginRequest();

@@ -42,6 +42,7 @@ std::optional<std::string> GatewayOptions::validate() const {
   }
   if (auto e = transport::checkMaxConnections(maxConnections)) return e;
   if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return e;
+  if (auto e = transport::checkTlsFlags(tlsCert, tlsKey)) return e;
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
@@ -84,6 +85,9 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       maxFutureSkewMs_(options.maxFutureSkewMs),
       auth_(options.authKeys.empty() ? std::make_unique<DeviceAuth>()
                                      : std::make_unique<DeviceAuth>(options.authKeys)),
+      tls_(options.tlsCert.empty()
+               ? nullptr
+               : std::make_unique<transport::TlsServer>(options.tlsCert, options.tlsKey)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
       connections_(std::make_unique<Connections>(
@@ -92,6 +96,10 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
       std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   connections_->textListener =
       std::make_unique<transport::Listener>(io_, options.listenText, "text", limit_);
+  if (tls_) {
+    connections_->rpcListener->useTls(tls_->context());
+    connections_->textListener->useTls(tls_->context());
+  }
   rpcAddress_ = connections_->rpcListener->address();
   textAddress_ = connections_->textListener->address();
   if (!auth_->required()) {
@@ -116,7 +124,7 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
                                                 connections_->textListener.get()},
         options.httpListen, registry_,
         httpIngest(IngestContext{router_, ingest_.http, *auth_, maxFutureSkewMs_}),
-        [this] { return partitionsWritable(); });
+        [this] { return partitionsWritable(); }, tls_ ? &tls_->context() : nullptr);
   }
 }
 

@@ -37,6 +37,7 @@ std::optional<std::string> ServerOptions::validate() const {
   }
   if (auto e = transport::checkMaxConnections(maxConnections)) return e;
   if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return e;
+  if (auto e = transport::checkTlsFlags(tlsCert, tlsKey)) return e;
   if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
     return fmt::format("--timeout-ms {} must be in 1..{}", timeoutMs, kMaxTimeoutMs);
   }
@@ -55,11 +56,15 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
                options.replication),
       auth_(options.apiKeys.empty() ? std::make_unique<ClientAuth>()
                                     : std::make_unique<ClientAuth>(options.apiKeys)),
+      tls_(options.tlsCert.empty()
+               ? nullptr
+               : std::make_unique<transport::TlsServer>(options.tlsCert, options.tlsKey)),
       bootstrap_(kj::heap<LocationServiceImpl>(cluster_, counters_, *auth_)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
       tasks_(*this) {
   listener_ = std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
+  if (tls_) listener_->useTls(tls_->context());
   address_ = listener_->address();
   if (!auth_->required()) {
     for (const auto* address : {&options.listen, &options.httpListen}) {
@@ -84,7 +89,7 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
         context, io, options.units, cluster_.channels(),
         std::vector<const transport::Listener*>{listener_.get()}, options.httpListen, registry_,
         httpApi(cluster_, counters_, *auth_, io.provider->getTimer()),
-        [this] { return cluster_.readiness(); });
+        [this] { return cluster_.readiness(); }, tls_ ? &tls_->context() : nullptr);
   }
 }
 

@@ -4,7 +4,6 @@
 // unauthenticated or out-of-scope path is refused — each port, each
 // method — authenticated clients still work, scoped reads are exact
 // against brute force, and keys rotate on SIGHUP.
-#include <capnp/ez-rpc.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -18,6 +17,8 @@
 #include <vector>
 
 #include "locus/client/ingest_client.h"
+#include "locus/client/query_client.h"
+#include "locus/client/rpc_client.h"
 #include "locus/common/auth.h"
 #include "locus/common/report_json.h"
 #include "locus/testkit/brute_force.h"
@@ -104,7 +105,7 @@ TEST_CASE("a gateway with --auth-keys takes only devices with a token, within it
   const std::string& gw = c.gateway->rpcAddress;
 
   SECTION("RPC: report without login, or login with a bad token: refused and closed") {
-    capnp::EzRpcClient rpc(gw);
+    client::RpcClient rpc(gw);
     auto ingest = rpc.getMain<wire::Ingest>();
     auto request = ingest.reportRequest();
     request.initBatch().initReports(1)[0].setId("fleet-7/a");
@@ -117,7 +118,7 @@ TEST_CASE("a gateway with --auth-keys takes only devices with a token, within it
     for (const std::string& bad :
          {std::string(""), std::string("garbage"), c.token("fleet-7/", "1ms"),
           c.fleetToken.substr(0, c.fleetToken.size() - 2) + "xx"}) {
-      capnp::EzRpcClient fresh(gw);
+      client::RpcClient fresh(gw);
       auto login = fresh.getMain<wire::Ingest>().loginRequest();
       login.setToken(bad);
       CHECK_THROWS_WITH(login.send().wait(fresh.getWaitScope()),
@@ -375,6 +376,103 @@ TEST_CASE("units with CURVE admit only the client keys they list", "[cluster][au
   REQUIRE(units[0].process.waitForStderr(std::regex("SIGHUP: 4 CURVE client key"),
                                          std::chrono::seconds(5)));
   CHECK(probe("--curve-key " + strangerKey + " --unit-public-key " + unitPublic).code == 0);
+}
+
+// A self-signed certificate for localhost and 127.0.0.1, made with the
+// openssl command line as an operator would.
+struct Certificate {
+  explicit Certificate(const std::string& dir, const std::string& name = "tls") {
+    cert = dir + "/" + name + ".crt";
+    key = dir + "/" + name + ".key";
+    const auto made = runCommand(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+        "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+        key + " -out " + cert + " && chmod 600 " + key);
+    INFO(made.err);
+    REQUIRE(made.code == 0);
+  }
+  std::string cert, key;
+};
+
+TEST_CASE("TLS on the external ports: RPC, NDJSON and HTTP; plain and untrusted are refused",
+          "[cluster][auth][tls]") {
+  TempDir dir;
+  const Certificate tls(dir.path());
+  const Certificate other(dir.path(), "other");  // a certificate the clients do not trust
+  RunningUnit unit;
+  RunningGateway gateway({unit.endpoint},
+                         {"LOCUS_TLS_CERT=" + tls.cert, "LOCUS_TLS_KEY=" + tls.key}, Http::kOn);
+  RunningServer server({unit.endpoint}, 1000, "127.0.0.1:0", Http::kOn,
+                       {"--tls-cert", tls.cert, "--tls-key", tls.key});
+  const transport::TlsClientOptions trusting{tls.cert, "localhost"};
+
+  // RPC: devices over TLS are stored; a query over TLS finds them.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back("tls-" + std::to_string(i));
+  {
+    client::IngestClient ingest(gateway.rpcAddress, client::IngestClient::Options{.tls = trusting});
+    BatchOutcome outcome;
+    ingest.send(
+        ids.size(),
+        [&](size_t i, wire::Report::Builder out) {
+          out.setId(ids[i]);
+          out.setLat(31.2);
+          out.setLon(121.4 + 0.001 * static_cast<double>(i));
+          out.setTsMs(kTsMs);
+        },
+        [&](const BatchOutcome& o) { outcome = o; });
+    ingest.flush();
+    CHECK(outcome.accepted == ids.size());
+  }
+  client::QueryClient query(server.address, 5 * kj::SECONDS, "", trusting);
+  auto near = query.nearest(NearestQuery{{31.2, 121.4}, 10});
+  REQUIRE(near);
+  CHECK(near->result.hits.size() == 10);
+  CHECK(near->result.hits[0].id == "tls-0");
+
+  // Plain TCP to a TLS port, or TLS with a certificate not trusted, or the
+  // wrong name: no answer, and the handshake failures are counted.
+  CHECK_THROWS(sendAs(gateway.rpcAddress, "", {"tls-plain"}));
+  CHECK_THROWS(client::QueryClient(server.address, 2 * kj::SECONDS).nearest({{31.2, 121.4}, 1}));
+  CHECK_THROWS(client::QueryClient(server.address, 2 * kj::SECONDS, "",
+                                   transport::TlsClientOptions{other.cert, "localhost"})
+                   .nearest({{31.2, 121.4}, 1}));
+  CHECK_THROWS(client::QueryClient(server.address, 2 * kj::SECONDS, "",
+                                   transport::TlsClientOptions{tls.cert, "elsewhere.example"})
+                   .nearest({{31.2, 121.4}, 1}));
+
+  // NDJSON over TLS, as `openssl s_client` speaks it.
+  const std::string lineFile = dir.path() + "/line.ndjson";
+  std::ofstream(lineFile) << reportLine("tls-text") << "\n";
+  const auto line = runCommand(
+      "sh -c '(cat " + lineFile + "; sleep 1) | timeout 5 openssl s_client -quiet -CAfile " +
+      tls.cert + " -verify_return_error -connect " + gateway.textAddress + " 2>/dev/null'");
+  CHECK(line.out.find(R"({"ok":true})") != std::string::npos);
+
+  // HTTPS: the server's API and health; plain HTTP gets nothing.
+  const auto port = [](const std::string& address) {
+    return address.substr(address.rfind(':') + 1);
+  };
+  httplib::Client https("https://localhost:" + port(server.httpAddress));
+  https.set_ca_cert_path(tls.cert.c_str());
+  https.enable_server_certificate_verification(true);
+  const auto answer = https.Get("/v1/devices/tls-text");
+  REQUIRE(answer);
+  CHECK(answer->status == 200);
+  CHECK(httpGet(server.httpAddress, "/healthz").status == 0);
+  const auto health = runCommand(binary("locus") + " --tls-ca " + tls.cert +
+                                 " health localhost:" + port(gateway.httpAddress));
+  CHECK(health.code == 0);
+  CHECK(locusCli("--tls-ca " + tls.cert + " --tls-server-name localhost --server " +
+                 server.address + " get tls-text")["count"] == 1);
+
+  // The plain clients failed the server's handshakes; an untrusting client
+  // completes one and then hangs up (its own check fails), as OpenSSL does.
+  const std::string metrics = https.Get("/metrics")->body;
+  CHECK(metricValue(metrics, R"(locus_listener_tls_handshake_failures_total{listener="rpc"})")
+            .value_or(0) >= 1);
+  CHECK(metricValue(metrics, R"(locus_listener_tls_handshake_failures_total{listener="http"})")
+            .value_or(0) >= 1);
 }
 
 }  // namespace

@@ -6,7 +6,6 @@
 // on the same connection keep flowing; garbage on one connection does not
 // disturb another; SIGTERM flushes and exits 0.
 #include <arpa/inet.h>
-#include <capnp/ez-rpc.h>
 #include <capnp/message.h>
 #include <kj/async-io.h>
 #include <kj/exception.h>
@@ -32,6 +31,7 @@
 #include <zmq.hpp>
 
 #include "locus.capnp.h"
+#include "locus/client/rpc_client.h"
 #include "locus/common/clock.h"
 #include "locus/common/geo.h"
 #include "locus/common/placement.h"
@@ -177,7 +177,7 @@ class IngestRpc {
   }
 
  private:
-  capnp::EzRpcClient client_;
+  client::RpcClient client_;
   wire::Ingest::Client ingest_;
 };
 

@@ -248,7 +248,7 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
 };
 
 HttpServer::HttpServer(kj::AsyncIoContext& io, const std::string& listen, HttpRoutes routes,
-                       ConnectionLimit& limit, HttpLimits limits)
+                       ConnectionLimit& limit, HttpLimits limits, kj::TlsContext* tls)
     : headerTable_(kj::heap<kj::HttpHeaderTable>()),
       service_(std::make_unique<Service>(*headerTable_, std::move(routes), limits)),
       server_(kj::heap<kj::HttpServer>(io.provider->getTimer(), *headerTable_, *service_,
@@ -265,6 +265,7 @@ HttpServer::HttpServer(kj::AsyncIoContext& io, const std::string& listen, HttpRo
                                        })),
       listener_(io, listen, "http", limit),
       connections_(*this) {
+  if (tls) listener_.useTls(*tls);
   accepting_ = listener_
                    .acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream,
                                       kj::Own<ConnectionLimit::Slot>&& slot) {

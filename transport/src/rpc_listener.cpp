@@ -55,7 +55,7 @@ void ConnectionLimit::expose(metrics::Registry& r) const {
 }
 
 // Connections over the limit, each given a moment to read why before it
-// is closed.
+// is closed; and TLS handshakes under way.
 class Listener::Refusals final : private kj::TaskSet::ErrorHandler {
  public:
   Refusals() : tasks_(*this) {}
@@ -96,7 +96,23 @@ kj::Promise<void> Listener::acceptLoop(kj::Duration backoff) {
               lastFailureLog_ = nullptr;
             }
             KJ_IF_MAYBE (slot, limit_.acquire()) {
-              serve_(kj::mv(stream), kj::mv(*slot));
+              KJ_IF_MAYBE (tls, tls_) {
+                // The handshake on its own: a client that never finishes
+                // one holds its slot until the timeout, not the loop.
+                auto handshake =
+                    timer_.timeoutAfter(kTlsHandshakeTimeout, tls->wrapServer(kj::mv(stream)));
+                refusals_->add(handshake.then(
+                    [this, slot = kj::mv(*slot)](kj::Own<kj::AsyncIoStream>&& secure) mutable {
+                      serve_(kj::mv(secure), kj::mv(slot));
+                    },
+                    [this](kj::Exception&& e) {
+                      ++health_.tlsFailures;
+                      spdlog::debug("{} listener: TLS handshake failed: {}", name_,
+                                    e.getDescription().cStr());
+                    }));
+              } else {
+                serve_(kj::mv(stream), kj::mv(*slot));
+              }
             } else {
               ++health_.refused;
               if (refuse_) {
@@ -139,6 +155,8 @@ void Listener::expose(metrics::Registry& r) const {
           labels, [this] { return health_.accepting.load() ? 1.0 : 0.0; });
   r.counter("locus_listener_accept_errors_total", "accept() calls that failed, e.g. out of fds",
             labels, health_.acceptErrors);
+  r.counter("locus_listener_tls_handshake_failures_total",
+            "TLS handshakes that failed or did not finish in time", labels, health_.tlsFailures);
   r.counter("locus_listener_refused_total",
             "Connections closed at once because --max-connections were open", labels,
             health_.refused);

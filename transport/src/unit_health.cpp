@@ -174,7 +174,7 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                            std::vector<const UnitChannel*> data,
                            std::vector<const Listener*> listeners, const std::string& listen,
                            metrics::Registry& registry, HttpRoutes api,
-                           std::function<Readiness()> cluster)
+                           std::function<Readiness()> cluster, kj::TlsContext* tls)
     : health_(context, io.unixEventPort, io.provider->getTimer(), units, std::move(data)),
       listeners_(std::move(listeners)),
       httpLimit_(std::min(kMaxHttpConnections, defaultMaxConnections())) {
@@ -199,7 +199,8 @@ FrontEndHttp::FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
     return r;
   });
   routes.merge(std::move(api));
-  http_ = std::make_unique<HttpServer>(io, listen, std::move(routes), httpLimit_);
+  http_ =
+      std::make_unique<HttpServer>(io, listen, std::move(routes), httpLimit_, HttpLimits{}, tls);
   listeners_.push_back(&http_->listener());
   http_->expose(registry);
 }

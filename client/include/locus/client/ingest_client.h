@@ -22,7 +22,6 @@
 // Thread-affinity: as QueryClient (query_client.h).
 #pragma once
 
-#include <capnp/ez-rpc.h>
 #include <capnp/message.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
@@ -36,6 +35,7 @@
 #include <vector>
 
 #include "locus.capnp.h"
+#include "locus/client/rpc_client.h"
 #include "locus/common/report.h"
 
 namespace locus::client {
@@ -58,6 +58,7 @@ class IngestClient {
     // with it first (pipelined: no round trip is waited for). A refused
     // token is final: send() throws, it is not retried.
     std::string token;
+    transport::TlsClientOptions tls;  // on: TLS to the gateway
   };
   // Writes report `i` of a batch.
   using WriteReport = std::function<void(size_t i, wire::Report::Builder out)>;
@@ -104,7 +105,7 @@ class IngestClient {
 
   Options options_;
   std::string address_;
-  std::unique_ptr<capnp::EzRpcClient> rpc_;
+  std::unique_ptr<RpcClient> rpc_;
   std::optional<wire::Ingest::Client> ingest_;
   std::deque<Call> inFlight_;
   std::optional<kj::TimePoint> failingSince_;

@@ -11,7 +11,6 @@
 // second one (say an IngestClient) shares it.
 #pragma once
 
-#include <capnp/ez-rpc.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "locus.capnp.h"
+#include "locus/client/rpc_client.h"
 #include "locus/common/json.h"
 #include "locus/common/query.h"
 #include "locus/common/status.h"
@@ -49,9 +49,9 @@ class QueryClient {
  public:
   // With `apiKey` (the server's --api-keys), logs in with it first and
   // makes every call through the service it returns; throws kj::Exception
-  // when the server refuses the key.
+  // when the server refuses the key. With tls.on(), over TLS.
   explicit QueryClient(const std::string& address, kj::Duration callTimeout = kQueryTimeout,
-                       const std::string& apiKey = "");
+                       const std::string& apiKey = "", const transport::TlsClientOptions& tls = {});
 
   // Each sends one call and waits for its answer.
   Result<Answer> nearest(const NearestQuery& query);
@@ -76,7 +76,7 @@ class QueryClient {
   wire::LocationService::Client& service() { return service_; }
   kj::WaitScope& waitScope() { return rpc_.getWaitScope(); }
   kj::Timer& timer() { return rpc_.getIoProvider().getTimer(); }
-  capnp::EzRpcClient& rpc() { return rpc_; }
+  RpcClient& rpc() { return rpc_; }
   const std::string& address() const { return address_; }
 
  private:
@@ -90,7 +90,7 @@ class QueryClient {
 
   std::string address_;
   kj::Duration timeout_;
-  capnp::EzRpcClient rpc_;
+  RpcClient rpc_;
   wire::LocationService::Client service_;
 };
 

@@ -20,6 +20,7 @@
 #include "locus/transport/curve.h"
 #include "locus/transport/http_endpoint.h"
 #include "locus/transport/rpc_listener.h"
+#include "locus/transport/tls.h"
 
 namespace locus::transport {
 class FrontEndHttp;
@@ -46,6 +47,9 @@ struct GatewayOptions {
   // and the unit key's public half; both or neither.
   std::string curveKey;
   std::string unitPublicKey;
+  // TLS on the RPC, text and HTTP ports (PEM files); both or neither.
+  std::string tlsCert;
+  std::string tlsKey;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -110,6 +114,7 @@ class Gateway final {
   std::unique_ptr<CatchUpCoordinator> catchUp_;  // after router_: destroyed before it
   int64_t maxFutureSkewMs_;
   std::unique_ptr<DeviceAuth> auth_;
+  std::unique_ptr<transport::TlsServer> tls_;  // outlives the listeners
   transport::ConnectionLimit limit_;
   std::string refusal_;  // the line a text connection over the limit gets
   IngestCounters ingest_;

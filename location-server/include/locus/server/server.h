@@ -18,6 +18,7 @@
 #include "locus/server/scatter_gather.h"
 #include "locus/transport/curve.h"
 #include "locus/transport/rpc_listener.h"
+#include "locus/transport/tls.h"
 #include "locus/transport/unit_health.h"
 
 namespace locus::server {
@@ -35,6 +36,9 @@ struct ServerOptions {
   // CURVE toward the units, as on the gateway; both or neither.
   std::string curveKey;
   std::string unitPublicKey;
+  // TLS on the RPC and HTTP ports (PEM files); both or neither.
+  std::string tlsCert;
+  std::string tlsKey;
 
   // Why these options cannot work, or nothing.
   std::optional<std::string> validate() const;
@@ -70,6 +74,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   ScatterGather cluster_;
   ServiceCounters counters_;
   std::unique_ptr<ClientAuth> auth_;
+  std::unique_ptr<transport::TlsServer> tls_;  // outlives the listeners
   capnp::Capability::Client bootstrap_;
   transport::ConnectionLimit limit_;
   std::unique_ptr<transport::Listener> listener_;

@@ -89,11 +89,11 @@ struct HttpLimits {
 class HttpServer final : private kj::TaskSet::ErrorHandler {
  public:
   // Binds `listen` ("HOST:PORT", port 0 picks one) and serves `routes` from
-  // then on, whenever the event loop runs. Throws kj::Exception when the
-  // address is malformed or cannot be bound. Precondition: checkListen()
-  // passed.
+  // then on, whenever the event loop runs; HTTPS with `tls`, which must
+  // outlive the server. Throws kj::Exception when the address is malformed
+  // or cannot be bound. Precondition: checkListen() passed.
   HttpServer(kj::AsyncIoContext& io, const std::string& listen, HttpRoutes routes,
-             ConnectionLimit& limit, HttpLimits limits = {});
+             ConnectionLimit& limit, HttpLimits limits = {}, kj::TlsContext* tls = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

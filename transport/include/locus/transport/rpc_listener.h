@@ -7,6 +7,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 
 #include <atomic>
 #include <cstddef>
@@ -70,6 +71,7 @@ class Listener {
     std::atomic<bool> accepting{true};  // false while accept() fails
     metrics::Counter acceptErrors;      // failed accept() calls
     metrics::Counter refused;           // connections closed at once: over the limit
+    metrics::Counter tlsFailures;       // TLS handshakes that failed or timed out
   };
 
   // A connection within the limit, with its place; serve keeps both as long
@@ -97,6 +99,12 @@ class Listener {
   // 1 s) — the listener never stops by itself.
   kj::Promise<void> acceptEach(Serve serve, Refuse refuse = nullptr);
 
+  // Serves TLS (before acceptEach): each connection within the limit first
+  // completes its handshake, within kTlsHandshakeTimeout, on its own —
+  // the accept loop never waits for one. Failed handshakes are counted.
+  void useTls(kj::TlsContext& tls) { tls_ = tls; }
+  static constexpr kj::Duration kTlsHandshakeTimeout = 10 * kj::SECONDS;
+
   // Closes the listening socket: new connections are refused by the system.
   // Precondition: the promise acceptEach() returned was dropped.
   void close() { receiver_ = nullptr; }
@@ -117,6 +125,7 @@ class Listener {
   Health health_;
   Serve serve_;
   Refuse refuse_;
+  kj::Maybe<kj::TlsContext&> tls_;
   kj::Maybe<kj::TimePoint> lastFailureLog_;
   uint64_t failuresSinceLog_ = 0;
   class Refusals;

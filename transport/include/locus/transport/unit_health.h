@@ -84,12 +84,13 @@ class FrontEndHttp {
   // out of /metrics.
   // With `cluster` (the server with replicas), /readyz asks it whether the
   // cluster can answer instead of requiring every unit up: one unit down
-  // costs nothing while a replica serves each of its partitions.
+  // costs nothing while a replica serves each of its partitions. With
+  // `tls` (outliving this object), HTTPS.
   FrontEndHttp(zmq::context_t& context, kj::AsyncIoContext& io,
                const std::vector<std::string>& units, std::vector<const UnitChannel*> data,
                std::vector<const Listener*> listeners, const std::string& listen,
                metrics::Registry& registry, HttpRoutes api = {},
-               std::function<Readiness()> cluster = {});
+               std::function<Readiness()> cluster = {}, kj::TlsContext* tls = nullptr);
 
   // Not ready from now on (a stop was asked for).
   void stopping() { stopping_ = true; }
