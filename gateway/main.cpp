@@ -27,6 +27,14 @@ int main(int argc, char** argv) {
                          "a report's ts may be at most this far ahead of the gateway's clock");
   locus::addFlag(app, "--max-connections", options.maxConnections,
                  "client connections open at once, both protocols (0 = the fd limit less 128)");
+  locus::addDurationFlag(app, "--idle-timeout", options.clients.idleTimeoutMs,
+                         "close a client connection that sends nothing this long (0 = never)");
+  locus::addFlag(app, "--max-reports-per-s", options.clients.maxReportsPerS,
+                 "reports a second one connection may send; beyond, each is refused as "
+                 "retryable (0 = no limit)");
+  locus::addFlag(app, "--max-buffered-bytes", options.clients.maxBufferedBytes,
+                 "bytes read from one connection and not yet answered; past it the gateway "
+                 "stops reading from it");
   locus::addFlag(app, "--http-listen", options.httpListen,
                  "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
   locus::addFlag(app, "--auth-keys", options.authKeys,

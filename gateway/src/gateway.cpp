@@ -13,6 +13,7 @@
 #include "http_ingest.h"
 #include "ingest_service.h"
 #include "locus/common/wire.h"
+#include "locus/transport/idle.h"
 #include "locus/transport/net.h"
 #include "locus/transport/reload.h"
 #include "locus/transport/rpc_listener.h"
@@ -24,11 +25,16 @@ namespace {
 
 // After a stop request, buffered reports get the batch timeout plus this.
 constexpr int64_t kDrainSlackMs = 1000;
-// Bytes of calls a client may have in flight on one RPC connection before
-// the gateway stops reading from it (Cap'n Proto's flow limit).
-constexpr size_t kRpcFlowLimitBytes = 8 << 20;
 
 }  // namespace
+
+std::optional<std::string> ClientLimits::validate() const {
+  if (idleTimeoutMs < 0) return "--idle-timeout must be >= 0 (0 = never)";
+  if (maxBufferedBytes < (64 << 10)) {
+    return fmt::format("--max-buffered-bytes {} must be at least 64 KiB", maxBufferedBytes);
+  }
+  return std::nullopt;
+}
 
 std::optional<std::string> GatewayOptions::validate() const {
   if (units.empty()) return "--units needs at least one ZeroMQ endpoint, e.g. tcp://127.0.0.1:7900";
@@ -43,6 +49,7 @@ std::optional<std::string> GatewayOptions::validate() const {
   if (auto e = transport::checkMaxConnections(maxConnections)) return e;
   if (auto e = transport::checkUnitLinkFlags(curveKey, unitPublicKey)) return e;
   if (auto e = transport::checkTlsFlags(tlsCert, tlsKey)) return e;
+  if (auto e = clients.validate()) return e;
   if (maxFutureSkewMs < 0) {
     return fmt::format("--max-future-skew {} ms must be >= 0", maxFutureSkewMs);
   }
@@ -53,13 +60,9 @@ std::optional<std::string> GatewayOptions::validate() const {
 // clients, dropped as one when the gateway stops.
 class Gateway::Connections final : private kj::TaskSet::ErrorHandler {
  public:
-  explicit Connections(IngestContext context)
-      : context(context),
-        shared(kj::heap<IngestImpl>(context, auth::DeviceScope{}, kj::Own<HangUp>())),
-        tasks(*this) {}
+  explicit Connections(IngestContext context) : context(context), tasks(*this) {}
 
   IngestContext context;
-  capnp::Capability::Client shared;  // every connection's, when tokens are not required
   std::unique_ptr<transport::Listener> rpcListener;
   std::unique_ptr<transport::Listener> textListener;
   kj::TaskSet tasks;  // one per open connection
@@ -90,8 +93,9 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
                : std::make_unique<transport::TlsServer>(options.tlsCert, options.tlsKey)),
       limit_(options.maxConnections > 0 ? options.maxConnections
                                         : transport::defaultMaxConnections()),
-      connections_(std::make_unique<Connections>(
-          IngestContext{router_, ingest_.rpc, *auth_, options.maxFutureSkewMs})) {
+      clients_(options.clients),
+      connections_(std::make_unique<Connections>(IngestContext{
+          router_, ingest_.rpc, *auth_, options.maxFutureSkewMs, clients_, ingest_.refused})) {
   connections_->rpcListener =
       std::make_unique<transport::Listener>(io_, options.listen, "rpc", limit_);
   connections_->textListener =
@@ -123,7 +127,8 @@ Gateway::Gateway(const GatewayOptions& options, zmq::context_t& context, kj::Asy
         std::vector<const transport::Listener*>{connections_->rpcListener.get(),
                                                 connections_->textListener.get()},
         options.httpListen, registry_,
-        httpIngest(IngestContext{router_, ingest_.http, *auth_, maxFutureSkewMs_}),
+        httpIngest(IngestContext{router_, ingest_.http, *auth_, maxFutureSkewMs_, clients_,
+                                 ingest_.refused}),
         [this] { return partitionsWritable(); }, tls_ ? &tls_->context() : nullptr);
   }
 }
@@ -154,6 +159,28 @@ std::string Gateway::httpAddress() const {
   return http_ ? http_->address() : std::string();
 }
 
+kj::Own<transport::WatchedStream> Gateway::watch(kj::Own<kj::AsyncIoStream> stream) {
+  return kj::heap<transport::WatchedStream>(kj::mv(stream), io_.provider->getTimer());
+}
+
+kj::Promise<void> Gateway::closeWhenIdle(kj::Promise<void> served,
+                                         const transport::WatchedStream& stream,
+                                         const char* protocol) {
+  if (clients_.idleTimeoutMs == 0) return served;
+  auto idle = transport::whenIdle(io_.provider->getTimer(), stream,
+                                  clients_.idleTimeoutMs * kj::MILLISECONDS)
+                  .then([this, protocol] {
+                    ingest_.refused.idle.add(1);
+                    if (const auto n = ingest_.refused.idleLog.due()) {
+                      spdlog::info(
+                          "closed {} idle {} connection(s) since the last such line (no byte "
+                          "for --idle-timeout {} ms)",
+                          *n, protocol, clients_.idleTimeoutMs);
+                    }
+                  });
+  return served.exclusiveJoin(kj::mv(idle));
+}
+
 void IngestCounters::expose(metrics::Registry& r) const {
   for (const auto& [name, c] :
        {std::pair{"rpc", &rpc}, std::pair{"text", &text}, std::pair{"http", &http}}) {
@@ -165,6 +192,9 @@ void IngestCounters::expose(metrics::Registry& r) const {
     r.gauge("locus_gateway_connections", "Open client connections, by protocol",
             {{"protocol", name}}, c->connections);
   }
+  const char* refusedHelp = "Clients cut off by the gateway's limits, by reason";
+  r.counter("locus_gateway_refused_total", refusedHelp, {{"reason", "idle"}}, refused.idle);
+  r.counter("locus_gateway_refused_total", refusedHelp, {{"reason", "rate"}}, refused.rate);
 }
 
 Gateway::~Gateway() {
@@ -185,21 +215,24 @@ void Gateway::run(int stopFd, int reloadFd) {
     auto rpcAccepting =
         connections_->rpcListener
             ->acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
-              // With tokens required, each connection starts with its own
-              // Ingest that can only log in, and that closes it when a login fails.
-              capnp::Capability::Client bootstrap = connections_->shared;
-              kj::Promise<void> hungUp = kj::NEVER_DONE;
-              if (auth_->required()) {
-                auto paf = kj::newPromiseAndFulfiller<void>();
-                bootstrap = kj::heap<IngestImpl>(connections_->context, std::nullopt,
-                                                 kj::refcounted<HangUp>(kj::mv(paf.fulfiller)));
-                // The error reply gets a moment to leave before the close.
-                hungUp = paf.promise.then(
-                    [this] { return io_.provider->getTimer().afterDelay(100 * kj::MILLISECONDS); });
-              }
+              auto watched = watch(kj::mv(stream));
+              auto& w = *watched;
+              // Each connection has its own Ingest: with tokens required it
+              // can only log in, and a failed login closes the connection.
+              auto paf = kj::newPromiseAndFulfiller<void>();
+              capnp::Capability::Client bootstrap = kj::heap<IngestImpl>(
+                  connections_->context,
+                  auth_->required() ? std::nullopt : std::optional(auth::DeviceScope{}),
+                  kj::refcounted<RpcSession>(kj::mv(paf.fulfiller), clients_.maxReportsPerS));
+              // The error reply gets a moment to leave before the close.
+              auto hungUp = paf.promise.then(
+                  [this] { return io_.provider->getTimer().afterDelay(100 * kj::MILLISECONDS); });
+              // The flow limit bounds the bytes of calls not yet answered.
               auto connection = kj::heap<transport::RpcConnection>(
-                  kj::mv(stream), kj::mv(bootstrap), kRpcFlowLimitBytes, &ingest_.rpc.connections);
-              auto ended = connection->onDisconnect().exclusiveJoin(kj::mv(hungUp));
+                  kj::mv(watched), kj::mv(bootstrap), clients_.maxBufferedBytes,
+                  &ingest_.rpc.connections);
+              auto ended =
+                  closeWhenIdle(connection->onDisconnect().exclusiveJoin(kj::mv(hungUp)), w, "rpc");
               connections_->tasks.add(ended.attach(kj::mv(connection), kj::mv(slot)));
             })
             .eagerlyEvaluate(stopped);
@@ -212,10 +245,12 @@ void Gateway::run(int stopFd, int reloadFd) {
         connections_->textListener
             ->acceptEach(
                 [this](kj::Own<kj::AsyncIoStream>&& stream, Slot&& slot) {
+                  auto watched = watch(kj::mv(stream));
+                  auto& w = *watched;
                   auto connection = kj::heap<TextConnection>(
-                      kj::mv(stream),
-                      IngestContext{router_, ingest_.text, *auth_, maxFutureSkewMs_});
-                  auto served = connection->run();
+                      kj::mv(watched), IngestContext{router_, ingest_.text, *auth_,
+                                                     maxFutureSkewMs_, clients_, ingest_.refused});
+                  auto served = closeWhenIdle(connection->run(), w, "text");
                   connections_->tasks.add(served.attach(kj::mv(connection), kj::mv(slot)));
                 },
                 [this](kj::AsyncIoStream& stream) {

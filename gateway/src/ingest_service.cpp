@@ -1,6 +1,8 @@
 #include "ingest_service.h"
 
+#include <fmt/format.h>
 #include <kj/debug.h>
+#include <spdlog/spdlog.h>
 
 #include <string>
 #include <utility>
@@ -12,8 +14,23 @@
 
 namespace locus::gateway {
 
+void refuseOverRate(const IngestContext& c, Acks& acks, uint32_t slot) {
+  c.refused.rate.add(1);
+  acks.failed(slot,
+              fmt::format("over this connection's rate limit of {} reports/s "
+                          "(--max-reports-per-s); send again later",
+                          c.limits.maxReportsPerS),
+              /*retry=*/true);
+  if (const auto n = c.refused.rateLog.due()) {
+    spdlog::warn(
+        "refused {} report(s) over a connection's --max-reports-per-s {} since the last "
+        "such line",
+        *n, c.limits.maxReportsPerS);
+  }
+}
+
 kj::Promise<void> IngestImpl::refuse(std::string_view why) {
-  if (hangUp_.get() != nullptr) (*hangUp_)();
+  session_->hangUp();
   // The reason is the whole description: clients match its "unauthenticated:".
   return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                        kj::heapString(why.data(), why.size()));
@@ -28,8 +45,7 @@ kj::Promise<void> IngestImpl::login(LoginContext context) {
   out.setTenant(scope->tenant);
   out.setPrefix(scope->prefix);
   out.setExpiresMs(scope->expiresMs);
-  results.setIngest(kj::heap<IngestImpl>(c_, std::move(*scope),
-                                         hangUp_.get() ? kj::addRef(*hangUp_) : kj::Own<HangUp>()));
+  results.setIngest(kj::heap<IngestImpl>(c_, std::move(*scope), kj::addRef(*session_)));
   return kj::READY_NOW;
 }
 
@@ -57,6 +73,10 @@ kj::Promise<void> IngestImpl::report(ReportContext context) {
     }
     if (auto why = admitReport(r, admission)) {
       acks->failed(i, std::move(*why));
+      continue;
+    }
+    if (!session_->rate.take(nowMs)) {
+      refuseOverRate(c_, *acks, i);
       continue;
     }
     c_.router.add(r, *acks, i);

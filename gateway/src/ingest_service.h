@@ -4,11 +4,14 @@
 #include <kj/refcount.h>
 
 #include <optional>
+#include <string_view>
 
 #include "device_auth.h"
 #include "locus.capnp.h"
+#include "locus/gateway/acks.h"
 #include "locus/gateway/gateway.h"
 #include "locus/gateway/router.h"
+#include "rate_limit.h"
 
 namespace locus::gateway {
 
@@ -18,35 +21,45 @@ struct IngestContext {
   ProtocolCounters& counters;
   DeviceAuth& auth;
   int64_t maxFutureSkewMs;
+  const ClientLimits& limits;
+  Refusals& refused;
 };
 
-// Closes one RPC connection: a login that failed ends it (the error reply
-// gets a moment to leave first). Shared by the Ingests served on it.
-class HangUp final : public kj::Refcounted {
+// Refuses report `slot` of `acks` as over its connection's rate
+// (retryable), counted and logged (throttled).
+void refuseOverRate(const IngestContext& c, Acks& acks, uint32_t slot);
+
+// One RPC connection's state, shared by the Ingests served on it: how to
+// close it (a failed login ends it; the error reply gets a moment to leave
+// first), and its report rate.
+class RpcSession final : public kj::Refcounted {
  public:
-  explicit HangUp(kj::Own<kj::PromiseFulfiller<void>> fulfiller) : fulfiller_(kj::mv(fulfiller)) {}
-  void operator()() { fulfiller_->fulfill(); }
+  RpcSession(kj::Own<kj::PromiseFulfiller<void>> hangUp, uint32_t maxReportsPerS)
+      : rate(maxReportsPerS), hangUp_(kj::mv(hangUp)) {}
+  void hangUp() { hangUp_->fulfill(); }
+
+  RateLimit rate;
 
  private:
-  kj::Own<kj::PromiseFulfiller<void>> fulfiller_;
+  kj::Own<kj::PromiseFulfiller<void>> hangUp_;
 };
 
 // Admits each report of a batch (admitReport: ts 0 stamped with the receive
-// time, validation, the future-skew bound, the token's scope), rejects the
-// others by index with a reason, and routes the rest. A call is answered
-// once each routed report is stored by its unit or has failed (then
-// rejected by index with why), and the router admits more (backpressure).
+// time, validation, the future-skew bound, the token's scope; then the
+// connection's rate), rejects the others by index with a reason, and
+// routes the rest. A call is answered once each routed report is stored by
+// its unit or has failed (then rejected by index with why), and the router
+// admits more (backpressure).
 //
-// With device tokens required, a connection starts with an IngestImpl
-// without a scope, which answers login only; login returns one bound to
-// the token's scope, checked again (key retired? expired?) on every call.
-// Thread-affinity: the router's thread.
+// Each connection starts with its own IngestImpl. With device tokens
+// required it has no scope and answers login only; login returns one bound
+// to the token's scope, checked again (key retired? expired?) on every
+// call. Thread-affinity: the router's thread.
 class IngestImpl final : public wire::Ingest::Server {
  public:
-  // `hangUp`: how to close the connection after a failed login; null when
-  // the Ingest is shared by every connection (tokens not required).
-  IngestImpl(IngestContext context, std::optional<auth::DeviceScope> scope, kj::Own<HangUp> hangUp)
-      : c_(context), scope_(std::move(scope)), hangUp_(kj::mv(hangUp)) {}
+  IngestImpl(IngestContext context, std::optional<auth::DeviceScope> scope,
+             kj::Own<RpcSession> session)
+      : c_(context), scope_(std::move(scope)), session_(kj::mv(session)) {}
 
  protected:
   kj::Promise<void> report(ReportContext context) override;
@@ -58,7 +71,7 @@ class IngestImpl final : public wire::Ingest::Server {
 
   IngestContext c_;
   std::optional<auth::DeviceScope> scope_;  // set: logged in (or tokens off)
-  kj::Own<HangUp> hangUp_;
+  kj::Own<RpcSession> session_;
 };
 
 }  // namespace locus::gateway

@@ -1,5 +1,6 @@
 #include "text_connection.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -25,7 +26,11 @@ void appendError(std::string& out, std::string_view message) {
 }  // namespace
 
 TextConnection::TextConnection(kj::Own<kj::AsyncIoStream> stream, IngestContext context)
-    : stream_(kj::mv(stream)), c_(context) {
+    : stream_(kj::mv(stream)),
+      c_(context),
+      rate_(context.limits.maxReportsPerS),
+      maxChunks_(std::clamp<size_t>(context.limits.maxBufferedBytes / sizeof readBuffer_, 1,
+                                    kMaxChunksInFlight)) {
   if (!c_.auth.required()) scope_.emplace();
   c_.counters.connections.add(1);
 }
@@ -90,7 +95,7 @@ kj::Promise<void> TextConnection::readLoop() {
 kj::Promise<void> TextConnection::roomToRead() {
   // Stopping: nothing more is read; what was read is still answered.
   if (c_.router.closing()) return kj::NEVER_DONE;
-  if (chunks_.size() < kMaxChunksInFlight) return c_.router.whenReady();
+  if (chunks_.size() < maxChunks_) return c_.router.whenReady();
   auto paf = kj::newPromiseAndFulfiller<void>();
   readerWaits_ = kj::mv(paf.fulfiller);
   return paf.promise.then([this]() { return roomToRead(); });
@@ -193,7 +198,12 @@ void TextConnection::handleLine(std::string_view line) {
     reject(*why);
     return;
   }
-  c_.router.add(report, *chunk_.acks, chunk_.acks->add());
+  const uint32_t slot = chunk_.acks->add();
+  if (!rate_.take(nowMs)) {
+    refuseOverRate(c_, *chunk_.acks, slot);
+    return;
+  }
+  c_.router.add(report, *chunk_.acks, slot);
 }
 
 bool TextConnection::handleAuth(std::string_view line) {

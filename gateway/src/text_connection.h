@@ -36,7 +36,8 @@ namespace locus::gateway {
 // outlive the promise run() returned.
 class TextConnection {
  public:
-  // Chunks read whose replies are not written yet, at most.
+  // Chunks read whose replies are not written yet, at most (fewer when
+  // --max-buffered-bytes asks).
   static constexpr size_t kMaxChunksInFlight = 64;
 
   // Counts what it accepts and rejects, and itself as open, in
@@ -72,6 +73,8 @@ class TextConnection {
   kj::Own<kj::AsyncIoStream> stream_;
   IngestContext c_;
   std::optional<auth::DeviceScope> scope_;  // logged in (always, with tokens off)
+  RateLimit rate_;                          // --max-reports-per-s
+  size_t maxChunks_;                        // in flight: --max-buffered-bytes, up to 64
   bool refused_ = false;                    // a login failed: read no more
   std::string partial_;                     // the line so far, when a read ended mid-line
   bool overlong_ = false;                   // skipping the rest of a line over the limit

@@ -36,13 +36,22 @@ struct Pipe {
        DeviceAuth& auth = openAuth())
       : io(io), ends(io.provider->newTwoWayPipe()) {
     connection = kj::heap<TextConnection>(
-        kj::mv(ends.ends[0]), IngestContext{router, counters, auth, kDefaultMaxFutureSkewMs});
+        kj::mv(ends.ends[0]),
+        IngestContext{router, counters, auth, kDefaultMaxFutureSkewMs, limits(), refusals()});
     served = connection->run().eagerlyEvaluate(nullptr);
   }
 
   static DeviceAuth& openAuth() {
     static DeviceAuth open;
     return open;
+  }
+  static const ClientLimits& limits() {
+    static const ClientLimits defaults;
+    return defaults;
+  }
+  static Refusals& refusals() {
+    static Refusals counted;
+    return counted;
   }
 
   // Whether the connection ended (closed its end) within `waitMs`.
@@ -272,7 +281,8 @@ TEST_CASE("TextConnection ends when its peer resets, even with replies still owe
   {
     TextConnection connection(
         kj::heap<ResetAfterFirstRead>(kj::mv(ends.ends[0])),
-        IngestContext{router, counters, Pipe::openAuth(), kDefaultMaxFutureSkewMs});
+        IngestContext{router, counters, Pipe::openAuth(), kDefaultMaxFutureSkewMs, Pipe::limits(),
+                      Pipe::refusals()});
     const std::string lines = line("reset-0") + line("reset-1");
     ends.ends[1]->write(lines.data(), lines.size()).wait(io.waitScope);
     // The read after the first fails: run() must end (with that error), not

@@ -2,6 +2,11 @@
 // descriptors it keeps listening and resumes; over --max-connections it
 // refuses cleanly with a reason; a client announcing a message over the RPC
 // limit is dropped before its bytes are buffered.
+#include <poll.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
@@ -139,6 +144,120 @@ TEST_CASE("locus-gateway drops an RPC client that announces a message over the l
   CHECK(after < before + (64u << 20));
   // Good clients are unaffected.
   CHECK(gateway.servesANewClient());
+}
+
+std::string lineFor(const std::string& id) {
+  return R"({"id":")" + id +
+         R"(","lat":31.2,"lon":121.4})"
+         "\n";
+}
+
+TEST_CASE("locus-gateway closes silent connections and refuses reports past the rate",
+          "[cluster][limits]") {
+  Gateway gateway(std::nullopt, {"--idle-timeout", "300ms", "--max-reports-per-s", "20"});
+
+  // Silent on either port: closed after --idle-timeout.
+  LineClient silentText(gateway.textAddress);
+  LineClient silentRpc(gateway.rpcAddress);
+  CHECK(silentText.closedByPeer());
+  CHECK(silentRpc.closedByPeer());
+
+  // A client that keeps talking keeps its connection.
+  LineClient active(gateway.textAddress);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(active.send(lineFor("active-" + std::to_string(i))));
+    REQUIRE(active.readLines(1) == std::vector<std::string>{kOk});
+    std::this_thread::sleep_for(100ms);
+  }
+
+  // 60 reports at once against 20/s: about a second's worth pass, each
+  // other is refused with the reason; the connection stays.
+  LineClient greedy(gateway.textAddress);
+  std::string burst;
+  for (int i = 0; i < 60; ++i) burst += lineFor("greedy-" + std::to_string(i));
+  REQUIRE(greedy.send(burst));
+  const auto replies = greedy.readLines(60);
+  REQUIRE(replies.size() == 60);
+  size_t ok = 0, limited = 0;
+  for (const auto& r : replies) {
+    if (r == kOk) ++ok;
+    if (r.find("--max-reports-per-s") != std::string::npos) ++limited;
+  }
+  CHECK(ok >= 20);
+  CHECK(ok <= 25);
+  CHECK(ok + limited == 60);
+  CHECK(gateway.metric(R"(locus_gateway_refused_total{reason="rate"})") == double(limited));
+  CHECK(gateway.metric(R"(locus_gateway_refused_total{reason="idle"})") >= 2);
+  std::this_thread::sleep_for(200ms);  // the bucket refills (within --idle-timeout)
+  REQUIRE(greedy.send(lineFor("greedy-later")));
+  CHECK(greedy.readLines(1) == std::vector<std::string>{kOk});
+}
+
+TEST_CASE("a slowloris of 500 connections and a flood to the limit leave a good client fast",
+          "[cluster][limits][slowloris]") {
+  constexpr int kSlow = 500;
+  constexpr int kMaxConnections = 700;
+  // The test holds ~700 sockets and so does the gateway.
+  rlimit fds{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &fds) == 0);
+  if (fds.rlim_cur < 4096 && fds.rlim_max >= 4096) {
+    fds.rlim_cur = 4096;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &fds) == 0);
+  }
+  Gateway gateway(std::nullopt, {"--max-connections", std::to_string(kMaxConnections)});
+
+  // The good client: one report at a time, 200 a second, each waited for.
+  std::atomic<bool> stop{false};
+  std::vector<double> ackMs;
+  std::atomic<bool> goodFailed{false};
+  LineClient good(gateway.textAddress);
+  std::thread device([&] {
+    for (int i = 0; !stop; ++i) {
+      const auto sent = std::chrono::steady_clock::now();
+      if (!good.send(lineFor("good-" + std::to_string(i))) ||
+          good.readLines(1) != std::vector<std::string>{kOk}) {
+        goodFailed = true;
+        return;
+      }
+      ackMs.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent)
+              .count());
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+
+  // 500 connections that drip a line a byte at a time, never finishing it.
+  std::vector<std::unique_ptr<LineClient>> slow;
+  for (int i = 0; i < kSlow; ++i) slow.push_back(std::make_unique<LineClient>(gateway.textAddress));
+  const std::string partial = R"({"id":"slowloris","lat":31.2,"lon")";
+  for (size_t byte = 0; byte < 10; ++byte) {
+    for (auto& s : slow) s->send(partial.substr(byte, 1));
+    std::this_thread::sleep_for(50ms);
+  }
+  // Then a flood: connections until the gateway refuses one.
+  std::vector<std::unique_ptr<LineClient>> flood;
+  bool refused = false;
+  for (int i = 0; i < kMaxConnections && !refused; ++i) {
+    flood.push_back(std::make_unique<LineClient>(gateway.textAddress));
+    pollfd item{flood.back()->fd(), POLLIN, 0};
+    refused = poll(&item, 1, 5) > 0;  // refused ones are told at once
+  }
+  for (int round = 0; round < 10; ++round) {  // the drip goes on under the flood
+    for (auto& s : slow) s->send(partial.substr(10 + round, 1));
+    std::this_thread::sleep_for(50ms);
+  }
+  stop = true;
+  device.join();
+
+  REQUIRE_FALSE(goodFailed);
+  REQUIRE(ackMs.size() > 100);
+  std::sort(ackMs.begin(), ackMs.end());
+  const double p99 = ackMs[ackMs.size() * 99 / 100];
+  INFO(ackMs.size() << " acks, p50 " << ackMs[ackMs.size() / 2] << " ms, p99 " << p99 << " ms, "
+                    << flood.size() << " flood connections");
+  CHECK(p99 < 100);
+  CHECK(gateway.metric("locus_connections_open") == kMaxConnections);
+  CHECK(gateway.metric(R"(locus_listener_refused_total{listener="text"})") >= 1);
 }
 
 }  // namespace

@@ -226,14 +226,10 @@ void CurveGate::serve() {
   }
   if (!admit) {
     refused_.add(1);
-    ++refusedSinceLog_;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - lastLog_ >= std::chrono::seconds(1)) {
+    if (const auto n = refusals_.due()) {
       spdlog::warn("refused a unit client from {} ({}): {} refusal(s) since the last such line",
                    text(3), clientKey.empty() ? "not CURVE" : "key " + clientKey + " not listed",
-                   refusedSinceLog_);
-      lastLog_ = now;
-      refusedSinceLog_ = 0;
+                   *n);
     }
   }
   std::vector<zmq::const_buffer> reply{

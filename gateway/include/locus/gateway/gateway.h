@@ -13,6 +13,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/log.h"
 #include "locus/common/metrics.h"
 #include "locus/common/report.h"
 #include "locus/gateway/catch_up.h"
@@ -24,13 +25,33 @@
 
 namespace locus::transport {
 class FrontEndHttp;
-}
+class WatchedStream;
+}  // namespace locus::transport
 
 namespace locus::gateway {
 class DeviceAuth;
 }
 
 namespace locus::gateway {
+
+// What one client connection may hold or do (SPEC "Security": gateway
+// limits), so a slowloris, a flood or one greedy client cannot starve the
+// others. Every refusal is counted (locus_gateway_refused_total{reason})
+// and logged at most once per 10 s.
+struct ClientLimits {
+  // A connection that sends no byte for this long is closed; 0 = never.
+  int64_t idleTimeoutMs = 300'000;
+  // Reports per second per connection (a bucket of a second's worth);
+  // beyond, each is refused as retryable. 0 = no limit. HTTP requests are
+  // not limited (each is a batch of its own).
+  uint32_t maxReportsPerS = 0;
+  // Bytes read from one connection and not yet answered, at most: the RPC
+  // flow limit, and the NDJSON chunks waiting for their units. Past it the
+  // gateway stops reading from that connection.
+  size_t maxBufferedBytes = 8 << 20;
+
+  std::optional<std::string> validate() const;
+};
 
 struct GatewayOptions {
   std::vector<std::string> units;           // ZeroMQ endpoints of the units, in shard order
@@ -39,7 +60,8 @@ struct GatewayOptions {
   RouterOptions routing;                    // batching, windows and deadlines toward the units
   int64_t maxFutureSkewMs = kDefaultMaxFutureSkewMs;  // a report's ts at most this far ahead
   size_t maxConnections = 0;  // open at once over both protocols; 0 = the fd limit less a reserve
-  std::string httpListen;     // HOST:PORT for /healthz, /readyz, /metrics; empty = off
+  ClientLimits clients;
+  std::string httpListen;  // HOST:PORT for /healthz, /readyz, /metrics; empty = off
   // Device token keys (auth::TokenKeys); set, every connection of every
   // protocol must present a token, and writes only the ids it allows.
   std::string authKeys;
@@ -63,10 +85,18 @@ struct ProtocolCounters {
   metrics::Gauge connections;  // open now
 };
 
+// Clients the gateway refused or cut off, by why (ClientLimits).
+struct Refusals {
+  metrics::Counter idle;  // connections closed after --idle-timeout without a byte
+  metrics::Counter rate;  // reports refused past --max-reports-per-s
+  ThrottledLog idleLog, rateLog;
+};
+
 struct IngestCounters {
   ProtocolCounters rpc;   // Cap'n Proto Ingest
   ProtocolCounters text;  // NDJSON lines
   ProtocolCounters http;  // POST /v1/reports (connections: requests in flight)
+  Refusals refused;
 
   // Names every metric above in `registry`, labelled protocol="rpc"/"text"/"http".
   void expose(metrics::Registry& registry) const;
@@ -107,6 +137,12 @@ class Gateway final {
  private:
   class Connections;
 
+  // The stream of a new connection, noting when its client last sent.
+  kj::Own<transport::WatchedStream> watch(kj::Own<kj::AsyncIoStream> stream);
+  // `served`, ended early once `stream` has been silent for --idle-timeout.
+  kj::Promise<void> closeWhenIdle(kj::Promise<void> served, const transport::WatchedStream& stream,
+                                  const char* protocol);
+
   kj::AsyncIoContext& io_;
   RouterOptions routing_;
   std::unique_ptr<transport::UnitLinkCredentials> unitLinks_;  // before anything opens a socket
@@ -116,6 +152,7 @@ class Gateway final {
   std::unique_ptr<DeviceAuth> auth_;
   std::unique_ptr<transport::TlsServer> tls_;  // outlives the listeners
   transport::ConnectionLimit limit_;
+  ClientLimits clients_;
   std::string refusal_;  // the line a text connection over the limit gets
   IngestCounters ingest_;
   std::string rpcAddress_;

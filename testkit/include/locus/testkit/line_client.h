@@ -51,6 +51,7 @@ class LineClient {
   }
 
   void shutdownWrite() { shutdown(fd_, SHUT_WR); }
+  int fd() const { return fd_; }
 
   // Sends each line (a newline added) and reads one reply line for each;
   // fails the test if they cannot all be sent or answered in time.

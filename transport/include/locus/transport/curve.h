@@ -23,6 +23,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "locus/common/log.h"
 #include "locus/common/metrics.h"
 #include "locus/common/status.h"
 
@@ -112,10 +113,9 @@ class CurveGate {
   mutable std::mutex mutex_;
   std::set<std::string> allowed_;  // Z85 public keys
   metrics::Counter refused_;
-  std::chrono::steady_clock::time_point lastLog_;  // serve()'s thread only
-  uint64_t refusedSinceLog_ = 0;
-  std::unique_ptr<zmq::socket_t> socket_;  // REP on inproc://zeromq.zap.01
-  zmq::socket_t stopper_;                  // PAIR: wakes serve() to stop
+  ThrottledLog refusals_{std::chrono::seconds(1)};  // serve()'s thread only
+  std::unique_ptr<zmq::socket_t> socket_;           // REP on inproc://zeromq.zap.01
+  zmq::socket_t stopper_;                           // PAIR: wakes serve() to stop
   std::string stopEndpoint_;
   std::thread thread_;
 };
