@@ -7,7 +7,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test test-faults test-containers bench bench-redis bench-sweep fuzz format clean
+.PHONY: all deps configure build run test test-faults test-asan test-containers bench bench-redis bench-sweep fuzz format clean
 
 all: build
 
@@ -29,6 +29,17 @@ test: build
 # a time: what was acknowledged must all be there afterwards.
 test-faults: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L faults
+
+# The whole test suite, faults included, built with AddressSanitizer and
+# UBSan in build-asan/ (about 3x slower; the browser test needs the
+# optimised build's timing and is left out).
+ASAN_DIR ?= build-asan
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOCUS_SANITIZE=ON -DLOCUS_BUILD_BENCH=OFF
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -E '^browser/'
 
 run: build
 	$(BUILD_DIR)/bin/locus local --units 4 --simulate 100000

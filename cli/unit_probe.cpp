@@ -74,8 +74,7 @@ int main(int argc, char** argv) {
   addFlag(app, "--unit", endpoint, "the unit's ZeroMQ endpoint");
   addFlag(app, "--timeout-ms", timeoutMs, "how long to wait for an answer");
   std::string curveKey, unitPublicKey;
-  addFlag(app, "--curve-key", curveKey, "a CURVE keypair file the unit lists (locus keygen)");
-  addFlag(app, "--unit-public-key", unitPublicKey, "the unit key's public file, with --curve-key");
+  addUnitLinkFlags(app, curveKey, unitPublicKey, "a");
   app.require_subcommand(1);
 
   size_t devices = 100'000;

@@ -40,13 +40,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--auth-keys", options.authKeys,
                  "device token keys (locus token keygen); set, every connection must present a "
                  "token (empty = tokens not checked)");
-  locus::addFlag(app, "--curve-key", options.curveKey,
-                 "this gateway's CURVE keypair file (locus keygen), toward the units");
-  locus::addFlag(app, "--unit-public-key", options.unitPublicKey,
-                 "the units' CURVE public key file: with --curve-key, speak only CURVE to them");
-  locus::addFlag(app, "--tls-cert", options.tlsCert,
-                 "PEM certificate chain: TLS on the RPC, text and HTTP ports (with --tls-key)");
-  locus::addFlag(app, "--tls-key", options.tlsKey, "PEM private key of --tls-cert (mode 600)");
+  locus::addUnitLinkFlags(app, options.curveKey, options.unitPublicKey, "this gateway's");
+  locus::addTlsFlags(app, options.tlsCert, options.tlsKey, "the RPC, text and HTTP ports");
   locus::addFlag(app, "--partitions", options.routing.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.routing.replicas,

@@ -27,13 +27,8 @@ int main(int argc, char** argv) {
   locus::addFlag(app, "--api-keys", options.apiKeys,
                  "client API keys (locus apikey create); set, every call must present one "
                  "(empty = keys not checked)");
-  locus::addFlag(app, "--curve-key", options.curveKey,
-                 "this server's CURVE keypair file (locus keygen), toward the units");
-  locus::addFlag(app, "--unit-public-key", options.unitPublicKey,
-                 "the units' CURVE public key file: with --curve-key, speak only CURVE to them");
-  locus::addFlag(app, "--tls-cert", options.tlsCert,
-                 "PEM certificate chain: TLS on the RPC and HTTP ports (with --tls-key)");
-  locus::addFlag(app, "--tls-key", options.tlsKey, "PEM private key of --tls-cert (mode 600)");
+  locus::addUnitLinkFlags(app, options.curveKey, options.unitPublicKey, "this server's");
+  locus::addTlsFlags(app, options.tlsCert, options.tlsKey, "the RPC and HTTP ports");
   locus::addFlag(app, "--partitions", options.replication.partitions,
                  "the cluster's partition count (the same on every role)");
   locus::addFlag(app, "--replicas", options.replication.replicas,

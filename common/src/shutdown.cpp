@@ -7,36 +7,35 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <initializer_list>
 #include <system_error>
 
 namespace locus {
+namespace {
 
-ShutdownSignal::ShutdownSignal() {
+// Blocks `signals` in the calling thread (threads started later inherit
+// the mask) and returns a signalfd that reads them.
+int blockedSignalFd(std::initializer_list<int> signals) {
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
+  for (int s : signals) sigaddset(&mask, s);
   if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
     throw std::system_error(errno, std::generic_category(), "pthread_sigmask");
   }
-  fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+  const int fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+  return fd;
 }
+
+}  // namespace
+
+ShutdownSignal::ShutdownSignal() : fd_(blockedSignalFd({SIGINT, SIGTERM})) {}
 
 ShutdownSignal::~ShutdownSignal() {
   close(fd_);
 }
 
-ReloadSignal::ReloadSignal() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGHUP);
-  if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
-    throw std::system_error(errno, std::generic_category(), "pthread_sigmask");
-  }
-  fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
-}
+ReloadSignal::ReloadSignal() : fd_(blockedSignalFd({SIGHUP})) {}
 
 ReloadSignal::~ReloadSignal() {
   close(fd_);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "locus/common/auth.h"
+#include "locus/common/key_file.h"
 #include "locus/common/metrics.h"
 #include "locus/common/status.h"
 
@@ -22,7 +23,7 @@ class DeviceAuth {
   // cannot be read: a gateway never starts open by mistake.
   explicit DeviceAuth(std::string keyFile);
 
-  bool required() const { return keys_.has_value(); }
+  bool required() const { return keys_.on(); }
 
   // The scope of `token`, or why the connection must close
   // (kUnauthenticated). Counted in locus_gateway_logins_total.
@@ -43,9 +44,8 @@ class DeviceAuth {
   void expose(metrics::Registry& registry) const;
 
  private:
-  std::string keyFile_;
-  std::optional<auth::TokenKeys> keys_;
-  metrics::Counter loginsOk_, loginsRefused_, reloadsOk_, reloadsFailed_;
+  KeyFile<auth::TokenKeys> keys_;
+  metrics::Counter loginsOk_, loginsRefused_;
 };
 
 }  // namespace locus::gateway

@@ -19,16 +19,11 @@ bool startsWith(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-ClientAuth::ClientAuth(std::string keyFile) : keyFile_(std::move(keyFile)) {
-  auto keys = auth::ApiKeys::load(keyFile_);
-  if (!keys) throw std::runtime_error("--api-keys: " + keys.error().message);
-  keys_.emplace(std::move(*keys));
-  spdlog::info("API keys required: {} key(s) from {}", keys_->size(), keyFile_);
-}
+ClientAuth::ClientAuth(std::string keyFile) : keys_(std::move(keyFile), "--api-keys", "API") {}
 
 Result<auth::ClientScope> ClientAuth::check(std::string_view key) const {
-  if (!keys_) return auth::ClientScope{"", auth::ClientScope::Role::kAdmin, ""};
-  auto scope = keys_->check(key);
+  if (!keys_.on()) return auth::ClientScope{"", auth::ClientScope::Role::kAdmin, ""};
+  auto scope = keys_.keys().check(key);
   if (!scope) {
     refused_.add(1);
     return Error{ErrorCode::kUnauthenticated,
@@ -41,25 +36,14 @@ Result<auth::ClientScope> ClientAuth::check(std::string_view key) const {
 }
 
 void ClientAuth::reload() {
-  if (!keys_) return;
-  auto keys = auth::ApiKeys::load(keyFile_);
-  if (!keys) {
-    reloadsFailed_.add(1);
-    spdlog::error("SIGHUP: kept the {} API key(s) in use: {}", keys_->size(), keys.error().message);
-    return;
-  }
-  keys_.emplace(std::move(*keys));
-  reloadsOk_.add(1);
-  spdlog::info("SIGHUP: {} API key(s) from {}", keys_->size(), keyFile_);
+  keys_.reload();
 }
 
 void ClientAuth::expose(metrics::Registry& r) const {
   const char* calls = "Calls that presented an API key, by outcome";
   r.counter("locus_server_auth_total", calls, {{"outcome", "ok"}}, ok_);
   r.counter("locus_server_auth_total", calls, {{"outcome", "refused"}}, refused_);
-  const char* reloads = "Reloads of the --api-keys file (SIGHUP), by outcome";
-  r.counter("locus_server_key_reloads_total", reloads, {{"outcome", "ok"}}, reloadsOk_);
-  r.counter("locus_server_key_reloads_total", reloads, {{"outcome", "failed"}}, reloadsFailed_);
+  keys_.expose(r, "locus_server_key_reloads_total");
 }
 
 std::optional<Error> restrictToScope(const auth::ClientScope& scope, std::string& idPrefix) {

@@ -32,4 +32,21 @@ inline CLI::Option* addDurationFlag(CLI::App& app, const std::string& flag, int6
           CLI::AsNumberWithUnit::CASE_SENSITIVE));
 }
 
+// --curve-key and --unit-public-key: how a process that talks to units
+// (`who`: "this gateway's") proves itself and knows them (transport/curve.h).
+inline void addUnitLinkFlags(CLI::App& app, std::string& curveKey, std::string& unitPublicKey,
+                             const std::string& who) {
+  addFlag(app, "--curve-key", curveKey,
+          who + " CURVE keypair file (locus keygen), listed in the units' --curve-clients");
+  addFlag(app, "--unit-public-key", unitPublicKey,
+          "the units' CURVE public key file: with --curve-key, speak only CURVE to them");
+}
+
+// --tls-cert and --tls-key: TLS on `ports` ("the RPC and HTTP ports").
+inline void addTlsFlags(CLI::App& app, std::string& cert, std::string& key,
+                        const std::string& ports) {
+  addFlag(app, "--tls-cert", cert, "PEM certificate chain: TLS on " + ports + " (with --tls-key)");
+  addFlag(app, "--tls-key", key, "PEM private key of --tls-cert (mode 600)");
+}
+
 }  // namespace locus

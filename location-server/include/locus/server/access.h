@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "locus/common/auth.h"
+#include "locus/common/key_file.h"
 #include "locus/common/metrics.h"
 #include "locus/common/query.h"
 #include "locus/common/status.h"
@@ -24,7 +25,7 @@ class ClientAuth {
   // cannot be read: a server never starts open by mistake.
   explicit ClientAuth(std::string keyFile);
 
-  bool required() const { return keys_.has_value(); }
+  bool required() const { return keys_.on(); }
 
   // The scope of a presented key ("KEY_ID.SECRET"), or why the call is
   // refused (kUnauthenticated). Off: admin over every id, whatever is
@@ -40,10 +41,8 @@ class ClientAuth {
   void expose(metrics::Registry& registry) const;
 
  private:
-  std::string keyFile_;
-  std::optional<auth::ApiKeys> keys_;
+  KeyFile<auth::ApiKeys> keys_;
   mutable metrics::Counter ok_, refused_;
-  metrics::Counter reloadsOk_, reloadsFailed_;
 };
 
 // Narrows a query's idPrefix to what `scope` may read, or says why the two
