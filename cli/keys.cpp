@@ -80,7 +80,9 @@ int tokenIssue(const KeyCommands& k) {
   scope.prefix = k.devicePrefix;
   scope.tenant = k.tenant.empty() ? k.devicePrefix : k.tenant;
   scope.expiresMs = nowMs + k.ttlMs;
-  std::cout << json{{"token", auth::issueToken(*key, scope, nowMs)},
+  auto token = auth::issueToken(*key, scope, nowMs);
+  if (!token) return fail(token.error().message);
+  std::cout << json{{"token", *token},
                     {"key_id", key->id},
                     {"tenant", scope.tenant},
                     {"prefix", scope.prefix},

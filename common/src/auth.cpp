@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "locus/common/report.h"
+
 namespace locus::auth {
 namespace {
 
@@ -174,8 +176,14 @@ std::optional<std::string> DeviceScope::refuse(std::string_view id) const {
       prefix);
 }
 
-std::string issueToken(const TokenKey& key, const DeviceScope& scope, int64_t nowMs) {
+Result<std::string> issueToken(const TokenKey& key, const DeviceScope& scope, int64_t nowMs) {
   initSodium();
+  // The claims are JSON text: they must be UTF-8 (found by fuzz/token_fuzz).
+  for (const auto& [what, value] :
+       {std::pair{"prefix", &scope.prefix}, std::pair{"tenant", &scope.tenant}}) {
+    if (value->empty()) continue;
+    if (auto why = validateId(*value)) return badRequest(fmt::format("the {}: {}", what, *why));
+  }
   const nlohmann::ordered_json header = {{"alg", "HS256"}, {"typ", "JWT"}, {"kid", key.id}};
   const nlohmann::ordered_json claims = {{"tenant", scope.tenant},
                                          {"prefix", scope.prefix},

@@ -35,7 +35,7 @@ TEST_CASE("a token verifies under its key and carries its scope", "[auth]") {
   CHECK(keys.newest().id == "k2");
   const DeviceScope want{"fleet-7", "fleet-7/", kNowMs + 3'600'000, ""};
   for (const char* id : {"k1", "k2"}) {
-    const std::string token = issueToken(*keys.find(id), want, kNowMs);
+    const std::string token = *issueToken(*keys.find(id), want, kNowMs);
     auto scope = verifyToken(keys, token, kNowMs);
     REQUIRE(scope);
     CHECK(scope->tenant == "fleet-7");
@@ -48,7 +48,7 @@ TEST_CASE("a token verifies under its key and carries its scope", "[auth]") {
     CHECK(scope->refuse("fleet-8/x")->find("fleet-7/") != std::string::npos);
   }
   // An empty prefix writes any id.
-  const std::string any = issueToken(keys.newest(), {"ops", "", kNowMs + 1000, ""}, kNowMs);
+  const std::string any = *issueToken(keys.newest(), {"ops", "", kNowMs + 1000, ""}, kNowMs);
   CHECK(verifyToken(keys, any, kNowMs)->allows("whatever"));
 }
 
@@ -75,7 +75,7 @@ TEST_CASE("forged, retired, expired and malformed tokens are refused with the re
   const TokenKeys keys = keysOf(newTokenKeyLine("k1"));
   const TokenKeys other = keysOf(newTokenKeyLine("k1"));  // same id, another secret
   const DeviceScope scope{"t", "fleet-7/", kNowMs + 60'000, ""};
-  const std::string good = issueToken(keys.newest(), scope, kNowMs);
+  const std::string good = *issueToken(keys.newest(), scope, kNowMs);
   REQUIRE(verifyToken(keys, good, kNowMs));
 
   CHECK(refusal(other, good).find("signature") != std::string::npos);
@@ -84,7 +84,7 @@ TEST_CASE("forged, retired, expired and malformed tokens are refused with the re
 
   // The claims changed after signing (a wider prefix): the signature fails.
   const size_t dot1 = good.find('.'), dot2 = good.find('.', dot1 + 1);
-  const std::string wider = issueToken(keys.newest(), {"t", "", kNowMs + 60'000, ""}, kNowMs);
+  const std::string wider = *issueToken(keys.newest(), {"t", "", kNowMs + 60'000, ""}, kNowMs);
   const size_t wdot1 = wider.find('.'), wdot2 = wider.find('.', wdot1 + 1);
   const std::string spliced =
       good.substr(0, dot1 + 1) + wider.substr(wdot1 + 1, wdot2 - wdot1 - 1) + good.substr(dot2);
@@ -104,6 +104,18 @@ TEST_CASE("forged, retired, expired and malformed tokens are refused with the re
     if (i % 2) noise = good.substr(0, rng() % good.size()) + noise;
     CHECK_FALSE(verifyToken(keys, noise, kNowMs));
   }
+}
+
+TEST_CASE("a token for a prefix that is not UTF-8 is refused, not thrown", "[auth][fuzz]") {
+  // Found by fuzz/token_fuzz: the claims are JSON, which holds UTF-8 only.
+  const TokenKeys keys = keysOf(newTokenKeyLine("k1"));
+  for (const std::string& bad :
+       {std::string("\x80"), std::string("fleet\x01/"), std::string(200, 'x')}) {
+    auto token = issueToken(keys.newest(), {"t", bad, kNowMs + 1000, ""}, kNowMs);
+    REQUIRE_FALSE(token);
+    CHECK(token.error().message.find("prefix") != std::string::npos);
+  }
+  CHECK_FALSE(issueToken(keys.newest(), {"\xff", "ok/", kNowMs + 1000, ""}, kNowMs));
 }
 
 TEST_CASE("key files: lines, comments, and clear errors", "[auth]") {

@@ -144,8 +144,8 @@ struct Keys {
   }
   std::string token(const std::string& prefix, int64_t ttlMs = 3'600'000) const {
     auto keys = auth::TokenKeys::load(path);
-    return auth::issueToken(keys->newest(), {"t", prefix, wallClockMs() + ttlMs, ""},
-                            wallClockMs());
+    return *auth::issueToken(keys->newest(), {"t", prefix, wallClockMs() + ttlMs, ""},
+                             wallClockMs());
   }
   TempDir dir;
   std::string path;

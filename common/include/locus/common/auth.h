@@ -62,8 +62,10 @@ struct DeviceScope {
 };
 
 // A JWT signed with HS256 by `key`: header {"alg":"HS256","typ":"JWT",
-// "kid"}, claims {"tenant","prefix","iat","exp"} (exp and iat in seconds).
-std::string issueToken(const TokenKey& key, const DeviceScope& scope, int64_t nowMs);
+// "kid"}, claims {"tenant","prefix","iat","exp"} (exp and iat in seconds);
+// or why not: the prefix or the tenant is not the start of a valid device id
+// (UTF-8, no control characters, at most 128 bytes).
+Result<std::string> issueToken(const TokenKey& key, const DeviceScope& scope, int64_t nowMs);
 
 // The scope of a token signed by one of `keys` that has not expired at
 // `nowMs`, or why it is refused (kUnauthenticated): malformed, unknown key,
