@@ -193,8 +193,7 @@ void TextConnection::handleLine(std::string_view line) {
     return;
   }
   Report report = parsed->view();
-  const auth::DeviceScope* scope = c_.auth.required() ? &*scope_ : nullptr;
-  if (auto why = admitReport(report, Admission{nowMs, c_.maxFutureSkewMs, "gateway", scope})) {
+  if (auto why = admitReport(report, Admission{nowMs, c_.maxFutureSkewMs, "gateway", &*scope_})) {
     reject(*why);
     return;
   }

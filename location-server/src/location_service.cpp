@@ -47,18 +47,28 @@ void tally(Context& context, Method method, Clock::time_point started, ServiceCo
 }
 
 // The one place where a call's failures become its typed `error`:
-// `read(started)`, given when the call arrived, runs now and turns the
+// `read(started, scope)`, given when the call arrived, runs now and turns the
 // parameters into a promise of the answer (a kj::Exception from it means
 // the parameters were malformed: badRequest); a failure of that promise is
 // a bug of ours (internal). The call itself always succeeds. Every call is
 // counted once it has its results.
+// Writes `error` as the call's answer.
+template <typename Context>
+kj::Promise<void> refused(Context& context, const Error& error) {
+  writeError(error, context.getResults().initError());
+  return kj::READY_NOW;
+}
+
+// `scope` is the caller's API key checked (ClientAuth): refused as it says,
+// or handed to `read(started, scope)`.
 template <typename Context, typename Read>
-kj::Promise<void> answer(Context context, Method method, ServiceCounters& counters, Read&& read) {
+kj::Promise<void> answer(Context context, Method method, ServiceCounters& counters,
+                         const Result<auth::ClientScope>& scope, Read&& read) {
   const auto started = Clock::now();
   const char* name = kMethodNames[static_cast<size_t>(method)];
   kj::Promise<void> work = nullptr;
   try {
-    work = read(started);
+    work = scope ? read(started, *scope) : refused(context, scope.error());
   } catch (const kj::Exception& e) {
     writeError(badRequest(fmt::format("malformed {} request: {}", name, e.getDescription().cStr())),
                context.initResults().initError());
@@ -105,21 +115,11 @@ void ServiceCounters::record(Method method, bool error, bool partialAnswer, doub
 
 kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
   return answer(
-      context, Method::kNearest, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
-        auto scope = auth_.check(key_);
-        if (!scope) {
-          writeError(scope.error(), context.getResults().initError());
-          return kj::READY_NOW;
-        }
+      context, Method::kNearest, counters_, auth_.check(key_),
+      [&](Clock::time_point started, const auth::ClientScope& scope) -> kj::Promise<void> {
         auto query = readNearestQuery(context.getParams().getQuery());
-        if (!query) {
-          writeError(query.error(), context.getResults().initError());
-          return kj::READY_NOW;
-        }
-        if (auto e = restrictToScope(*scope, query->idPrefix)) {
-          writeError(*e, context.getResults().initError());
-          return kj::READY_NOW;
-        }
+        if (!query) return refused(context, query.error());
+        if (auto e = restrictToScope(scope, query->idPrefix)) return refused(context, *e);
         return cluster_.nearest(*query).then([context, started](GatheredResult&& g) mutable {
           writeAnswer(g, started, context.getResults().initResult());
         });
@@ -128,21 +128,11 @@ kj::Promise<void> LocationServiceImpl::nearest(NearestContext context) {
 
 kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
   return answer(
-      context, Method::kWithin, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
-        auto scope = auth_.check(key_);
-        if (!scope) {
-          writeError(scope.error(), context.getResults().initError());
-          return kj::READY_NOW;
-        }
+      context, Method::kWithin, counters_, auth_.check(key_),
+      [&](Clock::time_point started, const auth::ClientScope& scope) -> kj::Promise<void> {
         auto query = readAreaQuery(context.getParams().getQuery());
-        if (!query) {
-          writeError(query.error(), context.getResults().initError());
-          return kj::READY_NOW;
-        }
-        if (auto e = restrictToScope(*scope, query->idPrefix)) {
-          writeError(*e, context.getResults().initError());
-          return kj::READY_NOW;
-        }
+        if (!query) return refused(context, query.error());
+        if (auto e = restrictToScope(scope, query->idPrefix)) return refused(context, *e);
         return cluster_.within(*query).then([context, started](Result<GatheredResult>&& r) mutable {
           if (!r) return writeError(r.error(), context.getResults().initError());
           writeAnswer(*r, started, context.getResults().initResult());
@@ -152,22 +142,12 @@ kj::Promise<void> LocationServiceImpl::within(WithinContext context) {
 
 kj::Promise<void> LocationServiceImpl::get(GetContext context) {
   return answer(
-      context, Method::kGet, counters_, [&](Clock::time_point started) -> kj::Promise<void> {
+      context, Method::kGet, counters_, auth_.check(key_),
+      [&](Clock::time_point started, const auth::ClientScope& scope) -> kj::Promise<void> {
         const auto text = context.getParams().getId();
         std::string id(text.begin(), text.size());
-        if (auto problem = validateId(id)) {
-          writeError(badRequest(*problem), context.getResults().initError());
-          return kj::READY_NOW;
-        }
-        auto scope = auth_.check(key_);
-        if (!scope) {
-          writeError(scope.error(), context.getResults().initError());
-          return kj::READY_NOW;
-        }
-        if (auto e = checkGet(*scope, id)) {
-          writeError(*e, context.getResults().initError());
-          return kj::READY_NOW;
-        }
+        if (auto problem = validateId(id)) return refused(context, badRequest(*problem));
+        if (auto e = checkGet(scope, id)) return refused(context, *e);
         return cluster_.get(id).then([context, started](Result<GatheredResult>&& r) mutable {
           if (!r) return writeError(r.error(), context.getResults().initError());
           writeAnswer(*r, started, context.getResults().initResult());
@@ -176,27 +156,20 @@ kj::Promise<void> LocationServiceImpl::get(GetContext context) {
 }
 
 kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
-  return answer(context, Method::kStats, counters_, [&](Clock::time_point) -> kj::Promise<void> {
-    auto scope = auth_.check(key_);
-    if (!scope) {
-      writeError(scope.error(), context.getResults().initError());
-      return kj::READY_NOW;
-    }
-    if (auto e = checkStats(*scope)) {
-      writeError(*e, context.getResults().initError());
-      return kj::READY_NOW;
-    }
-    return cluster_.stats().then([context](ClusterStats&& g) mutable {
-      auto out = context.getResults().initStats();
-      auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
-      for (size_t i = 0; i < g.units.size(); ++i) {
-        writeUnitStats(g.units[i], units[static_cast<unsigned>(i)]);
-      }
-      writeCoverage(g.shards, out.initShards());
-      out.setPartitions(g.partitions);
-      out.setReplicas(g.replicas);
-    });
-  });
+  return answer(context, Method::kStats, counters_, auth_.check(key_),
+                [&](Clock::time_point, const auth::ClientScope& scope) -> kj::Promise<void> {
+                  if (auto e = checkStats(scope)) return refused(context, *e);
+                  return cluster_.stats().then([context](ClusterStats&& g) mutable {
+                    auto out = context.getResults().initStats();
+                    auto units = out.initUnits(static_cast<unsigned>(g.units.size()));
+                    for (size_t i = 0; i < g.units.size(); ++i) {
+                      writeUnitStats(g.units[i], units[static_cast<unsigned>(i)]);
+                    }
+                    writeCoverage(g.shards, out.initShards());
+                    out.setPartitions(g.partitions);
+                    out.setReplicas(g.replicas);
+                  });
+                });
 }
 
 kj::Promise<void> LocationServiceImpl::login(LoginContext context) {
