@@ -29,15 +29,20 @@
 // only the Backend (backend.h) that carries them differs. Redis answers are
 // not checked against the scan (52-bit geohash positions, a 500 m radius).
 //
+// With --connections N it runs the fleet instead (fleet.h): N device
+// connections held open and reporting, every ack timed.
+//
 // Prints an aligned table (or one JSON object with --json, whose "system" is
 // "locus" or "redis") on stdout and progress lines on stderr.
 #include <kj/exception.h>
+#include <sys/resource.h>
 
 #include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "fleet.h"
 #include "locus/testkit/cluster.h"
 #include "locus_backend.h"
 #include "options.h"
@@ -64,6 +69,50 @@ void exitAfter(double limitS) {
   }).detach();
 }
 
+// Raises the soft limit on open files to the hard one, for this process and
+// the daemons it spawns (they inherit it): a fleet needs one descriptor a
+// connection on both sides.
+void raiseFileLimit(int needed) {
+  rlimit fds{};
+  if (getrlimit(RLIMIT_NOFILE, &fds) != 0) return;
+  fds.rlim_cur = fds.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &fds);
+  if (fds.rlim_cur != RLIM_INFINITY && fds.rlim_cur < static_cast<rlim_t>(needed)) {
+    std::cerr << "locus-bench: warning: the open-file limit (" << fds.rlim_cur << ") is below the "
+              << needed << " a side that --connections needs\n";
+  }
+}
+
+// --connections: the fleet against the spawned cluster or a running gateway.
+int runFleetMode(const Options& o, const Deadline& deadline) {
+  raiseFileLimit(o.connections + 256);
+  std::unique_ptr<locus::testkit::SpawnedCluster> cluster;
+  FleetOptions f{.rpc = o.gateway,
+                 .text = o.gatewayText,
+                 .token = o.token,
+                 .tls = {o.tlsCa, o.tlsServerName},
+                 .connections = o.connections,
+                 .rampSeconds = o.connectionRamp,
+                 .ratePerS = o.connectionRate,
+                 .seconds = o.connectionSeconds};
+  if (o.spawnUnits > 0) {
+    cluster = std::make_unique<locus::testkit::SpawnedCluster>(
+        o.spawnUnits, locus::testkit::Http::kOff, 250, o.replicas);
+    f.rpc = cluster->gateway->rpcAddress;
+    f.text = cluster->gateway->textAddress;
+    f.gatewayPid = cluster->gateway->process.pid();
+  }
+  std::cerr << "locus-bench: " << o.connections << " device connections to " << f.rpc << " and "
+            << f.text << ", opened over " << o.connectionRamp << " s\n";
+  const FleetResult result = runFleet(f, deadline);
+  if (o.json) {
+    std::cout << toJson(f, result).dump() << "\n";
+  } else {
+    printFleet(std::cout, f, result);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,6 +129,7 @@ int main(int argc, char** argv) {
   exitAfter(o.maxSeconds);
 
   try {
+    if (o.connections > 0) return runFleetMode(o, deadline);
     std::unique_ptr<locus::testkit::SpawnedCluster> cluster;
     std::string gateway = o.gateway, server = o.server;
     if (o.spawnUnits > 0) {

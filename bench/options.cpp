@@ -22,6 +22,20 @@ std::optional<std::string> Options::validate() const {
     return "--replicas needs --spawn-units N with N >= the replica count";
   if (!redis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty()))
     return "--redis measures Redis GEO: drop --spawn-units, --gateway and --server";
+  if (connections != 0) {
+    if (connections < 2 || connections > 100'000) return "--connections must be in [2, 100000]";
+    if (!redis.empty()) return "--connections measures a Locus gateway: drop --redis";
+    if (spawnUnits == 0 && (gateway.empty() || gatewayText.empty()))
+      return "--connections needs --spawn-units N, or --gateway and --gateway-text";
+    if (!(connectionSeconds > 0 && connectionSeconds <= 3600))
+      return "--connection-seconds must be in (0, 3600]";
+    if (!(connectionRamp >= 0 && connectionRamp <= 600))
+      return "--connection-ramp must be in [0, 600]";
+    if (!(connectionRate > 0 && connectionRate <= 1000))
+      return "--connection-rate must be in (0, 1000] reports/s";
+    if (!(maxSeconds > 0)) return "--max-seconds must be positive";
+    return std::nullopt;
+  }
   if (redis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
     return "give --gateway and --server of a running cluster, --spawn-units N or --redis "
            "HOST:PORT";
@@ -86,6 +100,17 @@ void addFlags(CLI::App& app, Options& o) {
   addFlag(app, "--open-loop-in-flight", o.openLoopInFlight,
           "bound on phase 4's queries in flight per connection; a query held back more than 1 s "
           "is dropped");
+  addFlag(app, "--connections", o.connections,
+          "instead of the phases: hold N device connections to the gateway (half NDJSON, half "
+          "RPC), each reporting at --connection-rate, and time every ack (0 = off)");
+  addFlag(app, "--gateway-text", o.gatewayText,
+          "HOST:PORT of a running gateway's NDJSON port, with --connections");
+  addFlag(app, "--connection-seconds", o.connectionSeconds,
+          "with --connections: seconds of reports once every connection is open");
+  addFlag(app, "--connection-ramp", o.connectionRamp,
+          "with --connections: seconds over which the connections open");
+  addFlag(app, "--connection-rate", o.connectionRate,
+          "with --connections: reports per second per connection");
 }
 
 }  // namespace locus::bench

@@ -42,6 +42,12 @@ struct Options {
   double openLoopSeconds = 10;          // length of the query schedule
   double openLoopUpdateRate = 100'000;  // reports/s meanwhile (1M devices, every 10 s)
   int openLoopInFlight = 128;           // queries in flight per connection
+  // The fleet (fleet.h), instead of the phases: device connections to hold.
+  int connections = 0;
+  std::string gatewayText;        // HOST:PORT of a running gateway's NDJSON port
+  double connectionSeconds = 30;  // of reports, once every connection is open
+  double connectionRamp = 10;     // seconds to open them
+  double connectionRate = 1;      // reports/s per connection
 
   // Why the options cannot run, or nothing.
   std::optional<std::string> validate() const;
