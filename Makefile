@@ -56,11 +56,13 @@ bench-redis: build
 bench-sweep: build
 	bench/sweep.sh --units 1,2,4,8 --devices 200000 --updates 400000 --queries 20000
 
-# libFuzzer targets (fuzz/) for FUZZ_SECONDS each, with the corpus in
-# fuzz/corpus: clang, ASan and UBSan, in build-fuzz/.
+# libFuzzer targets (fuzz/) for FUZZ_SECONDS each (or until FUZZ_RUNS
+# executions, when given), with the corpus in fuzz/corpus: clang, ASan and
+# UBSan, in build-fuzz/. FUZZ_TARGETS picks some (default: all).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 fuzz: deps
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

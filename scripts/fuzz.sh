@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer target (fuzz/) for SECONDS each (default 60), from
+# Runs every libFuzzer target (fuzz/) for SECONDS each (default 60; or for
+# FUZZ_RUNS executions each when that is set, whichever ends first), from
 # the corpus kept in fuzz/corpus/<target>, and merges what it found that
 # covers more back into that corpus. Builds them first with clang, ASan and
 # UBSan in build-fuzz/ (installs clang if missing). Prints, per target, the
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(report_line unit_request unit_reply geojson)
+((${#targets[@]})) || targets=(report_line unit_request unit_reply geojson token location_service ingest http_request)
 
 if ! command -v clang++ >/dev/null; then
   sudo=""
@@ -25,8 +26,7 @@ dir=build-fuzz
   CC=clang CXX=clang++ cmake -S . -B $dir -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOCUS_FUZZ=ON \
     -DLOCUS_BUILD_TESTS=OFF -DLOCUS_BUILD_BENCH=OFF >/dev/null
 cmake --build $dir -j "$(nproc)" --target fuzz-make-seeds "${targets[@]/#/fuzz-}" >/dev/null
-mkdir -p fuzz/corpus/unit_request fuzz/corpus/unit_reply
-"$dir/bin/fuzz-make-seeds" fuzz/corpus/unit_request fuzz/corpus/unit_reply
+"$dir/bin/fuzz-make-seeds" fuzz/corpus
 
 failed=0
 for t in "${targets[@]}"; do
@@ -36,11 +36,15 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$work" "$crashes"
   log=$dir/$t.log
   set +e
-  "$dir/bin/fuzz-$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  runs=()
+  [[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
+  dict=()
+  [[ -f fuzz/$t.dict ]] && dict=(-dict="fuzz/$t.dict")
+  "$dir/bin/fuzz-$t" -max_total_time="$seconds" "${runs[@]}" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "$corpus" >"$log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  executed=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   # Keep what covers more, minimized, in the repository's corpus.
   "$dir/bin/fuzz-$t" -merge=1 "$corpus" "$work" >/dev/null 2>&1 || true
@@ -50,7 +54,7 @@ for t in "${targets[@]}"; do
     outcome="FAILED (rc $rc): see $log and $crashes"
     failed=1
   fi
-  printf '%-13s %12s executions in %s s, coverage %s edges, corpus %s inputs: %s\n' \
-    "$t" "$runs" "$seconds" "$cov" "$(ls "$corpus" | wc -l)" "$outcome"
+  printf '%-16s %12s executions in %s s, coverage %s edges, corpus %s inputs: %s\n' \
+    "$t" "$executed" "$((SECONDS - started))" "$cov" "$(ls "$corpus" | wc -l)" "$outcome"
 done
 exit $failed

@@ -250,6 +250,9 @@ TEST_CASE("bad HTTP requests get a 4xx with a reason and change nothing", "[clus
   CHECK_THAT(errorOf(httpGet(api, "/v1/devices/no-such-device"), 404),
              Catch::Contains("no-such-device"));
   CHECK_THAT(errorOf(httpGet(api, "/v1/nowhere"), 404), Catch::Contains("/v1/nearest"));
+  // A path that is not UTF-8 is named in the error all the same (with
+  // U+FFFD), not a 500 (fuzz/http_request found it).
+  CHECK_THAT(errorOf(httpGet(api, "/v1/op%A5napi.json"), 404), Catch::Contains("/v1/op"));
   CHECK_THAT(errorOf(httpPost(api, "/v1/nearest", ""), 405), Catch::Contains("GET"));
   CHECK_THAT(errorOf(httpGet(c.cluster.gateway->httpAddress, "/v1/reports"), 405),
              Catch::Contains("POST"));
@@ -262,6 +265,21 @@ TEST_CASE("bad HTTP requests get a 4xx with a reason and change nothing", "[clus
   // kj-http names an unknown method 501; either way an error, not a crash.
   CHECK_THAT(replies.front(), Catch::StartsWith("HTTP/1.1 400 Bad Request") ||
                                   Catch::StartsWith("HTTP/1.1 501 Not Implemented"));
+  // A chunked body with a malformed chunk is the client's fault, not a 500
+  // (fuzz/http_request found it).
+  LineClient chunked(api);
+  REQUIRE(
+      chunked.send("POST /v1/polygon HTTP/1.1\r\nHost: locus\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\na\r\n{\"type\":\"Po\r\n0\r\n\r\n"));
+  const auto malformed = chunked.readLines(1);
+  REQUIRE_FALSE(malformed.empty());
+  CHECK_THAT(malformed.front(), Catch::StartsWith("HTTP/1.1 400 Bad Request"));
+  LineClient badLength(c.cluster.gateway->httpAddress);
+  REQUIRE(
+      badLength.send("POST /v1/reports HTTP/1.1\r\nHost: locus\r\nContent-Length: 8x\r\n\r\n[]"));
+  const auto lengthReply = badLength.readLines(1);
+  REQUIRE_FALSE(lengthReply.empty());
+  CHECK_THAT(lengthReply.front(), Catch::StartsWith("HTTP/1.1 400 Bad Request"));
 
   // Reports the gateway refuses, one result each, in order; nothing stored.
   const auto reply = httpPost(c.cluster.gateway->httpAddress, "/v1/reports",

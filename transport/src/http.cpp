@@ -3,7 +3,10 @@
 namespace locus::transport {
 
 HttpReply HttpReply::json(unsigned status, const nlohmann::ordered_json& body) {
-  return HttpReply{status, "application/json", body.dump() + "\n", {}};
+  // Strings from a request (a path in an error, say) need not be UTF-8:
+  // replaced with U+FFFD rather than throwing (fuzz/http_request found it).
+  const auto text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return HttpReply{status, "application/json", text + "\n", {}};
 }
 
 HttpReply HttpReply::error(unsigned status, const std::string& message) {

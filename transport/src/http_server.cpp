@@ -156,17 +156,31 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
       return answer(response, started, std::move(reply));
     }
 
-    kj::Promise<void> bodyRead = kj::READY_NOW;
+    // Resolves with why the body could not be read (a malformed chunk, a
+    // connection closed mid-body: the client's fault, a 400), or nothing.
+    kj::Promise<kj::Maybe<kj::String>> bodyRead = kj::Maybe<kj::String>(nullptr);
     if (hasBody(method)) {
       KJ_IF_MAYBE (length, body.tryGetLength()) {
         if (*length > limits_.maxBodyBytes) return tooLarge(response, started);
       }
-      bodyRead = body.readAllText(limits_.maxBodyBytes + 1).then([&req = *req](kj::String text) {
-        req.body.assign(text.cStr(), text.size());
-      });
+      bodyRead = body.readAllText(limits_.maxBodyBytes + 1)
+                     .then(
+                         [&req = *req](kj::String text) -> kj::Maybe<kj::String> {
+                           req.body.assign(text.cStr(), text.size());
+                           return nullptr;
+                         },
+                         [](kj::Exception&& e) -> kj::Maybe<kj::String> {
+                           return kj::str(e.getDescription());
+                         });
     }
     return bodyRead
-        .then([this, route, &req = *req, &response, started]() -> kj::Promise<void> {
+        .then([this, route, &req = *req, &response,
+               started](kj::Maybe<kj::String> malformed) -> kj::Promise<void> {
+          KJ_IF_MAYBE (why, malformed) {
+            return answer(
+                response, started,
+                HttpReply::error(400, fmt::format("malformed request body: {}", why->cStr())));
+          }
           if (req.body.size() > limits_.maxBodyBytes) return tooLarge(response, started);
           if (route->streamer) {
             ++counted_[0];
@@ -193,13 +207,19 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
                                                                  error.description.cStr())));
   }
 
+  // What kj-http could not take from the request itself: a header it
+  // refuses once it reads it (Content-Length: abc), a body cut short. A
+  // route's own failure never gets here (request() answers it with a 500
+  // naming the route), so this is the client's: a 400.
   kj::Promise<void> handleApplicationError(kj::Exception exception,
                                            kj::Maybe<Response&> response) override {
     if (exception.getType() != kj::Exception::Type::DISCONNECTED) {
       spdlog::warn("HTTP request failed: {}", exception.getDescription().cStr());
     }
     KJ_IF_MAYBE (r, response) {
-      return answer(*r, Clock::now(), HttpReply::error(500, "internal error"));
+      return answer(*r, Clock::now(),
+                    HttpReply::error(400, fmt::format("malformed HTTP request: {}",
+                                                      exception.getDescription().cStr())));
     }
     return kj::READY_NOW;
   }
@@ -269,7 +289,7 @@ HttpServer::HttpServer(kj::AsyncIoContext& io, const std::string& listen, HttpRo
   accepting_ = listener_
                    .acceptEach([this](kj::Own<kj::AsyncIoStream>&& stream,
                                       kj::Own<ConnectionLimit::Slot>&& slot) {
-                     connections_.add(server_->listenHttp(kj::mv(stream)).attach(kj::mv(slot)));
+                     connections_.add(serve(kj::mv(stream)).attach(kj::mv(slot)));
                    })
                    .eagerlyEvaluate([](kj::Exception&& e) {
                      spdlog::error("HTTP stopped accepting: {}", e.getDescription().cStr());
@@ -277,6 +297,10 @@ HttpServer::HttpServer(kj::AsyncIoContext& io, const std::string& listen, HttpRo
 }
 
 HttpServer::~HttpServer() = default;
+
+kj::Promise<void> HttpServer::serve(kj::Own<kj::AsyncIoStream> stream) {
+  return server_->listenHttp(kj::mv(stream));
+}
 
 void HttpServer::expose(metrics::Registry& registry) const {
   service_->expose(registry);

@@ -105,6 +105,10 @@ class HttpServer final : private kj::TaskSet::ErrorHandler {
   // and the listener's metrics (listener="http").
   void expose(metrics::Registry& registry) const;
 
+  // Serves HTTP on one connection that did not come through the listener
+  // (a pipe, in the fuzz target); resolves when it closes.
+  kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream);
+
  private:
   class Service;
   void taskFailed(kj::Exception&& exception) override;
