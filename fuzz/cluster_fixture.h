@@ -132,4 +132,28 @@ struct Cluster {
   std::unique_ptr<transport::HttpServer> http;  // declared last: stops first
 };
 
+// Runs `copy` (parameters from the input into a request); false when the
+// input's struct is malformed, which the RPC system refuses the same way.
+template <typename Copy>
+bool copied(Copy&& copy) {
+  try {
+    copy();
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+// The fixture for this run: a fresh one every `every` runs, so that what
+// the runs store (devices written through the gateway) stays bounded.
+inline Cluster& clusterFor(uint64_t every) {
+  static std::unique_ptr<Cluster> cluster;
+  static uint64_t runs = 0;
+  if (runs++ % every == 0) {
+    cluster.reset();  // one KJ event loop per thread: the old one goes first
+    cluster = std::make_unique<Cluster>();
+  }
+  return *cluster;
+}
+
 }  // namespace locus::fuzz

@@ -20,14 +20,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // POST /v1/reports stores devices: a fresh cluster now and then bounds them.
-  static std::unique_ptr<locus::fuzz::Cluster> fixture;
-  static uint64_t runs = 0;
-  if (runs++ % 100'000 == 0) {
-    fixture.reset();
-    fixture = std::make_unique<locus::fuzz::Cluster>();
-  }
-  auto& c = *fixture;
+  auto& c = locus::fuzz::clusterFor(100'000);  // POST /v1/reports stores devices
   auto pipe = c.io.provider->newTwoWayPipe();
   auto served = c.http->serve(kj::mv(pipe.ends[0]));
   auto& client = *pipe.ends[1];

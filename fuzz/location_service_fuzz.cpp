@@ -44,18 +44,6 @@ void check(const Results& results, Caller caller) {
   }
 }
 
-// Runs `copy` (parameters from the input into a request); false when the
-// input's struct is malformed, which the RPC system refuses the same way.
-template <typename Copy>
-bool copied(Copy&& copy) {
-  try {
-    copy();
-    return true;
-  } catch (const kj::Exception&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -81,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (method) {
     case 0: {
       auto request = service.nearestRequest();
-      if (!copied([&] {
+      if (!locus::fuzz::copied([&] {
             request.setQuery(params.root<LocationService::NearestParams>().getQuery());
           })) {
         return 0;
@@ -91,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 1: {
       auto request = service.withinRequest();
-      if (!copied(
+      if (!locus::fuzz::copied(
               [&] { request.setQuery(params.root<LocationService::WithinParams>().getQuery()); })) {
         return 0;
       }
@@ -100,7 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 2: {
       auto request = service.getRequest();
-      if (!copied([&] { request.setId(params.root<LocationService::GetParams>().getId()); })) {
+      if (!locus::fuzz::copied(
+              [&] { request.setId(params.root<LocationService::GetParams>().getId()); })) {
         return 0;
       }
       check(request.send().wait(c.io.waitScope), caller);
@@ -113,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // A key from the input: refused (it cannot guess a secret), or one
       // of the fixture's, and then its scope is the file's.
       auto request = service.loginRequest();
-      if (!copied([&] {
+      if (!locus::fuzz::copied([&] {
             request.setApiKey(params.root<LocationService::LoginParams>().getApiKey());
           })) {
         return 0;

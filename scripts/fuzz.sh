@@ -35,6 +35,7 @@ for t in "${targets[@]}"; do
   crashes=$dir/crashes/$t
   mkdir -p "$corpus" "$work" "$crashes"
   log=$dir/$t.log
+  started=$SECONDS
   set +e
   runs=()
   [[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
