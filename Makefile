@@ -31,15 +31,20 @@ test-faults: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L faults
 
 # The whole test suite, faults included, built with AddressSanitizer and
-# UBSan in build-asan/ (about 3x slower; the browser test needs the
-# optimised build's timing and is left out).
+# UBSan in build-asan/ (about 3x slower). Left out: the browser test, and
+# the tests that measure the build rather than the code under ASan — the
+# allocator accounting of the memory test (ASan's allocator reports
+# nothing), descriptor exhaustion (ASan holds descriptors of its own), and
+# tight deadlines (the router's 500 ms unit deadline, an RPC answer in
+# time) that a healthy cluster under ASan misses.
+ASAN_EXCLUDE ?= ^browser/|memory stays within 64 bytes|out of file descriptors|routes reports from both protocols|stalled unit|acks go on while one is stopped|a unit stopped for 5 s
 ASAN_DIR ?= build-asan
 test-asan: deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOCUS_SANITIZE=ON -DLOCUS_BUILD_BENCH=OFF
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -E '^browser/'
+	  ctest --output-on-failure -j $(JOBS) -E '$(ASAN_EXCLUDE)'
 
 run: build
 	$(BUILD_DIR)/bin/locus local --units 4 --simulate 100000
