@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
 #include <random>
 #include <vector>
@@ -794,7 +795,14 @@ void UnitServer::run(int stopFd, int reloadFd) {
                   {nullptr, reloadFd, ZMQ_POLLIN, 0}});
     copier_->pollItems(items);
     // A copy's page timeout is checked at every tick at least.
-    zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
+    try {
+      zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
+    } catch (const zmq::error_t& e) {
+      // A signal meant for another part of the process (a unit may run as a
+      // thread of `locus local`, or of a fuzzer with its SIGALRM): poll again.
+      if (e.num() != EINTR) throw;
+      continue;
+    }
     if (items[1].revents & ZMQ_POLLIN) break;
     if (items[2].revents & ZMQ_POLLIN) {
       drainSignalFd(reloadFd);

@@ -4,6 +4,7 @@
 #include "locus/unit/unit_server.h"
 
 #include <capnp/message.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -18,19 +19,23 @@
 #include <random>
 #include <regex>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "locus/common/clock.h"
 #include "locus/common/geo.h"
 #include "locus/common/placement.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/cluster.h"
+#include "locus/testkit/inproc.h"
 #include "locus/testkit/process.h"
 #include "locus/testkit/refusal.h"
 #include "locus/transport/frame.h"
+#include "locus/transport/unit_client.h"
 
 namespace locus::unit {
 namespace {
@@ -1366,4 +1371,36 @@ TEST_CASE("UnitService: a dump page that cannot be is refused", "[unit][dump]") 
   CHECK(reply->root().getPage().getCursor() == 0);
 }
 
+}  // namespace locus::unit
+
+namespace locus::unit {
+namespace {
+
+void ignoreSignal(int) {}
+
+TEST_CASE("A UnitServer thread keeps serving through signals meant for its process",
+          "[unit][library]") {
+  // A unit runs as a thread of `locus local` (and of the fuzz targets): a
+  // signal that lands on that thread interrupts its poll, which once threw
+  // and ended the process (fuzz/ingest found it with libFuzzer's SIGALRM).
+  struct sigaction action {};
+  action.sa_handler = ignoreSignal;
+  struct sigaction saved {};
+  REQUIRE(sigaction(SIGUSR1, &action, &saved) == 0);
+  zmq::context_t context;
+  testkit::InprocUnit unit(context, "signalled-unit");
+  transport::UnitClient client(context, unit.endpoint());
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(pthread_kill(unit.thread(), SIGUSR1) == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const Report r{"signalled", 1, 2, wallClockMs()};
+  REQUIRE(client.apply(std::span(&r, 1)));
+  const auto stats = client.stats();
+  REQUIRE(stats);
+  CHECK(stats->devices == 1);
+  sigaction(SIGUSR1, &saved, nullptr);
+}
+
+}  // namespace
 }  // namespace locus::unit

@@ -34,6 +34,8 @@ class InprocUnit {
     close(stop_);
   }
   const std::string& endpoint() const { return server_.endpoint(); }
+  // The thread that serves, for tests that signal it.
+  std::thread::native_handle_type thread() { return thread_.native_handle(); }
 
  private:
   static unit::UnitOptions optionsFor(const std::string& name, const std::string& listen,
