@@ -121,16 +121,13 @@ class RpcDevice final : public Connection {
   kj::Promise<void> open() override {
     client_ = std::make_unique<client::RpcClient>(s_.options.rpc, s_.options.tls);
     ingest_ = client_->getMain<wire::Ingest>();
-    if (s_.options.token.empty()) {
-      // The first call waits for the connection: make it now, not at the
-      // first report.
-      auto probe = ingest_->reportRequest();
-      probe.initBatch().initReports(0);
-      return probe.send().ignoreResult();
+    if (!s_.options.token.empty()) {
+      auto login = ingest_->loginRequest();
+      login.setToken(s_.options.token);
+      ingest_ = login.send().getIngest();
     }
-    auto login = ingest_->loginRequest();
-    login.setToken(s_.options.token);
-    ingest_ = login.send().getIngest();
+    // The first call waits for the connection: make it now, not at the
+    // first report.
     auto probe = ingest_->reportRequest();
     probe.initBatch().initReports(0);
     return probe.send().ignoreResult();

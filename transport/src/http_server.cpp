@@ -156,31 +156,19 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
       return answer(response, started, std::move(reply));
     }
 
-    // Resolves with why the body could not be read (a malformed chunk, a
-    // connection closed mid-body: the client's fault, a 400), or nothing.
-    kj::Promise<kj::Maybe<kj::String>> bodyRead = kj::Maybe<kj::String>(nullptr);
+    kj::Promise<void> bodyRead = kj::READY_NOW;
     if (hasBody(method)) {
       KJ_IF_MAYBE (length, body.tryGetLength()) {
         if (*length > limits_.maxBodyBytes) return tooLarge(response, started);
       }
-      bodyRead = body.readAllText(limits_.maxBodyBytes + 1)
-                     .then(
-                         [&req = *req](kj::String text) -> kj::Maybe<kj::String> {
-                           req.body.assign(text.cStr(), text.size());
-                           return nullptr;
-                         },
-                         [](kj::Exception&& e) -> kj::Maybe<kj::String> {
-                           return kj::str(e.getDescription());
-                         });
+      // A body that cannot be read (a malformed chunk, cut short) fails this
+      // promise: handleApplicationError answers it with a 400.
+      bodyRead = body.readAllText(limits_.maxBodyBytes + 1).then([&req = *req](kj::String text) {
+        req.body.assign(text.cStr(), text.size());
+      });
     }
     return bodyRead
-        .then([this, route, &req = *req, &response,
-               started](kj::Maybe<kj::String> malformed) -> kj::Promise<void> {
-          KJ_IF_MAYBE (why, malformed) {
-            return answer(
-                response, started,
-                HttpReply::error(400, fmt::format("malformed request body: {}", why->cStr())));
-          }
+        .then([this, route, &req = *req, &response, started]() -> kj::Promise<void> {
           if (req.body.size() > limits_.maxBodyBytes) return tooLarge(response, started);
           if (route->streamer) {
             ++counted_[0];
@@ -208,9 +196,10 @@ class HttpServer::Service final : public kj::HttpService, public kj::HttpServerE
   }
 
   // What kj-http could not take from the request itself: a header it
-  // refuses once it reads it (Content-Length: abc), a body cut short. A
-  // route's own failure never gets here (request() answers it with a 500
-  // naming the route), so this is the client's: a 400.
+  // refuses once it reads it (Content-Length: abc), a body it cannot read
+  // (a malformed chunk, cut short). A route's own failure never gets here
+  // (request() answers it with a 500 naming the route), so this is the
+  // client's: a 400.
   kj::Promise<void> handleApplicationError(kj::Exception exception,
                                            kj::Maybe<Response&> response) override {
     if (exception.getType() != kj::Exception::Type::DISCONNECTED) {
