@@ -19,6 +19,7 @@
 #include "locus/common/log.h"
 #include "locus/common/wire.h"
 #include "locus/transport/net.h"
+#include "points.h"
 #include "query_flags.h"
 #include "send.h"
 
@@ -101,6 +102,7 @@ struct Commands {
   std::string gateway = "127.0.0.1:7700";
   bool requireComplete = false;
   cli::QueryCommands q;
+  std::string pointsPath;  // nearest / radius --points FILE
   AreaQuery polygonQuery;
   std::string geojsonPath;
   CLI::App* polygonCmd = nullptr;
@@ -118,7 +120,22 @@ struct Commands {
 
   void addTo(CLI::App& app);
   void addLocal(CLI::App& app);
+  void addPoints(CLI::App* cmd);
 };
+
+// `--points FILE` instead of --lat/--lon: the query at every point of a file.
+void Commands::addPoints(CLI::App* cmd) {
+  auto* points = cmd->add_option(
+      "--points", pointsPath,
+      "instead of --lat/--lon: an NDJSON FILE (- for stdin) of {\"lat\":..,\"lon\":..} lines; "
+      "prints one answer line per point, in order (asked as nearestMany/withinMany, many "
+      "points a call)");
+  for (const char* name : {"--lat", "--lon"}) {
+    CLI::Option* o = cmd->get_option(name);
+    o->required(false);
+    o->excludes(points);
+  }
+}
 
 void Commands::addTo(CLI::App& app) {
   addFlag(app, "--server", server, "the location server, HOST:PORT");
@@ -130,6 +147,8 @@ void Commands::addTo(CLI::App& app) {
   app.fallthrough();  // --server / --gateway may follow the command too
 
   cli::addQueryCommands(app, q, "per unit: name, devices, reports, queries");
+  addPoints(q.nearestCmd);
+  addPoints(q.radiusCmd);
   polygonCmd = app.add_subcommand(
       "polygon", "devices inside a GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection");
   polygonCmd->add_option("--geojson", geojsonPath, "FILE, or - for stdin")->required();
@@ -187,6 +206,20 @@ void Commands::addLocal(CLI::App& app) {
 // network: nothing when the command is not a query, else the area query
 // (radius, box, polygon) or null for nearest/get/stats.
 Result<AreaQuery*> checkQuery(Commands& c) {
+  for (CLI::App* cmd : {c.q.nearestCmd, c.q.radiusCmd}) {
+    if (*cmd && c.pointsPath.empty() && (cmd->count("--lat") == 0 || cmd->count("--lon") == 0))
+      return badRequest(cmd->get_name() + " needs --lat and --lon, or --points FILE");
+  }
+  if (!c.pointsPath.empty()) {
+    // Checked at a valid point: what remains is the query's own bounds.
+    const auto e =
+        *c.q.nearestCmd
+            ? validate(NearestMany{.points = {{0, 0}}, .each = c.q.nearest})
+            : validate(WithinMany{
+                  .points = {{0, 0}}, .radiusM = c.q.circle.radiusM, .each = c.q.radius});
+    if (e) return badRequest(e->starts_with("point 0: ") ? e->substr(9) : *e);
+    return nullptr;
+  }
   if (*c.q.nearestCmd) {
     if (auto e = validate(c.q.nearest)) return badRequest(*e);
   }
@@ -224,9 +257,24 @@ int runSend(const Commands& c) {
   }
 }
 
+int runPoints(const Commands& c, client::QueryClient& server) {
+  std::ifstream file;
+  if (c.pointsPath != "-") {
+    file.open(c.pointsPath);
+    if (!file) return fail("cannot read " + c.pointsPath);
+  }
+  const cli::PointsQuery query{.nearest = static_cast<bool>(*c.q.nearestCmd),
+                               .each = c.q.nearest,
+                               .eachArea = c.q.radius,
+                               .radiusM = c.q.circle.radiusM,
+                               .requireComplete = c.requireComplete};
+  return cli::askPoints(c.pointsPath == "-" ? std::cin : file, server, query, std::cout, std::cerr);
+}
+
 int runQuery(Commands& c, AreaQuery* area) {
   try {
     client::QueryClient server(c.server, kCallTimeout, c.apiKey, c.tls);
+    if (!c.pointsPath.empty()) return runPoints(c, server);
     if (*c.q.nearestCmd) return printAnswer(server.nearest(c.q.nearest), c.requireComplete);
     if (area) return printAnswer(server.within(*area), c.requireComplete);
     if (*c.q.getCmd) return printAnswer(server.get(c.q.id), c.requireComplete);

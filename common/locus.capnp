@@ -121,6 +121,29 @@ struct AreaQuery {
   idPrefix @5 :Text;           # only devices whose id starts with this; empty = all
 }
 
+struct NearestManyQuery {
+  # The k nearest devices of each of many points (a dispatch service's set
+  # of riders): one answer per point, in order. At most kMaxBatchPoints
+  # points (common/query.h), and points x k at most kMaxResults.
+  points @0 :List(LatLon);
+  k @1 :UInt32 = 10;
+  maxDistanceM @2 :Float64;    # 0 = unlimited
+  maxAgeS @3 :Float64;         # 0 = any age
+  idPrefix @4 :Text;           # empty = all
+}
+
+struct WithinManyQuery {
+  # The devices within `radiusM` of each of many points: one answer per
+  # point, in order, nearest first. Without countOnly a limit is needed, and
+  # points x limit is at most kMaxResults.
+  points @0 :List(LatLon);
+  radiusM @1 :Float64;
+  limit @2 :UInt32;            # at most this many results per point
+  countOnly @3 :Bool;          # only each point's count
+  maxAgeS @4 :Float64;         # 0 = any age
+  idPrefix @5 :Text;           # empty = all
+}
+
 struct Grid {
   # `columns` equal spans of longitude west to east by `rows` of latitude
   # south to north over a box (common/query.h, gridCellOf).
@@ -378,4 +401,10 @@ interface LocationService {
   # (and SIGHUP) stops working. With --api-keys, the service a connection
   # starts with answers every other call with `unauthenticated`. Without,
   # login checks nothing and returns a service that may do everything.
+
+  nearestMany @5 (query :NearestManyQuery) -> (results :List(QueryResult), error :Error);
+  withinMany @6 (query :WithinManyQuery) -> (results :List(QueryResult), error :Error);
+  # Many points in one call, one result per point in their order; the
+  # server sends them to each unit as a few messages. The whole call is
+  # refused (`error`, naming the point) if any point's query is bad.
 }

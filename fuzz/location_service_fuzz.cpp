@@ -33,12 +33,17 @@ void check(const Results& results, Caller caller) {
     return;
   }
   if (caller == Caller::kNone) std::abort();  // answered without a key
-  if constexpr (requires { results.getResult(); }) {
-    for (auto hit : results.getResult().getHits()) {
+  const auto checkHits = [caller](auto result) {
+    for (auto hit : result.getHits()) {
       if (caller == Caller::kFleet && !std::string_view(hit.getId().cStr()).starts_with("fleet/")) {
         std::abort();  // a read:fleet/ key saw another id
       }
     }
+  };
+  if constexpr (requires { results.getResult(); }) {
+    checkHits(results.getResult());
+  } else if constexpr (requires { results.getResults(); }) {
+    for (auto result : results.getResults()) checkHits(result);
   } else if (caller == Caller::kFleet) {
     std::abort();  // a reader got the cluster's stats
   }
@@ -54,8 +59,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static auto& c = *new locus::fuzz::Cluster;  // lives to the process's exit
   if (size == 0) return 0;
-  const auto method = data[0] % 5;
-  const auto caller = static_cast<Caller>((data[0] / 5) % 3);
+  const auto method = data[0] % 7;
+  const auto caller = static_cast<Caller>((data[0] / 7) % 3);
   locus::FlatMessage params(data + 1, size - 1);
   if (params.error()) return 0;
 
@@ -98,7 +103,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3:
       check(service.statsRequest().send().wait(c.io.waitScope), caller);
       break;
-    default: {
+    case 5: {
+      auto request = service.nearestManyRequest();
+      if (!locus::fuzz::copied([&] {
+            request.setQuery(params.root<LocationService::NearestManyParams>().getQuery());
+          })) {
+        return 0;
+      }
+      check(request.send().wait(c.io.waitScope), caller);
+      break;
+    }
+    case 6: {
+      auto request = service.withinManyRequest();
+      if (!locus::fuzz::copied([&] {
+            request.setQuery(params.root<LocationService::WithinManyParams>().getQuery());
+          })) {
+        return 0;
+      }
+      check(request.send().wait(c.io.waitScope), caller);
+      break;
+    }
+    case 4: {
       // A key from the input: refused (it cannot guess a secret), or one
       // of the fixture's, and then its scope is the file's.
       auto request = service.loginRequest();

@@ -123,14 +123,14 @@ int main(int argc, char** argv) {
     page.setEpoch(9);
   });
 
-  // location_service: a selector byte (method + 5 * caller: no key, admin,
+  // location_service: a selector byte (method + 7 * caller: no key, admin,
   // read:fleet/), then the method's parameters.
   const std::string service = root + "/location_service";
   using Service = wire::LocationService;
   const std::string callers[] = {"none", "admin", "fleet"};
   for (char caller = 0; caller < 3; ++caller) {
     const std::string who = callers[static_cast<int>(caller)];
-    const auto selector = [caller](char method) { return std::string(1, method + 5 * caller); };
+    const auto selector = [caller](char method) { return std::string(1, method + 7 * caller); };
     write(
         service, "nearest-" + who,
         [](capnp::MessageBuilder& m) {
@@ -188,6 +188,23 @@ int main(int argc, char** argv) {
     write(
         service, "stats-" + who,
         [](capnp::MessageBuilder& m) { m.initRoot<Service::StatsParams>(); }, selector(3));
+    write(
+        service, "nearest-many-" + who,
+        [](capnp::MessageBuilder& m) {
+          NearestMany many{.points = {{31.2, 121.5}, {0, 180}, {-90, 0}}};
+          many.each.k = 5;
+          writeNearestMany(many, m.initRoot<Service::NearestManyParams>().initQuery());
+        },
+        selector(5));
+    write(
+        service, "within-many-" + who,
+        [](capnp::MessageBuilder& m) {
+          WithinMany many{.points = {{31.2, 121.5}, {0, -180}}, .radiusM = 1'000'000};
+          many.each.limit = 20;
+          many.each.idPrefix = "fleet/";
+          writeWithinMany(many, m.initRoot<Service::WithinManyParams>().initQuery());
+        },
+        selector(6));
   }
   write(
       service, "login-admin",

@@ -38,6 +38,22 @@ kj::Promise<Result<Answer>> QueryClient::startWithin(const AreaQuery& query) {
   return request.send().then([](auto&& response) { return readAnswer(response); });
 }
 
+kj::Promise<Result<std::vector<Answer>>> QueryClient::startNearestMany(const NearestMany& query) {
+  auto request = service_.nearestManyRequest();
+  writeNearestMany(query, request.initQuery());
+  return request.send().then([](auto&& response) { return readAnswers(response); });
+}
+
+Result<std::vector<Answer>> QueryClient::nearestMany(const NearestMany& query) {
+  return wait(startNearestMany(query));
+}
+
+Result<std::vector<Answer>> QueryClient::withinMany(const WithinMany& query) {
+  auto request = service_.withinManyRequest();
+  writeWithinMany(query, request.initQuery());
+  return wait(request.send().then([](auto&& response) { return readAnswers(response); }));
+}
+
 Result<Answer> QueryClient::nearest(const NearestQuery& query) {
   return wait(startNearest(query));
 }

@@ -101,6 +101,39 @@ std::optional<std::string> validate(const AreaQuery& q) {
   return validateMaxAge(q.maxAgeS);
 }
 
+namespace {
+
+// The bounds every batch shares, then each point's own query.
+template <typename Many>
+std::optional<std::string> validateBatch(const Many& many, uint64_t hitsEach) {
+  if (many.points.empty()) return "no points: give at least one";
+  if (many.points.size() > kMaxBatchPoints)
+    return fmt::format("{} points are more than the {} allowed in one call", many.points.size(),
+                       kMaxBatchPoints);
+  if (hitsEach * many.points.size() > kMaxResults)
+    return fmt::format(
+        "{} points x {} results each is more than the {} results one call may carry: ask fewer "
+        "points per call",
+        many.points.size(), hitsEach, kMaxResults);
+  for (size_t i = 0; i < many.points.size(); ++i) {
+    if (auto e = validate(many.at(i))) return fmt::format("point {}: {}", i, *e);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> validate(const NearestMany& many) {
+  return validateBatch(many, many.each.k);
+}
+
+std::optional<std::string> validate(const WithinMany& many) {
+  if (many.each.grid.on() || many.each.grid.rows > 0) return "a grid divides a box: ask within";
+  if (!many.each.countOnly && many.each.limit == 0)
+    return "many points without count need a limit per point";
+  return validateBatch(many, many.each.countOnly ? 0 : many.each.limit);
+}
+
 size_t gridCellOf(const geo::Box& box, const Grid& grid, geo::LatLon p) {
   double width = box.east - box.west;
   double x = p.lon - box.west;

@@ -219,6 +219,70 @@ Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r) {
   return q;
 }
 
+namespace {
+
+// The points of a batch, or why there are too many to read.
+template <typename Reader>
+Result<std::vector<geo::LatLon>> readPoints(Reader r) {
+  const auto points = r.getPoints();
+  if (points.size() > kMaxBatchPoints)
+    return badRequest(fmt::format("{} points are more than the {} allowed in one call",
+                                  points.size(), kMaxBatchPoints));
+  std::vector<geo::LatLon> out;
+  out.reserve(points.size());
+  for (auto p : points) out.push_back(readLatLon(p));
+  return out;
+}
+
+template <typename Builder>
+void writePoints(const std::vector<geo::LatLon>& points, Builder b) {
+  auto out = b.initPoints(static_cast<unsigned>(points.size()));
+  for (size_t i = 0; i < points.size(); ++i) writeLatLon(points[i], out[static_cast<unsigned>(i)]);
+}
+
+}  // namespace
+
+Result<NearestMany> readNearestMany(wire::NearestManyQuery::Reader r) {
+  auto points = readPoints(r);
+  if (!points) return points.error();
+  NearestMany q{.points = std::move(*points)};
+  q.each.k = r.getK();
+  q.each.maxDistanceM = r.getMaxDistanceM();
+  q.each.maxAgeS = r.getMaxAgeS();
+  q.each.idPrefix = r.getIdPrefix();
+  if (auto e = validate(q)) return badRequest(*e);
+  return q;
+}
+
+Result<WithinMany> readWithinMany(wire::WithinManyQuery::Reader r) {
+  auto points = readPoints(r);
+  if (!points) return points.error();
+  WithinMany q{.points = std::move(*points), .radiusM = r.getRadiusM()};
+  q.each.limit = r.getLimit();
+  q.each.countOnly = r.getCountOnly();
+  q.each.maxAgeS = r.getMaxAgeS();
+  q.each.idPrefix = r.getIdPrefix();
+  if (auto e = validate(q)) return badRequest(*e);
+  return q;
+}
+
+void writeNearestMany(const NearestMany& q, wire::NearestManyQuery::Builder b) {
+  writePoints(q.points, b);
+  b.setK(q.each.k);
+  b.setMaxDistanceM(q.each.maxDistanceM);
+  b.setMaxAgeS(q.each.maxAgeS);
+  if (!q.each.idPrefix.empty()) b.setIdPrefix(q.each.idPrefix);
+}
+
+void writeWithinMany(const WithinMany& q, wire::WithinManyQuery::Builder b) {
+  writePoints(q.points, b);
+  b.setRadiusM(q.radiusM);
+  b.setLimit(q.each.limit);
+  b.setCountOnly(q.each.countOnly);
+  b.setMaxAgeS(q.each.maxAgeS);
+  if (!q.each.idPrefix.empty()) b.setIdPrefix(q.each.idPrefix);
+}
+
 void writeNearestQuery(const NearestQuery& q, wire::NearestQuery::Builder b) {
   writeLatLon(q.center, b.initCenter());
   b.setK(q.k);

@@ -37,6 +37,8 @@ void tally(Context& context, Method method, Clock::time_point started, ServiceCo
   if (!results.hasError()) {
     if constexpr (requires { results.getResult(); }) {
       partial = results.hasResult() && results.getResult().getPartial();
+    } else if constexpr (requires { results.getResults(); }) {
+      for (auto r : results.getResults()) partial = partial || r.getPartial();
     } else {
       auto shards = results.getStats().getShards();
       partial = shards.getAnswered() < shards.getTotal();
@@ -170,6 +172,48 @@ kj::Promise<void> LocationServiceImpl::stats(StatsContext context) {
                     out.setReplicas(g.replicas);
                   });
                 });
+}
+
+kj::Promise<void> LocationServiceImpl::nearestMany(NearestManyContext context) {
+  return answer(
+      context, Method::kNearestMany, counters_, auth_.check(key_),
+      [&](Clock::time_point started, const auth::ClientScope& scope) -> kj::Promise<void> {
+        auto many = readNearestMany(context.getParams().getQuery());
+        if (!many) return refused(context, many.error());
+        if (auto e = restrictToScope(scope, many->each.idPrefix)) return refused(context, *e);
+        auto calls = kj::heapArrayBuilder<kj::Promise<GatheredResult>>(many->points.size());
+        for (size_t i = 0; i < many->points.size(); ++i) calls.add(cluster_.nearest(many->at(i)));
+        return kj::joinPromises(calls.finish())
+            .then([context, started](kj::Array<GatheredResult>&& all) mutable {
+              auto out = context.getResults().initResults(static_cast<unsigned>(all.size()));
+              for (size_t i = 0; i < all.size(); ++i)
+                writeAnswer(all[i], started, out[static_cast<unsigned>(i)]);
+            });
+      });
+}
+
+kj::Promise<void> LocationServiceImpl::withinMany(WithinManyContext context) {
+  return answer(
+      context, Method::kWithinMany, counters_, auth_.check(key_),
+      [&](Clock::time_point started, const auth::ClientScope& scope) -> kj::Promise<void> {
+        auto many = readWithinMany(context.getParams().getQuery());
+        if (!many) return refused(context, many.error());
+        if (auto e = restrictToScope(scope, many->each.idPrefix)) return refused(context, *e);
+        auto calls = kj::heapArrayBuilder<kj::Promise<Result<GatheredResult>>>(many->points.size());
+        for (size_t i = 0; i < many->points.size(); ++i) calls.add(cluster_.within(many->at(i)));
+        return kj::joinPromises(calls.finish())
+            .then([context, started](kj::Array<Result<GatheredResult>>&& all) mutable {
+              for (size_t i = 0; i < all.size(); ++i) {
+                if (all[i]) continue;
+                Error e = all[i].error();
+                e.message = fmt::format("point {}: {}", i, e.message);
+                return writeError(e, context.getResults().initError());
+              }
+              auto out = context.getResults().initResults(static_cast<unsigned>(all.size()));
+              for (size_t i = 0; i < all.size(); ++i)
+                writeAnswer(*all[i], started, out[static_cast<unsigned>(i)]);
+            });
+      });
 }
 
 kj::Promise<void> LocationServiceImpl::login(LoginContext context) {

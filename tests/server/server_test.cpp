@@ -161,6 +161,34 @@ TEST_CASE("locus-server answers equal brute force over four units", "[cluster]")
     }
   }
 
+  SECTION("nearestMany and withinMany: one call, an answer per point, in order") {
+    std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180);
+    NearestMany many{.points = {{0, 179.999}, {0, -179.999}, {90, 0}, {-90, 45}, {31.25, 121.5}}};
+    while (many.points.size() < 400) many.points.push_back({lat(rng), lon(rng)});
+    many.each.k = 7;
+    auto answers = rpc.nearestMany(many);
+    REQUIRE(answers);
+    REQUIRE(answers->size() == many.points.size());
+    for (size_t i = 0; i < many.points.size(); ++i) {
+      INFO("point " << i);
+      requireComplete((*answers)[i], 4);
+      REQUIRE_SAME_ANSWER((*answers)[i].result, model.nearest(many.at(i), now));
+    }
+    for (bool countOnly : {false, true}) {
+      WithinMany circles{.points = many.points, .radiusM = 400'000};
+      circles.each.limit = countOnly ? 0 : 25;
+      circles.each.countOnly = countOnly;
+      auto within = rpc.withinMany(circles);
+      REQUIRE(within);
+      REQUIRE(within->size() == circles.points.size());
+      for (size_t i = 0; i < circles.points.size(); ++i) {
+        INFO("circle " << i << " count only " << countOnly);
+        requireComplete((*within)[i], 4);
+        REQUIRE_SAME_ANSWER((*within)[i].result, model.within(circles.at(i), now));
+      }
+    }
+  }
+
   SECTION("circles, with limits and count-only") {
     for (const auto& [c, r] : std::vector<std::pair<geo::LatLon, double>>{{{31.25, 121.5}, 1000},
                                                                           {{31.25, 121.5}, 5000},
@@ -279,16 +307,18 @@ TEST_CASE("locus-server answers bad queries with typed errors and keeps serving"
   cluster.load(worldReports(rng, 500, ids));
   Rpc rpc(cluster.server->address);
 
+  const auto stillAnswers = [&] {
+    NearestQuery q{{31.25, 121.5}, 5};
+    auto good = rpc.nearest(q);
+    requireComplete(good, 4);
+    REQUIRE_SAME_ANSWER(good.result, cluster.model.nearest(q, kTsMs));
+  };
   const auto expectError = [&](const Answer& a, ErrorCode code) {
     REQUIRE(a.error);
     INFO(a.error->message);
     CHECK(a.error->code == code);
     CHECK(!a.error->message.empty());
-    // The server still answers correctly.
-    NearestQuery q{{31.25, 121.5}, 5};
-    auto good = rpc.nearest(q);
-    requireComplete(good, 4);
-    REQUIRE_SAME_ANSWER(good.result, cluster.model.nearest(q, kTsMs));
+    stillAnswers();
   };
 
   expectError(rpc.nearest(NearestQuery{{31.25, 121.5}, 0}), ErrorCode::kBadRequest);
@@ -305,6 +335,30 @@ TEST_CASE("locus-server answers bad queries with typed errors and keeps serving"
       for (unsigned i = 0; i < size; ++i) writeLatLon({31.0 + 0.1 * i, 121.0 + 0.05 * i}, ring[i]);
       expectError(rpc.send(request), ErrorCode::kBadRequest);
     }
+  }
+  {
+    // Many points: refused as a whole, the bad point named.
+    const auto refusedMany = [&](const Result<std::vector<Answer>>& r, const std::string& says) {
+      REQUIRE(!r);
+      INFO(r.error().message);
+      CHECK(r.error().code == ErrorCode::kBadRequest);
+      CHECK(r.error().message.find(says) != std::string::npos);
+      stillAnswers();
+    };
+    refusedMany(rpc.nearestMany(NearestMany{}), "no points");
+    NearestMany many{.points = std::vector<geo::LatLon>(kMaxBatchPoints + 1, {31.2, 121.5})};
+    refusedMany(rpc.nearestMany(many), "allowed in one call");
+    many.points.resize(100);
+    many.each.k = kMaxResults / 50;
+    refusedMany(rpc.nearestMany(many), "ask fewer points per call");
+    many.each.k = 3;
+    many.points[2] = {95, 0};
+    refusedMany(rpc.nearestMany(many), "point 2: ");
+    WithinMany circles{.points = {{31.2, 121.5}}, .radiusM = 100};
+    refusedMany(rpc.withinMany(circles), "need a limit");
+    circles.each.limit = 5;
+    circles.radiusM = -1;
+    refusedMany(rpc.withinMany(circles), "point 0: ");
   }
   expectError(rpc.get("nobody-has-this-id"), ErrorCode::kNotFound);
   expectError(rpc.get(""), ErrorCode::kBadRequest);

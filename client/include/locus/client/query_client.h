@@ -36,13 +36,25 @@ struct Answer {
   uint64_t tookUs = 0;   // as the server measured it
 };
 
-// The server's answer to stats: one entry per unit that answered.
+inline Answer readAnswer(wire::QueryResult::Reader r) {
+  return Answer{readQueryResult(r), readCoverage(r.getShards()), r.getPartial(), r.getTookUs()};
+}
+
 // Reads a LocationService result (nearest, within, get).
 template <typename Results>
 Result<Answer> readAnswer(const Results& results) {
   if (results.hasError()) return readError(results.getError());
-  auto r = results.getResult();
-  return Answer{readQueryResult(r), readCoverage(r.getShards()), r.getPartial(), r.getTookUs()};
+  return readAnswer(results.getResult());
+}
+
+// Reads a LocationService result of many (nearestMany, withinMany): one
+// answer per point, in order.
+template <typename Results>
+Result<std::vector<Answer>> readAnswers(const Results& results) {
+  if (results.hasError()) return readError(results.getError());
+  std::vector<Answer> out;
+  for (auto r : results.getResults()) out.push_back(readAnswer(r));
+  return out;
 }
 
 class QueryClient {
@@ -58,12 +70,16 @@ class QueryClient {
   Result<Answer> within(const AreaQuery& query);
   Result<Answer> get(const std::string& id);
   Result<ClusterStats> stats();
+  // One answer per point, in order (kMaxBatchPoints at most a call).
+  Result<std::vector<Answer>> nearestMany(const NearestMany& query);
+  Result<std::vector<Answer>> withinMany(const WithinMany& query);
 
   // Send without waiting: calls sent before the loop next runs travel
   // pipelined on the one connection, and the server coalesces what reaches
   // it in one turn. Not bounded by the call timeout (see wait()).
   kj::Promise<Result<Answer>> startNearest(const NearestQuery& query);
   kj::Promise<Result<Answer>> startWithin(const AreaQuery& query);
+  kj::Promise<Result<std::vector<Answer>>> startNearestMany(const NearestMany& query);
 
   // Runs the event loop until `promise` resolves; throws kj::Exception
   // after the call timeout.

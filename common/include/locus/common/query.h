@@ -61,6 +61,36 @@ struct AreaQuery {
   std::string idPrefix;    // only devices whose id starts with this; "" = all
 };
 
+// Many points, one query (nearestMany, withinMany): one answer per point,
+// in order. Bounded so that the answers fit one RPC message: at most
+// kMaxBatchPoints points, and points x k (or x limit) at most kMaxResults.
+inline constexpr size_t kMaxBatchPoints = 1000;
+
+struct NearestMany {
+  std::vector<geo::LatLon> points;
+  NearestQuery each;  // k, maxDistanceM, maxAgeS and idPrefix; its center is unused
+
+  // Point i's query.
+  NearestQuery at(size_t i) const {
+    NearestQuery q = each;
+    q.center = points[i];
+    return q;
+  }
+};
+
+struct WithinMany {
+  std::vector<geo::LatLon> points;
+  double radiusM = 0;
+  AreaQuery each;  // limit, countOnly, maxAgeS and idPrefix; its area is unused (no grid)
+
+  // Point i's query: the circle of radiusM around it.
+  AreaQuery at(size_t i) const {
+    AreaQuery q = each;
+    q.area = Circle{points[i], radiusM};
+    return q;
+  }
+};
+
 // One device in an answer.
 struct Hit {
   std::string id;
@@ -149,6 +179,10 @@ std::optional<std::string> validate(const NearestQuery& query);
 // start of a valid one), or nothing.
 std::optional<std::string> validatePrefix(std::string_view prefix);
 std::optional<std::string> validate(const AreaQuery& query);
+// Why many points' queries cannot be asked: the bounds above, or the first
+// bad point's query ("point 3: latitude ...").
+std::optional<std::string> validate(const NearestMany& many);
+std::optional<std::string> validate(const WithinMany& many);
 
 // The grid cell of a point inside `box` (row * columns + column). Across
 // the antimeridian, columns run on east from `west` through ±180.

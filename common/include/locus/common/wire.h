@@ -90,6 +90,11 @@ Result<NearestQuery> readNearestQuery(wire::NearestQuery::Reader r);
 Result<AreaQuery> readAreaQuery(wire::AreaQuery::Reader r);
 void writeNearestQuery(const NearestQuery& q, wire::NearestQuery::Builder b);
 void writeAreaQuery(const AreaQuery& q, wire::AreaQuery::Builder b);
+// Read and validated (a bad point is named), or why not.
+Result<NearestMany> readNearestMany(wire::NearestManyQuery::Reader r);
+Result<WithinMany> readWithinMany(wire::WithinManyQuery::Reader r);
+void writeNearestMany(const NearestMany& q, wire::NearestManyQuery::Builder b);
+void writeWithinMany(const WithinMany& q, wire::WithinManyQuery::Builder b);
 
 QueryResult readQueryResult(wire::QueryResult::Reader r);
 void writeQueryResult(const QueryResult& result, wire::QueryResult::Builder b);

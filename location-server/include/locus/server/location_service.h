@@ -17,8 +17,9 @@
 namespace locus::server {
 
 // The calls of LocationService, as labels on the server's metrics.
-enum class Method : size_t { kNearest, kWithin, kGet, kStats };
-inline constexpr std::array<const char*, 4> kMethodNames{"nearest", "within", "get", "stats"};
+enum class Method : size_t { kNearest, kWithin, kGet, kStats, kNearestMany, kWithinMany };
+inline constexpr std::array<const char*, 6> kMethodNames{"nearest", "within",       "get",
+                                                         "stats",   "nearest_many", "within_many"};
 
 // What the server has answered, by Method. Written by the event-loop
 // thread; any thread may read it.
@@ -53,6 +54,10 @@ class LocationServiceImpl final : public wire::LocationService::Server {
   kj::Promise<void> get(GetContext context) override;
   kj::Promise<void> stats(StatsContext context) override;
   kj::Promise<void> login(LoginContext context) override;
+  // Each point's query goes to the cluster in the same turn, so the units
+  // get them as a few batches (ScatterGather coalesces).
+  kj::Promise<void> nearestMany(NearestManyContext context) override;
+  kj::Promise<void> withinMany(WithinManyContext context) override;
 
  private:
   ScatterGather& cluster_;

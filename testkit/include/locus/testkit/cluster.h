@@ -13,10 +13,12 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -56,6 +58,37 @@ inline uint64_t rssBytes(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "... kB"
   }
   return 0;
+}
+
+// The fields of /proc/PID/stat by their number in man 5 proc (1 = pid,
+// 2 = the command's name, 3 = state, ...); empty when `pid` is gone.
+inline std::vector<std::string> procStat(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto open = text.find('('), close = text.rfind(')');  // the name may hold anything
+  if (open == std::string::npos || close == std::string::npos || close < open) return {};
+  std::vector<std::string> fields{"", text.substr(0, open - 1),
+                                  text.substr(open + 1, close - open - 1)};
+  std::istringstream rest(text.substr(close + 1));
+  for (std::string field; rest >> field;) fields.push_back(field);
+  return fields;
+}
+
+// CPU seconds (user + system, every thread) process `pid` has used, and
+// with `withReapedChildren` those of its children it has waited for; 0
+// when unknown.
+inline double cpuSeconds(pid_t pid, bool withReapedChildren = false) {
+  const auto f = procStat(pid);
+  if (f.size() <= 17) return 0;
+  unsigned long long ticks = std::stoull(f[14]) + std::stoull(f[15]);        // utime, stime
+  if (withReapedChildren) ticks += std::stoull(f[16]) + std::stoull(f[17]);  // cutime, cstime
+  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// The parent of process `pid`, or -1 when it is gone.
+inline pid_t parentPid(pid_t pid) {
+  const auto f = procStat(pid);
+  return f.size() > 4 ? static_cast<pid_t>(std::stol(f[4])) : -1;
 }
 
 // What `pattern` captured in the role's log once it started, or throws
@@ -170,6 +203,13 @@ struct SpawnedCluster {
     for (const auto& u : units) total += rssBytes(u.process.pid());
     return total;
   }
+  // CPU seconds every process of the cluster has used so far.
+  double cpuSeconds() const {
+    double total =
+        testkit::cpuSeconds(gateway->process.pid()) + testkit::cpuSeconds(server->process.pid());
+    for (const auto& u : units) total += testkit::cpuSeconds(u.process.pid());
+    return total;
+  }
 
   std::deque<RunningUnit> units;  // not movable: a deque grows in place
   std::vector<std::string> endpoints;
@@ -243,6 +283,13 @@ inline Answer flatten(const Result<client::Answer>& r) {
   return a;
 }
 
+inline Result<std::vector<Answer>> flattenAll(const Result<std::vector<client::Answer>>& r) {
+  if (!r) return r.error();
+  std::vector<Answer> out;
+  for (const auto& a : *r) out.push_back(flatten(a));
+  return out;
+}
+
 template <typename Results>
 Answer answerOf(const Results& r) {
   return flatten(client::readAnswer(r));
@@ -280,6 +327,13 @@ class Rpc {
     return std::vector<Answer>(answers.begin(), answers.end());
   }
   Answer within(const AreaQuery& q) { return flatten(client_.within(q)); }
+  // One call for many points: the call's error, or an answer per point.
+  Result<std::vector<Answer>> nearestMany(const NearestMany& q) {
+    return flattenAll(client_.nearestMany(q));
+  }
+  Result<std::vector<Answer>> withinMany(const WithinMany& q) {
+    return flattenAll(client_.withinMany(q));
+  }
   Answer get(const std::string& id) { return flatten(client_.get(id)); }
   Result<ClusterStats> stats() { return client_.stats(); }
 
