@@ -66,6 +66,7 @@ struct NearestAnswer {
   bool partial = false;   // a shard missed its deadline
 };
 using Answered = std::function<void(NearestAnswer&&)>;
+using AnsweredMany = std::function<void(std::vector<NearestAnswer>&&)>;
 
 // What the system holds, summed over its shards.
 struct Totals {
@@ -87,12 +88,33 @@ class Session {
   // The k nearest devices of `center`: one request, waited for.
   virtual NearestAnswer nearest(geo::LatLon center, uint32_t k) = 0;
 
-  // Open loop: many queries in flight on this one connection.
+  // Pipelined and open loop: many queries in flight on this one connection.
   //
   // Sends a nearest-k query and returns without waiting for it; `answered`
-  // runs later on this thread, inside awaitAnswers(), with the answer. A
-  // caller bounds how many are in flight. Throws if it cannot be sent.
+  // runs later on this thread, inside awaitAnswers(), with the answer (and
+  // may start the next query). A caller bounds how many are in flight.
+  // Throws if it cannot be sent.
   virtual void startNearest(geo::LatLon center, uint32_t k, Answered answered) = 0;
+  // The k nearest devices of each of `centers`, as one call where the
+  // system has one (Locus's nearestMany); `answered` gets one answer per
+  // centre, in order. By default, one startNearest per centre, in flight
+  // together (Redis commands or PostgreSQL statements pipelined).
+  virtual void startNearestMany(std::vector<geo::LatLon> centers, uint32_t k,
+                                AnsweredMany answered) {
+    struct Batch {
+      std::vector<NearestAnswer> answers;
+      size_t left;
+      AnsweredMany answered;
+    };
+    auto batch = std::make_shared<Batch>(
+        Batch{std::vector<NearestAnswer>(centers.size()), centers.size(), std::move(answered)});
+    for (size_t i = 0; i < centers.size(); ++i) {
+      startNearest(centers[i], k, [batch, i](NearestAnswer&& answer) {
+        batch->answers[i] = std::move(answer);
+        if (--batch->left == 0) batch->answered(std::move(batch->answers));
+      });
+    }
+  }
   // Handles answers as they arrive (each `answered` runs as soon as its
   // reply is read, so the caller may time it there) until `until`, with
   // sub-millisecond precision. Throws on the first failed query. Queries
@@ -103,7 +125,7 @@ class Session {
 class Backend {
  public:
   virtual ~Backend() = default;
-  // "locus" or "redis", as the JSON's "system".
+  // "locus", "redis" or "postgis", as the JSON's "system".
   virtual std::string name() const = 0;
   // A new connection for one worker.
   virtual std::unique_ptr<Session> connect() = 0;
@@ -114,6 +136,9 @@ class Backend {
   virtual Totals waitForReports(uint64_t reportsSeen, const std::string& phase) = 0;
   // Resident memory this run added, 0 when unknown.
   virtual uint64_t rssBytes() = 0;
+  // CPU seconds (user + system) the system's processes have used so far,
+  // all threads, or a negative number when unknown.
+  virtual double cpuSeconds() = 0;
   // Whether answers are exact (positions stored as sent, haversine
   // distances), so they can be held against a brute-force scan.
   virtual bool exact() const = 0;

@@ -115,6 +115,21 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
                     }));
   }
 
+  // One nearestMany call.
+  void startNearestMany(std::vector<geo::LatLon> centers, uint32_t k,
+                        AnsweredMany answered) override {
+    if (!tasks_) tasks_ = std::make_unique<kj::TaskSet>(*this);
+    NearestMany many{.points = std::move(centers)};
+    many.each.k = k;
+    tasks_->add(queryClient().startNearestMany(many).then(
+        [answered = std::move(answered)](Result<std::vector<client::Answer>>&& all) {
+          if (!all) throw std::runtime_error("nearestMany: " + all.error().message);
+          std::vector<NearestAnswer> answers;
+          for (const auto& a : *all) answers.push_back(NearestAnswer{a.result.hits, a.partial});
+          answered(std::move(answers));
+        }));
+  }
+
   void awaitAnswers(Clock::time_point until) override {
     client::QueryClient& query = queryClient();
     if (!timer_) timer_.emplace(query.rpc());
@@ -238,6 +253,7 @@ class LocusBackend final : public Backend {
   }
 
   uint64_t rssBytes() override { return spawned_ != nullptr ? spawned_->unitsRssBytes() : 0; }
+  double cpuSeconds() override { return spawned_ != nullptr ? spawned_->cpuSeconds() : -1; }
   bool exact() const override { return true; }
 
  private:

@@ -14,8 +14,8 @@
 //
 // The pieces: options.h (flags), run.h (the phases and their checks),
 // workload.h (devices, moves, query drivers, brute force), backend.h (the
-// system under test: locus_backend.h, redis_backend.h), report.h (JSON and
-// table).
+// system under test: locus_backend.h, redis_backend.h, postgis_backend.h),
+// report.h (JSON and table).
 //
 // C threads per phase, each with its own KJ event loop and connection.
 // Device i belongs to thread i * C / D, so every thread knows the latest
@@ -28,12 +28,14 @@
 // redis_backend.h): the phases, sizes, moves and query points are identical;
 // only the Backend (backend.h) that carries them differs. Redis answers are
 // not checked against the scan (52-bit geohash positions, a 500 m radius).
+// And against PostGIS with --postgis CONNINFO (postgis_backend.h), whose
+// planar KNN is not checked either.
 //
 // With --connections N it runs the fleet instead (fleet.h): N device
 // connections held open and reporting, every ack timed.
 //
 // Prints an aligned table (or one JSON object with --json, whose "system" is
-// "locus" or "redis") on stdout and progress lines on stderr.
+// "locus", "redis" or "postgis") on stdout and progress lines on stderr.
 #include <kj/exception.h>
 #include <sys/resource.h>
 
@@ -46,6 +48,7 @@
 #include "locus/testkit/cluster.h"
 #include "locus_backend.h"
 #include "options.h"
+#include "postgis_backend.h"
 #include "redis_backend.h"
 #include "report.h"
 #include "run.h"
@@ -143,12 +146,16 @@ int main(int argc, char** argv) {
                 << (o.replicas != 0 ? o.replicas : (o.spawnUnits >= 2 ? 2 : 1))
                 << " replicas), gateway " << gateway << ", server " << server << "\n";
     }
-    std::unique_ptr<Backend> backend =
-        o.redis.empty()
-            ? makeLocusBackend(gateway, server, cluster.get(), deadline,
-                               o.http ? o.serverHttp : std::string(),
-                               Credentials{o.token, o.apiKey, {o.tlsCa, o.tlsServerName}})
-            : makeRedisBackend(o.redis, deadline);
+    std::unique_ptr<Backend> backend;
+    if (!o.redis.empty()) {
+      backend = makeRedisBackend(o.redis, deadline);
+    } else if (!o.postgis.empty()) {
+      backend = makePostgisBackend(o.postgis, deadline);
+    } else {
+      backend = makeLocusBackend(gateway, server, cluster.get(), deadline,
+                                 o.http ? o.serverHttp : std::string(),
+                                 Credentials{o.token, o.apiKey, {o.tlsCa, o.tlsServerName}});
+    }
     const RunResult result = run(o, *backend, deadline);
     if (o.json) {
       std::cout << toJson(o, backend->name(), result).dump() << "\n";

@@ -3,6 +3,8 @@
 #include <charconv>
 
 #include "locus/common/flags.h"
+#include "locus/common/query.h"
+#include "postgis_backend.h"
 #include "redis_backend.h"
 
 namespace locus::bench {
@@ -22,9 +24,12 @@ std::optional<std::string> Options::validate() const {
     return "--replicas needs --spawn-units N with N >= the replica count";
   if (!redis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty()))
     return "--redis measures Redis GEO: drop --spawn-units, --gateway and --server";
+  if (!postgis.empty() && (spawnUnits > 0 || !gateway.empty() || !server.empty() || !redis.empty()))
+    return "--postgis measures PostGIS: drop --spawn-units, --gateway, --server and --redis";
   if (connections != 0) {
     if (connections < 2 || connections > 100'000) return "--connections must be in [2, 100000]";
-    if (!redis.empty()) return "--connections measures a Locus gateway: drop --redis";
+    if (!redis.empty() || !postgis.empty())
+      return "--connections measures a Locus gateway: drop --redis and --postgis";
     if (spawnUnits == 0 && (gateway.empty() || gatewayText.empty()))
       return "--connections needs --spawn-units N, or --gateway and --gateway-text";
     if (!(connectionSeconds > 0 && connectionSeconds <= 3600))
@@ -36,13 +41,22 @@ std::optional<std::string> Options::validate() const {
     if (!(maxSeconds > 0)) return "--max-seconds must be positive";
     return std::nullopt;
   }
-  if (redis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
-    return "give --gateway and --server of a running cluster, --spawn-units N or --redis "
-           "HOST:PORT";
+  if (redis.empty() && postgis.empty() && spawnUnits == 0 && (gateway.empty() || server.empty()))
+    return "give --gateway and --server of a running cluster, --spawn-units N, --redis "
+           "HOST:PORT or --postgis CONNINFO";
   if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
     return "--spawn-units starts its own cluster: drop --gateway and --server";
   if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
-  if (http && !redis.empty()) return "--http measures Locus's HTTP API: drop --redis";
+  if (pipeline.empty()) return "--pipeline needs a depth";
+  if (batch < 1 || static_cast<size_t>(batch) > kMaxBatchPoints)
+    return "--batch must be in [1, " + std::to_string(kMaxBatchPoints) + "]";
+  if (http && batch != 1) return "--http asks one point a call: drop --batch";
+  for (int depth : pipeline) {
+    if (depth < 1 || depth > 1024) return "--pipeline depths must be in [1, 1024]";
+    if (http && depth != 1) return "--http asks one query at a time: drop --pipeline";
+  }
+  if (http && (!redis.empty() || !postgis.empty()))
+    return "--http measures Locus's HTTP API: drop --redis and --postgis";
   if (http && spawnUnits == 0 && serverHttp.empty())
     return "--http needs --spawn-units N or --server-http HOST:PORT";
   if (http && openLoopRate != "0") return "--http runs the closed loop only: drop --open-loop-rate";
@@ -73,6 +87,11 @@ void addFlags(CLI::App& app, Options& o) {
           "HOST:PORT of a scratch redis-server: run the same workload against Redis GEO "
           "(deletes the key " +
               std::string(bench::kRedisKey) + ")");
+  addFlag(app, "--postgis", o.postgis,
+          "libpq connection string of a scratch PostgreSQL with PostGIS (e.g. \"host=127.0.0.1 "
+          "port=5432 user=postgres dbname=postgres\"): run the same workload against it (drops "
+          "and recreates the table " +
+              std::string(bench::kPostgisTable) + ")");
   addFlag(app, "--replicas", o.replicas,
           "with --spawn-units: units each partition lives on (0 = 2 from two units on)");
   app.add_flag("--http", o.http,
@@ -88,12 +107,20 @@ void addFlags(CLI::App& app, Options& o) {
   addFlag(app, "--updates", o.updates, "position updates at full rate (phase 2)");
   addFlag(app, "--queries", o.queries, "nearest-10 queries (phase 3)");
   addFlag(app, "--concurrency", o.concurrency, "connections (threads) per phase");
+  addFlag(app, "--pipeline", o.pipeline,
+          "phase 3: nearest queries in flight per connection (1 = each waits for the one "
+          "before; D > 1: the next is sent as soon as any is answered); a list (1,32) runs "
+          "phase 3 once per depth")
+      ->delimiter(',');
+  addFlag(app, "--batch", o.batch,
+          "phase 3: points per call (Locus: nearestMany; Redis and PostGIS: that many commands "
+          "pipelined), 1 = one nearest a call");
   addFlag(app, "--seed", o.seed, "random seed");
   app.add_flag("--json", o.json, "print one JSON object instead of the table");
   addFlag(app, "--max-seconds", o.maxSeconds, "bound on the whole run, seconds");
   addFlag(app, "--open-loop-rate", o.openLoopRate,
           "phase 4: nearest-10 queries/s on a Poisson schedule while updates continue; \"half\" "
-          "= half the queries/s of phase 3; 0 = no phase 4");
+          "= half the queries/s of phase 3 (at its best depth); 0 = no phase 4");
   addFlag(app, "--open-loop-seconds", o.openLoopSeconds, "length of phase 4's query schedule");
   addFlag(app, "--open-loop-update-rate", o.openLoopUpdateRate,
           "reports/s sent during phase 4 (0 = none)");

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace locus::bench {
 
@@ -24,6 +25,7 @@ struct Options {
   int spawnUnits = 0;      // > 0: start a cluster of this many units instead
   uint32_t replicas = 0;   // of the spawned cluster; 0 = its default (2 from two units on)
   std::string redis;       // HOST:PORT: run the workload against Redis GEO instead
+  std::string postgis;     // libpq connection string: ... against PostGIS instead
   bool http = false;       // queries over the server's HTTP API (keep-alive) instead of RPC
   std::string serverHttp;  // HOST:PORT of a running server's --http-listen, with --http
   std::string token;       // device token, for a gateway with --auth-keys
@@ -34,6 +36,9 @@ struct Options {
   uint64_t updates = 2'000'000;
   uint64_t queries = 100'000;
   int concurrency = 4;  // connections (threads) per phase
+  // Phase 3: queries in flight per connection; phase 3 runs once per depth.
+  std::vector<int> pipeline{1};
+  int batch = 1;  // phase 3: points per call (nearestMany), 1 = nearest
   uint64_t seed = 1;
   bool json = false;
   double maxSeconds = 600;  // bound on the whole run

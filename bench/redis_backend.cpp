@@ -125,15 +125,19 @@ std::string text(double v) {
   return std::string(buf, end);
 }
 
-// A field of INFO's "name:value" lines, 0 when absent.
-uint64_t infoField(const std::string& info, const std::string& name) {
+// The value of INFO's "name:value" line, "" when absent.
+std::string infoValue(const std::string& info, const std::string& name) {
   std::istringstream lines(info);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.rfind(name + ":", 0) == 0)
-      return std::strtoull(line.c_str() + name.size() + 1, nullptr, 10);
+    if (line.rfind(name + ":", 0) == 0) return line.substr(name.size() + 1);
   }
-  return 0;
+  return "";
+}
+
+// An integer field of INFO, 0 when absent.
+uint64_t infoField(const std::string& info, const std::string& name) {
+  return std::strtoull(infoValue(info, name).c_str(), nullptr, 10);
 }
 
 class RedisSession final : public Session {
@@ -261,6 +265,14 @@ class RedisBackend final : public Backend {
   uint64_t rssBytes() override {
     const uint64_t rss = infoField(infoMemory(), "used_memory_rss");
     return rss > baseRss_ ? rss - baseRss_ : 0;
+  }
+
+  // INFO cpu: the server's main and background threads, user + system.
+  double cpuSeconds() override {
+    const Reply r = control_.command({"INFO", "cpu"});
+    const std::string info(r->str, r->len);
+    return std::strtod(infoValue(info, "used_cpu_sys").c_str(), nullptr) +
+           std::strtod(infoValue(info, "used_cpu_user").c_str(), nullptr);
   }
 
   // Redis stores 52-bit geohashes (positions move by up to ~0.6 m) and

@@ -25,7 +25,6 @@ std::string fixed(double v, int decimals) {
 }  // namespace
 
 json toJson(const Options& o, const std::string& system, const RunResult& r) {
-  const auto& h = r.queries.latencyNs;
   const auto perDevice = [&](uint64_t bytes) {
     return r.totals.devices > 0 ? static_cast<double>(bytes) / static_cast<double>(r.totals.devices)
                                 : 0.0;
@@ -50,6 +49,23 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
                 {"p99", us(h.percentile(99))}, {"p99_9", us(h.percentile(99.9))},
                 {"max", us(h.max())},          {"mean", h.mean() / 1000.0}};
   };
+  // Phase 3 at each depth; "queries" is the first.
+  json byDepth = json::array();
+  for (const QueryPhase& q : r.queries) {
+    const auto& h = q.outcome.latencyNs;
+    const auto perQuery = [&](double cpuSeconds) -> json {
+      if (cpuSeconds < 0 || h.count() == 0) return nullptr;
+      return cpuSeconds * 1e6 / static_cast<double>(h.count());
+    };
+    byDepth.push_back(json{{"pipeline", q.depth},
+                           {"count", h.count()},
+                           {"seconds", q.seconds},
+                           {"queries_per_s", perSecond(static_cast<double>(h.count()), q.seconds)},
+                           {"partial", q.outcome.partial},
+                           {"cpu_us_per_query", perQuery(q.systemCpuSeconds)},
+                           {"client_cpu_us_per_query", perQuery(q.clientCpuSeconds)},
+                           {"latency_us", latency(h)}});
+  }
   json openLoop = nullptr;  // null: no phase 4
   if (r.openLoop.ran) {
     const OpenLoopResult& ol = r.openLoop;
@@ -80,15 +96,12 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
       {"system", system},
       {"devices", o.devices},
       {"concurrency", o.concurrency},
+      {"batch", o.batch},
       {"seed", o.seed},
       {"load", phase(r.load)},
       {"updates", phase(r.updates)},
-      {"queries",
-       {{"count", h.count()},
-        {"seconds", r.querySeconds},
-        {"queries_per_s", perSecond(static_cast<double>(h.count()), r.querySeconds)},
-        {"partial", r.queries.partial},
-        {"latency_us", latency(h)}}},
+      {"queries", byDepth.empty() ? json(nullptr) : byDepth.front()},
+      {"queries_by_depth", byDepth},
       {"open_loop", openLoop},
       {"memory", memory},
       {"checks", {{"device_count", r.totals.devices}, {"nearest_checked", r.checkedSamples}}}};
@@ -96,7 +109,6 @@ json toJson(const Options& o, const std::string& system, const RunResult& r) {
 
 void printTable(std::ostream& out, const Options& o, const std::string& system,
                 const RunResult& r) {
-  const auto& h = r.queries.latencyNs;
   std::vector<std::pair<std::string, std::string>> rows;
   const auto phase = [&](const std::string& name, const PhaseResult& p) {
     rows.emplace_back(name + " reports", std::to_string(p.count));
@@ -112,16 +124,29 @@ void printTable(std::ostream& out, const Options& o, const std::string& system,
                     std::to_string(r.totals.shardsTotal) + " / " + std::to_string(o.concurrency));
   phase("load", r.load);
   phase("update", r.updates);
-  rows.emplace_back("nearest-10 queries", std::to_string(h.count()) + "  (" +
-                                              std::to_string(r.queries.partial) + " partial)");
-  rows.emplace_back("queries/s",
-                    fixed(perSecond(static_cast<double>(h.count()), r.querySeconds), 0) + "  (" +
-                        fixed(r.querySeconds, 2) + " s)");
-  rows.emplace_back("latency p50 / p90 (us)",
-                    fixed(us(h.percentile(50)), 1) + " / " + fixed(us(h.percentile(90)), 1));
-  rows.emplace_back("latency p99 / p99.9 (us)",
-                    fixed(us(h.percentile(99)), 1) + " / " + fixed(us(h.percentile(99.9)), 1));
-  rows.emplace_back("latency max (us)", fixed(us(h.max()), 1));
+  for (const QueryPhase& q : r.queries) {
+    const auto& h = q.outcome.latencyNs;
+    const std::string at = r.queries.size() > 1 ? " @" + std::to_string(q.depth) : "";
+    rows.emplace_back("nearest-10 queries" + at,
+                      std::to_string(h.count()) + "  (" + std::to_string(q.outcome.partial) +
+                          " partial, " + std::to_string(q.depth) + " calls of " +
+                          std::to_string(o.batch) + " in flight a connection)");
+    rows.emplace_back("queries/s" + at,
+                      fixed(perSecond(static_cast<double>(h.count()), q.seconds), 0) + "  (" +
+                          fixed(q.seconds, 2) + " s)");
+    rows.emplace_back("latency p50 / p90 (us)" + at,
+                      fixed(us(h.percentile(50)), 1) + " / " + fixed(us(h.percentile(90)), 1));
+    rows.emplace_back("latency p99 / p99.9 (us)" + at,
+                      fixed(us(h.percentile(99)), 1) + " / " + fixed(us(h.percentile(99.9)), 1));
+    rows.emplace_back("latency max (us)" + at, fixed(us(h.max()), 1));
+    if (h.count() > 0) {
+      const double n = static_cast<double>(h.count());
+      rows.emplace_back(
+          "CPU/query system / bench (us)" + at,
+          (q.systemCpuSeconds >= 0 ? fixed(q.systemCpuSeconds * 1e6 / n, 1) : std::string("?")) +
+              " / " + fixed(q.clientCpuSeconds * 1e6 / n, 1));
+    }
+  }
   if (r.openLoop.ran) {
     const OpenLoopResult& ol = r.openLoop;
     const OpenLoopOutcome& q = ol.queries;

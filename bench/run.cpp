@@ -1,5 +1,8 @@
 #include "run.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -22,6 +25,14 @@ std::string fixed0(double v) {
   s.precision(0);
   s << v;
   return s.str();
+}
+
+// CPU seconds this process has used, every thread.
+double ownCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(usage.ru_utime) + s(usage.ru_stime);
 }
 
 // One run's state: the options, the backend, and what was sent.
@@ -125,33 +136,46 @@ class Run {
     checkDevices(r_.totals, "the updates");
   }
 
-  // Phase 3: queries, one at a time per client. Returns the sampled answers.
+  // Phase 3: queries, --pipeline in flight per client, once per depth.
+  // Returns the sampled answers (of every depth).
   std::vector<Sample> query() {
+    std::vector<Sample> samples;
+    for (size_t d = 0; d < o_.pipeline.size(); ++d) {
+      QueryPhase& phase = r_.queries.emplace_back();
+      phase.depth = o_.pipeline[d];
+      queryAt(phase, o_.seed * 104729 + d * 7'919, samples);
+    }
+    return samples;
+  }
+
+  void queryAt(QueryPhase& phase, uint64_t seed, std::vector<Sample>& samples) {
     std::atomic<uint64_t> queried{0};
+    const double systemCpu = backend_.cpuSeconds(), clientCpu = ownCpuSeconds();
     std::vector<QueryOutcome> outcomes(static_cast<size_t>(workers_));
     const size_t keepPerWorker =
         (kSampleQueries + static_cast<size_t>(workers_) - 1) / static_cast<size_t>(workers_);
-    r_.querySeconds = runPhase(
-        "queries", workers_, o_.queries, queried,
+    phase.seconds = runPhase(
+        "queries at depth " + std::to_string(phase.depth), workers_, o_.queries, queried,
         [&](int w) {
           const uint64_t count = o_.queries * static_cast<uint64_t>(w + 1) / workers_ -
                                  o_.queries * static_cast<uint64_t>(w) / workers_;
-          outcomes[static_cast<size_t>(w)] = runQueries(
-              backend_, count, keepPerWorker, o_.seed * 104729 + static_cast<uint64_t>(w), queried);
+          outcomes[static_cast<size_t>(w)] =
+              runQueries(backend_, count, keepPerWorker, seed + static_cast<uint64_t>(w),
+                         static_cast<size_t>(phase.depth), static_cast<size_t>(o_.batch), queried);
         },
         failures_);
-    std::vector<Sample> samples;
+    if (systemCpu >= 0) phase.systemCpuSeconds = backend_.cpuSeconds() - systemCpu;
+    phase.clientCpuSeconds = ownCpuSeconds() - clientCpu;
     for (auto& outcome : outcomes) {
-      r_.queries.latencyNs.merge(outcome.latencyNs);
-      r_.queries.partial += outcome.partial;
+      phase.outcome.latencyNs.merge(outcome.latencyNs);
+      phase.outcome.partial += outcome.partial;
       for (auto& s : outcome.samples) {
-        if (samples.size() < kSampleQueries) samples.push_back(std::move(s));
+        if (samples.size() < kSampleQueries * o_.pipeline.size()) samples.push_back(std::move(s));
       }
     }
-    if (r_.queries.partial > 0)
-      throw std::runtime_error(std::to_string(r_.queries.partial) +
+    if (phase.outcome.partial > 0)
+      throw std::runtime_error(std::to_string(phase.outcome.partial) +
                                " nearest answers were partial (a unit missed the deadline)");
-    return samples;
   }
 
   // Sampled answers against a brute-force scan, only valid when the system
@@ -198,10 +222,14 @@ class Run {
     OpenLoopResult& ol = r_.openLoop;
     ol.ran = true;
     ol.seconds = o_.openLoopSeconds;
-    ol.closedLoopPerS =
-        openLoopRate_.ofClosedLoop > 0
-            ? perSecond(static_cast<double>(r_.queries.latencyNs.count()), r_.querySeconds)
-            : 0;
+    // The closed loop's maximum: its best depth.
+    ol.closedLoopPerS = 0;
+    for (const QueryPhase& q : r_.queries) {
+      if (openLoopRate_.ofClosedLoop > 0)
+        ol.closedLoopPerS =
+            std::max(ol.closedLoopPerS,
+                     perSecond(static_cast<double>(q.outcome.latencyNs.count()), q.seconds));
+    }
     ol.targetPerS = openLoopRate_.ofClosedLoop > 0 ? openLoopRate_.ofClosedLoop * ol.closedLoopPerS
                                                    : openLoopRate_.perS;
     ol.updateTargetPerS = o_.openLoopUpdateRate;

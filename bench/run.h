@@ -3,14 +3,15 @@
 //
 //   phase 1  load D devices ("bench-<i>")
 //   phase 2  U updates, each moving a random device 1..50 m, at full rate
-//   phase 3  Q nearest-10 queries at uniform random points, one at a time
-//            per client (the closed loop: its rate is the maximum
-//            throughput at this concurrency)
+//   phase 3  Q nearest-10 queries at uniform random points, --pipeline D
+//            in flight per client, 1 by default (the closed loop: its rate
+//            is the maximum throughput at this concurrency and depth)
 //   phase 4  with --open-loop-rate only: nearest-10 queries on a fixed
 //            Poisson schedule while one more connection streams updates
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "backend.h"
 #include "options.h"
@@ -34,11 +35,21 @@ struct OpenLoopResult {
   UpdateOutcome updates;
 };
 
+// Phase 3 at one pipeline depth.
+struct QueryPhase {
+  int depth = 1;  // queries in flight per connection
+  double seconds = 0;
+  QueryOutcome outcome;
+  // CPU seconds used meanwhile by the system's processes (negative when
+  // unknown) and by this bench's own.
+  double systemCpuSeconds = -1;
+  double clientCpuSeconds = 0;
+};
+
 struct RunResult {
   PhaseResult load, updates;
   OpenLoopResult openLoop;
-  double querySeconds = 0;
-  QueryOutcome queries;
+  std::vector<QueryPhase> queries;  // one per --pipeline depth, in its order
   Totals totals;
   uint64_t rssBytes = 0;  // spawned units' sum, Redis' growth; 0 for an external cluster
   size_t checkedSamples = 0;

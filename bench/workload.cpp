@@ -104,22 +104,65 @@ double runPhase(const std::string& name, int workers, uint64_t total,
   return seconds;
 }
 
-QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t seed,
-                        std::atomic<uint64_t>& done) {
+QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t seed, size_t depth,
+                        size_t batch, std::atomic<uint64_t>& done) {
   const std::unique_ptr<Session> session = backend.connect();
   std::mt19937_64 rng(seed);
   QueryOutcome out;
-  for (uint64_t n = 0; n < count; ++n) {
-    const geo::LatLon center = randomPoint(rng);
-    const auto start = Clock::now();
-    NearestAnswer answer = session->nearest(center, kK);
-    out.latencyNs.record(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+  const auto answered = [&](geo::LatLon center, Clock::time_point sent, NearestAnswer&& answer) {
+    out.latencyNs.record(nanos(Clock::now() - sent));
     if (answer.partial) ++out.partial;
     if (out.samples.size() < keep && !answer.partial)
       out.samples.push_back(Sample{center, std::move(answer.hits)});
     ++done;
+  };
+  if (depth <= 1 && batch <= 1) {
+    for (uint64_t n = 0; n < count; ++n) {
+      const geo::LatLon center = randomPoint(rng);
+      const auto sent = Clock::now();
+      answered(center, sent, session->nearest(center, kK));
+    }
+    return out;
   }
+  session->nearest(randomPoint(rng), kK);  // connect before the clock matters
+  uint64_t started = 0, finished = 0;
+  size_t inFlight = 0;
+  // Sends the next call (`batch` points, or what is left), and the next
+  // again as soon as one is answered: `depth` calls in flight.
+  std::function<void()> start = [&] {
+    ++inFlight;
+    const auto sent = Clock::now();
+    const auto next = [&] {
+      --inFlight;
+      while (started < count && inFlight < depth) start();
+    };
+    if (batch <= 1) {
+      const geo::LatLon center = randomPoint(rng);
+      ++started;
+      session->startNearest(center, kK, [&, center, sent, next](NearestAnswer&& answer) {
+        answered(center, sent, std::move(answer));
+        ++finished;
+        next();
+      });
+      return;
+    }
+    std::vector<geo::LatLon> centers(std::min<uint64_t>(batch, count - started));
+    for (auto& c : centers) c = randomPoint(rng);
+    started += centers.size();
+    session->startNearestMany(
+        centers, kK, [&, centers, sent, next](std::vector<NearestAnswer>&& answers) {
+          if (answers.size() != centers.size())
+            throw std::runtime_error("a batch of " + std::to_string(centers.size()) +
+                                     " points came back with " + std::to_string(answers.size()) +
+                                     " answers");
+          for (size_t i = 0; i < centers.size(); ++i)
+            answered(centers[i], sent, std::move(answers[i]));
+          finished += centers.size();
+          next();
+        });
+  };
+  while (started < count && inFlight < depth) start();
+  while (finished < count) session->awaitAnswers(Clock::now() + kDrainStep);
   return out;
 }
 

@@ -59,10 +59,13 @@ struct QueryOutcome {
   std::vector<Sample> samples;
 };
 
-// Nearest-kK queries one at a time over one session, each timed from
-// request to answer; keeps the first `keep` whole answers for the check.
-QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t seed,
-                        std::atomic<uint64_t>& done);
+// Nearest-kK queries over one session in calls of `batch` points
+// (startNearestMany when more than 1), `depth` calls in flight (1: one at a
+// time; more: the next is sent as soon as one is answered, on the one
+// connection), each timed from its call's send to its answer; keeps the
+// first `keep` whole answers for the check.
+QueryOutcome runQueries(Backend& backend, uint64_t count, size_t keep, uint64_t seed, size_t depth,
+                        size_t batch, std::atomic<uint64_t>& done);
 
 // One connection's share of the open loop. A query is "late" when the
 // in-flight bound held it back; "dropped" when held past 1 s; "unanswered"

@@ -20,6 +20,7 @@ packages=(
   catch2 libbenchmark-dev            # tests and micro benchmarks
   redis-server                       # the comparison baseline in benchmarks
   libhiredis-dev                     # locus-bench --redis drives Redis GEO (bench/compare-redis.sh)
+  postgresql-15-postgis-3 libpq-dev  # ... and --postgis PostGIS, the other baseline
   gnuplot-nox                        # bench/sweep.sh draws its chart
   netcat-openbsd                     # `nc`, the simplest NDJSON client (README tour)
   openssl curl                       # TLS certificates in the tests and the README; HTTPS by hand

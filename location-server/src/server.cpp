@@ -83,6 +83,13 @@ Server::Server(const ServerOptions& options, zmq::context_t& context, kj::AsyncI
                     "Partitions with a replica that is up and serving them (below "
                     "locus_server_partitions: answers are partial)",
                     {}, [this] { return double(cluster_.servedPartitions()); });
+    registry_.counter("locus_server_scattered_queries_total",
+                      "Nearest and area queries sent to the units (each to every unit it needs)",
+                      {}, cluster_.scatteredQueries());
+    registry_.counter("locus_server_scatter_messages_total",
+                      "Messages per unit that carried them: queries_total / messages_total is "
+                      "how many queries a unit message holds",
+                      {}, cluster_.scatterMessages());
     limit_.expose(registry_);
     listener_->expose(registry_);
     http_ = std::make_unique<transport::FrontEndHttp>(
@@ -133,11 +140,10 @@ void Server::run(int stopFd, int reloadFd) {
   }
   // One more moment for the RPC system to write the last answers.
   if (waited > 0) timer.afterDelay(20 * kj::MILLISECONDS).wait(io_.waitScope);
-  if (cluster_.scatteredQueries() > 0) {
+  if (const uint64_t queries = cluster_.scatteredQueries().value(); queries > 0) {
+    const uint64_t messages = cluster_.scatterMessages().value();
     spdlog::info("nearest and area queries: {} in {} messages per unit ({:.2f} per message)",
-                 cluster_.scatteredQueries(), cluster_.scatterMessages(),
-                 static_cast<double>(cluster_.scatteredQueries()) /
-                     static_cast<double>(cluster_.scatterMessages()));
+                 queries, messages, static_cast<double>(queries) / static_cast<double>(messages));
   }
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "locus/common/metrics.h"
 #include "locus/common/placement.h"
 #include "locus/common/query.h"
 #include "locus/common/status.h"
@@ -103,9 +104,9 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   // Calls to units still waiting for replies, over all units.
   size_t pending() const;
   // Nearest and area queries scattered so far, and the messages (per unit)
-  // that carried them: their ratio is how well coalescing works.
-  uint64_t scatteredQueries() const { return scatteredQueries_; }
-  uint64_t scatterMessages() const { return scatterMessages_; }
+  // that carried them: their ratio is how well coalescing works. Any thread.
+  const metrics::Counter& scatteredQueries() const { return scatteredQueries_; }
+  const metrics::Counter& scatterMessages() const { return scatterMessages_; }
 
   static constexpr kj::Duration kProbeInterval = 200 * kj::MILLISECONDS;
   static constexpr int kUpAfterProbes = 2;
@@ -179,8 +180,8 @@ class ScatterGather final : private kj::TaskSet::ErrorHandler {
   Placement placement_;
   std::vector<std::unique_ptr<Unit>> units_;  // index = shard id
   std::vector<Pending> queue_;                // this turn's, not yet sent
-  uint64_t scatteredQueries_ = 0;
-  uint64_t scatterMessages_ = 0;
+  metrics::Counter scatteredQueries_;
+  metrics::Counter scatterMessages_;
   std::atomic<uint32_t> servedPartitions_{0};  // with a routable, serving replica
   kj::TaskSet tasks_;          // flushes and batches in flight; declared after units_
   kj::Promise<void> probing_;  // every unit's probe loop; declared last
