@@ -1,6 +1,7 @@
 #include "locus/client/ingest_client.h"
 
 #include <kj/debug.h>
+#include <kj/time.h>
 
 #include <algorithm>
 
@@ -80,7 +81,9 @@ void IngestClient::settleOldest() {
     call.reply.reset();  // whatever happens next, it is not waited on twice
     std::optional<Reply> reply;
     try {
-      reply.emplace(timer().timeoutAfter(options_.callTimeout, kj::mv(pending)).wait(waitScope()));
+      reply.emplace(rpc_->timeoutAfter(options_.callTimeout, kj::mv(pending),
+                                       "no answer from the gateway within the call timeout")
+                        .wait(waitScope()));
     } catch (const kj::Exception& e) {
       recover(e);  // only the call itself: a malformed answer or the callback is no reason
       continue;
@@ -130,7 +133,7 @@ bool IngestClient::handle(Call& call, const Reply& reply) {
   call.original = std::move(original);
   ++call.attempt;
   resent_ += again.size();
-  timer().afterDelay(options_.retryDelay * call.attempt).wait(waitScope());
+  rpc_->afterDelay(options_.retryDelay * call.attempt).wait(waitScope());
   start(call);
   return false;
 }
@@ -142,14 +145,14 @@ void IngestClient::recover(const kj::Exception& failure) {
       std::string_view::npos) {
     kj::throwFatalException(kj::cp(failure));
   }
-  const kj::TimePoint now = timer().now();
-  if (!failingSince_) failingSince_ = now;
+  const auto now = [] { return kj::systemPreciseMonotonicClock().now(); };
+  if (!failingSince_) failingSince_ = now();
   for (;;) {
     const kj::Duration patience = answeredOnce_ ? options_.reconnectFor : options_.connectFor;
-    if (timer().now() - *failingSince_ >= patience) kj::throwFatalException(kj::cp(failure));
+    if (now() - *failingSince_ >= patience) kj::throwFatalException(kj::cp(failure));
     // The backoff grows across failures, until a call is answered: the
     // new connection is lazy, so its failure shows only on the next wait.
-    timer().afterDelay(backoff_).wait(waitScope());
+    rpc_->afterDelay(backoff_).wait(waitScope());
     backoff_ = std::min(backoff_ * 2, kMaxBackoff);
     try {
       connect();

@@ -15,9 +15,9 @@ QueryClient::QueryClient(const std::string& address, kj::Duration callTimeout,
   if (apiKey.empty()) return;
   auto login = service_.loginRequest();
   login.setApiKey(apiKey);
-  auto reply = rpc_.getIoProvider()
-                   .getTimer()
-                   .timeoutAfter(callTimeout, login.send())
+  kj::Promise<capnp::Response<wire::LocationService::LoginResults>> sent = login.send();
+  auto reply = rpc_.timeoutAfter(callTimeout, kj::mv(sent),
+                                 kj::str("no answer to login from the server at ", address.c_str()))
                    .wait(rpc_.getWaitScope());
   if (reply.hasError()) {
     kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,

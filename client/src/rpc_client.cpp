@@ -2,6 +2,7 @@
 
 #include <kj/debug.h>
 #include <kj/refcount.h>
+#include <kj/time.h>
 
 #include "locus/transport/net.h"
 
@@ -64,6 +65,10 @@ capnp::Capability::Client RpcClient::bootstrap() {
   }
   return connected_.addBranch().then(
       [this]() { return KJ_ASSERT_NONNULL(connection_)->client.bootstrap(); });
+}
+
+kj::Promise<void> RpcClient::afterDelay(kj::Duration delay) {
+  return getIoProvider().getTimer().atTime(kj::systemPreciseMonotonicClock().now() + delay);
 }
 
 kj::WaitScope& RpcClient::getWaitScope() {

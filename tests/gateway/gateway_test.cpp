@@ -31,6 +31,7 @@
 #include <zmq.hpp>
 
 #include "locus.capnp.h"
+#include "locus/client/ingest_client.h"
 #include "locus/client/rpc_client.h"
 #include "locus/common/clock.h"
 #include "locus/common/geo.h"
@@ -165,13 +166,14 @@ class IngestRpc {
       calls.add(request.send().then(
           [](auto&& response) { return readBatchOutcome(response.getResult()); }));
     }
-    auto timeout = client_.getIoProvider().getTimer().afterDelay(
-        std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() * kj::MILLISECONDS);
-    auto all = kj::joinPromises(calls.releaseAsArray());
-    auto answers = all.exclusiveJoin(timeout.then([]() -> kj::Array<BatchOutcome> {
-                        kj::throwFatalException(KJ_EXCEPTION(FAILED, "no RPC answer in time"));
-                      }))
-                       .wait(client_.getWaitScope());
+    // (The client's loop has not run while the test checked the units: a
+    // plain kj::Timer deadline would count from before that.)
+    auto answers =
+        client_
+            .timeoutAfter(std::chrono::duration_cast<std::chrono::milliseconds>(kWait).count() *
+                              kj::MILLISECONDS,
+                          kj::joinPromises(calls.releaseAsArray()), "no RPC answer in time")
+            .wait(client_.getWaitScope());
     return std::vector<BatchOutcome>(std::make_move_iterator(answers.begin()),
                                      std::make_move_iterator(answers.end()));
   }
@@ -275,6 +277,29 @@ TEST_CASE("locus-gateway routes reports from both protocols to their owning unit
     // The stale ones changed nothing: the first 200 text reports still hold.
     requireStored(cluster, std::vector<Report>(textReports.begin(), textReports.begin() + 200));
   }
+}
+
+TEST_CASE("an ingest client whose loop sat idle past its call timeout is answered, not resent",
+          "[cluster]") {
+  // Its loop runs only while it waits (here, in flush()); a deadline
+  // counted from the loop's last poll would have passed already.
+  Cluster cluster(2);
+  client::IngestClient ingest(cluster.gateway->rpcAddress,
+                              client::IngestClient::Options{.callTimeout = 300 * kj::MILLISECONDS});
+  std::mt19937_64 rng(21);
+  std::deque<std::string> ids;
+  for (int round = 0; round < 2; ++round) {
+    const auto batch = cityReports(rng, "idle-" + std::to_string(round), 50, kTsMs, ids);
+    BatchOutcome outcome;
+    ingest.send(
+        batch.size(), [&](size_t i, wire::Report::Builder out) { writeReport(batch[i], out); },
+        [&](const BatchOutcome& o) { outcome = o; });
+    std::this_thread::sleep_for(700ms);
+    ingest.flush();
+    CHECK(outcome.accepted == batch.size());
+  }
+  CHECK(ingest.reconnects() == 0);
+  CHECK(ingest.reportsResent() == 0);
 }
 
 TEST_CASE("locus-gateway answers every bad line with an error, in order, and keeps going",

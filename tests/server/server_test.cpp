@@ -19,12 +19,14 @@
 #include <regex>
 #include <span>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 #include <zmq.hpp>
 
 #include "locus.capnp.h"
+#include "locus/client/query_client.h"
 #include "locus/common/wire.h"
 #include "locus/testkit/brute_force.h"
 #include "locus/testkit/cluster.h"
@@ -298,6 +300,23 @@ TEST_CASE("locus-server answers equal brute force over four units", "[cluster]")
       REQUIRE_SAME_ANSWER(answers[i].result, model.nearest(queries[i], now));
     }
   }
+}
+
+TEST_CASE("a query client whose loop sat idle past its call timeout still gets answers",
+          "[cluster]") {
+  // Its loop runs only while it waits; a deadline counted from the loop's
+  // last poll would have passed before the call was sent.
+  Cluster cluster(1);
+  std::mt19937_64 rng(5);
+  std::vector<std::string> ids;
+  cluster.load(worldReports(rng, 100, ids));
+  client::QueryClient client(cluster.server->address, 300 * kj::MILLISECONDS);
+  const NearestQuery q{{31.25, 121.5}, 5};
+  REQUIRE(client.nearest(q));
+  std::this_thread::sleep_for(700ms);
+  auto again = client.nearest(q);
+  REQUIRE(again);
+  REQUIRE_SAME_ANSWER(again->result, cluster.model.nearest(q, kTsMs));
 }
 
 TEST_CASE("locus-server answers bad queries with typed errors and keeps serving", "[cluster]") {

@@ -98,10 +98,9 @@ class QueryClient {
  private:
   template <typename T>
   kj::Promise<T> bounded(kj::Promise<T> promise) {
-    return promise.exclusiveJoin(timer().afterDelay(timeout_).then([this]() -> kj::Promise<T> {
-      return KJ_EXCEPTION(DISCONNECTED, "no answer from the server at ", address_, " within ",
-                          timeout_ / kj::MILLISECONDS, " ms");
-    }));
+    return rpc_.timeoutAfter(timeout_, kj::mv(promise),
+                             kj::str("no answer from the server at ", address_.c_str(), " within ",
+                                     timeout_ / kj::MILLISECONDS, " ms"));
   }
 
   std::string address_;

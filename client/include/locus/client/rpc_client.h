@@ -41,6 +41,19 @@ class RpcClient {
   kj::AsyncIoProvider& getIoProvider();
   kj::LowLevelAsyncIoProvider& getLowLevelIoProvider();
 
+  // Resolves `delay` from now. Use it, not kj::Timer::afterDelay(), for a
+  // deadline: the timer counts from the loop's last poll, and a client's
+  // loop runs only while it waits, so after a pause of the caller (reading
+  // stdin, a phase of other work) a timer's "now" is that far behind and
+  // its deadlines have passed already.
+  kj::Promise<void> afterDelay(kj::Duration delay);
+  // `promise`, or a DISCONNECTED exception saying `what` after `delay`.
+  template <typename T>
+  kj::Promise<T> timeoutAfter(kj::Duration delay, kj::Promise<T> promise, kj::StringPtr what) {
+    return promise.exclusiveJoin(afterDelay(delay).then(
+        [what = kj::str(what)]() -> kj::Promise<T> { return KJ_EXCEPTION(DISCONNECTED, what); }));
+  }
+
  private:
   class ThreadLoop;
   struct Connection;

@@ -339,7 +339,7 @@ class Rpc {
 
   // Runs the client's event loop (sending and receiving) for `duration`.
   void runFor(std::chrono::milliseconds duration) {
-    client_.timer().afterDelay(duration.count() * kj::MILLISECONDS).wait(client_.waitScope());
+    client_.rpc().afterDelay(duration.count() * kj::MILLISECONDS).wait(client_.waitScope());
   }
 
   wire::LocationService::Client& service() { return client_.service(); }
