@@ -23,6 +23,7 @@
 
 #include "locus/common/city.h"
 #include "locus/common/geo.h"
+#include "locus/common/placement.h"
 #include "locus/unit/location_index.h"
 
 namespace {
@@ -102,6 +103,24 @@ void BM_Nearest10(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_Nearest10);
+
+// A unit holding two replicas' devices answers for half of them (4 units,
+// R = 2: the server asks each unit for the partitions it is the chosen
+// replica of): the same city, every other partition served.
+void BM_Nearest10HalfServed(benchmark::State& state) {
+  City& c = city();
+  std::vector<uint32_t> serve;
+  for (uint32_t p = 0; p < locus::kDefaultPartitions; p += 2) serve.push_back(p);
+  const locus::unit::PartitionFilter half(locus::kDefaultPartitions, serve);
+  std::mt19937_64 rng(2);
+  std::uniform_real_distribution<double> lat(kSouth, kNorth), lon(kWest, kEast);
+  for (auto _ : state) {
+    const NearestQuery q{{lat(rng), lon(rng)}, 10};
+    benchmark::DoNotOptimize(c.index.nearest(q, c.tsMs, &half));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Nearest10HalfServed);
 
 void BM_Radius500m(benchmark::State& state) {
   City& c = city();

@@ -31,10 +31,17 @@ class PartitionFilter {
  public:
   PartitionFilter(uint32_t partitions, const std::vector<uint32_t>& serve);
   bool contains(std::string_view id) const;
+  // When the partition count divides 2^16 (a power of two, as the default
+  // 256), the low 16 bits of hashId(id) >> 32 decide: containsLowBits.
+  bool decidedByLowBits() const { return (uint32_t{1} << 16) % serve_.size() == 0; }
+  bool containsLowBits(uint16_t bits) const { return serve_[bits % serve_.size()]; }
   uint32_t partitions() const { return static_cast<uint32_t>(serve_.size()); }
+  // The share of partitions served: about the share of devices in.
+  double servedFraction() const { return fraction_; }
 
  private:
   std::vector<bool> serve_;  // by partition
+  double fraction_ = 0;
 };
 
 struct IndexOptions {
