@@ -52,14 +52,17 @@ run: build
 bench: build
 	$(BUILD_DIR)/bin/locus-index-bench --benchmark_counters_tabular=true
 
-# The SPEC's city workload, Locus (4 units) and Redis GEO in one run, with
-# ratios; then both at half of Locus's query rate while updates stream.
+# The SPEC's city workload, Locus (4 units), Redis GEO and PostGIS in one run,
+# at pipeline depths 1 and 32, with ratios; then all at half of Locus's best query
+# rate while updates stream.
 bench-redis: build
 	bench/compare-redis.sh --open-loop-rate half
 
-# The workload against 1, 2, 4 and 8 units: a table and bench/results/sweep.png.
+# The workload against 1, 2, 4 and 8 units and 100k to 10M devices: a table and
+# bench/results/sweep.png (takes ~20 minutes).
 bench-sweep: build
-	bench/sweep.sh --units 1,2,4,8 --devices 200000 --updates 400000 --queries 20000
+	bench/sweep.sh --units 1,2,4,8 --devices 100000,1000000,4000000,10000000 --updates 1000000 \
+	  --queries 20000 --pipeline 32
 
 # libFuzzer targets (fuzz/) for FUZZ_SECONDS each (or until FUZZ_RUNS
 # executions, when given), with the corpus in fuzz/corpus: clang, ASan and

@@ -203,13 +203,15 @@ class LocusSession final : public Session, public kj::TaskSet::ErrorHandler {
 class LocusBackend final : public Backend {
  public:
   LocusBackend(std::string gateway, std::string server, const testkit::SpawnedCluster* spawned,
-               const Deadline& deadline, std::string http, Credentials credentials)
+               const Deadline& deadline, std::string http, Credentials credentials,
+               std::vector<int> cpuPids)
       : gateway_(std::move(gateway)),
         server_(std::move(server)),
         http_(std::move(http)),
         spawned_(spawned),
         deadline_(deadline),
-        credentials_(std::move(credentials)) {}
+        credentials_(std::move(credentials)),
+        cpuPids_(std::move(cpuPids)) {}
 
   std::string name() const override { return http_.empty() ? "locus" : "locus-http"; }
   std::unique_ptr<Session> connect() override {
@@ -253,7 +255,13 @@ class LocusBackend final : public Backend {
   }
 
   uint64_t rssBytes() override { return spawned_ != nullptr ? spawned_->unitsRssBytes() : 0; }
-  double cpuSeconds() override { return spawned_ != nullptr ? spawned_->cpuSeconds() : -1; }
+  double cpuSeconds() override {
+    if (spawned_ != nullptr) return spawned_->cpuSeconds();
+    if (cpuPids_.empty()) return -1;
+    double total = 0;
+    for (int pid : cpuPids_) total += testkit::cpuSeconds(pid);
+    return total;
+  }
   bool exact() const override { return true; }
 
  private:
@@ -261,6 +269,7 @@ class LocusBackend final : public Backend {
   const testkit::SpawnedCluster* spawned_;
   const Deadline& deadline_;
   Credentials credentials_;
+  std::vector<int> cpuPids_;
 };
 
 }  // namespace
@@ -268,8 +277,10 @@ class LocusBackend final : public Backend {
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
                                           const Deadline& deadline, const std::string& http,
-                                          const Credentials& credentials) {
-  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline, http, credentials);
+                                          const Credentials& credentials,
+                                          std::vector<int> cpuPids) {
+  return std::make_unique<LocusBackend>(gateway, server, spawned, deadline, http, credentials,
+                                        std::move(cpuPids));
 }
 
 }  // namespace locus::bench

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "locus/testkit/cluster.h"
@@ -22,9 +23,12 @@ struct Credentials {
   std::string apiKey;               // admin API key for the server (--api-keys): stats too
   transport::TlsClientOptions tls;  // TLS to both
 };
+// `cpuPids`: for a cluster it did not spawn, the processes whose CPU is
+// the system's (e.g. one `locus local`); none: unknown.
 std::unique_ptr<Backend> makeLocusBackend(const std::string& gateway, const std::string& server,
                                           const testkit::SpawnedCluster* spawned,
                                           const Deadline& deadline, const std::string& http = "",
-                                          const Credentials& credentials = {});
+                                          const Credentials& credentials = {},
+                                          std::vector<int> cpuPids = {});
 
 }  // namespace locus::bench

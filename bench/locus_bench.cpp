@@ -152,9 +152,9 @@ int main(int argc, char** argv) {
     } else if (!o.postgis.empty()) {
       backend = makePostgisBackend(o.postgis, deadline);
     } else {
-      backend = makeLocusBackend(gateway, server, cluster.get(), deadline,
-                                 o.http ? o.serverHttp : std::string(),
-                                 Credentials{o.token, o.apiKey, {o.tlsCa, o.tlsServerName}});
+      backend = makeLocusBackend(
+          gateway, server, cluster.get(), deadline, o.http ? o.serverHttp : std::string(),
+          Credentials{o.token, o.apiKey, {o.tlsCa, o.tlsServerName}}, o.cpuPids);
     }
     const RunResult result = run(o, *backend, deadline);
     if (o.json) {

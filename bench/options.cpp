@@ -46,6 +46,8 @@ std::optional<std::string> Options::validate() const {
            "HOST:PORT or --postgis CONNINFO";
   if (spawnUnits > 0 && (!gateway.empty() || !server.empty()))
     return "--spawn-units starts its own cluster: drop --gateway and --server";
+  if (!cpuPids.empty() && server.empty())
+    return "--cpu-pids measures a running cluster: give --gateway and --server";
   if (concurrency < 1 || concurrency > 256) return "--concurrency must be in [1, 256]";
   if (pipeline.empty()) return "--pipeline needs a depth";
   if (batch < 1 || static_cast<size_t>(batch) > kMaxBatchPoints)
@@ -98,6 +100,10 @@ void addFlags(CLI::App& app, Options& o) {
                "ask the nearest queries over the server's HTTP API (GET /v1/nearest, one "
                "keep-alive connection per worker) instead of Cap'n Proto RPC");
   addFlag(app, "--server-http", o.serverHttp, "HOST:PORT of a running server's --http-listen");
+  addFlag(app, "--cpu-pids", o.cpuPids,
+          "with --gateway/--server: the cluster's process ids (e.g. one `locus local`), whose "
+          "CPU per query is reported")
+      ->delimiter(',');
   addFlag(app, "--token", o.token, "device token, for a gateway with --auth-keys");
   addFlag(app, "--api-key", o.apiKey, "admin API key, for a server with --api-keys");
   addFlag(app, "--tls-ca", o.tlsCa, "PEM certificate(s) to trust: TLS to the gateway and server");

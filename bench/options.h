@@ -20,17 +20,18 @@ struct OpenLoopRate {
 std::optional<OpenLoopRate> parseOpenLoopRate(const std::string& text);
 
 struct Options {
-  std::string gateway;     // HOST:PORT of the gateway's Ingest RPC
-  std::string server;      // HOST:PORT of the server's LocationService
-  int spawnUnits = 0;      // > 0: start a cluster of this many units instead
-  uint32_t replicas = 0;   // of the spawned cluster; 0 = its default (2 from two units on)
-  std::string redis;       // HOST:PORT: run the workload against Redis GEO instead
-  std::string postgis;     // libpq connection string: ... against PostGIS instead
-  bool http = false;       // queries over the server's HTTP API (keep-alive) instead of RPC
-  std::string serverHttp;  // HOST:PORT of a running server's --http-listen, with --http
-  std::string token;       // device token, for a gateway with --auth-keys
-  std::string apiKey;      // admin API key, for a server with --api-keys
-  std::string tlsCa;       // PEM to trust: TLS to the gateway and the server
+  std::string gateway;       // HOST:PORT of the gateway's Ingest RPC
+  std::string server;        // HOST:PORT of the server's LocationService
+  int spawnUnits = 0;        // > 0: start a cluster of this many units instead
+  uint32_t replicas = 0;     // of the spawned cluster; 0 = its default (2 from two units on)
+  std::string redis;         // HOST:PORT: run the workload against Redis GEO instead
+  std::string postgis;       // libpq connection string: ... against PostGIS instead
+  bool http = false;         // queries over the server's HTTP API (keep-alive) instead of RPC
+  std::string serverHttp;    // HOST:PORT of a running server's --http-listen, with --http
+  std::string token;         // device token, for a gateway with --auth-keys
+  std::string apiKey;        // admin API key, for a server with --api-keys
+  std::vector<int> cpuPids;  // with --gateway/--server: the processes whose CPU to count
+  std::string tlsCa;         // PEM to trust: TLS to the gateway and the server
   std::string tlsServerName;
   uint64_t devices = 1'000'000;
   uint64_t updates = 2'000'000;
