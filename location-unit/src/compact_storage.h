@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -98,113 +100,195 @@ class IdArena {
 };
 
 // id → slot, as an open-addressing table (linear probing, backward-shift
-// deletion, no tombstones) of 4-byte entries. It stores no keys: `Keys`
-// answers `std::string_view id(uint32_t slot)` and `uint64_t hash(uint32_t
-// slot)` from the device columns. An entry holds slot + 1 in its low bits and,
-// in the bits slot numbers do not need yet, a fingerprint of the hash, so a
+// deletion) of 4-byte entries. It stores no keys: `Keys` answers
+// `std::string_view id(uint32_t slot)` and `uint64_t hash(uint32_t slot)`
+// from the device columns. An entry holds slot + 1 in its low bits and, in
+// the bits slot numbers do not need yet, a fingerprint of the hash, so a
 // probe reads an id (a cache miss) only when the fingerprints match.
 //
 // Any bucket count will do (a hash's home bucket is a multiply-shift of its
 // low 32 bits, not a mask), so the table grows by ~1.46x, not 2x: it stays
 // between kMinLoad and kMaxLoad full, and a device costs 4.6 to 6.7 bytes.
 //
+// Growth is incremental, as Redis rehashes its dicts: rebuilding the table
+// at once stalls the unit for ~0.8 s at 8M devices (a random write and an id
+// hash per device), past the gateway's batch timeout, which then takes the
+// unit for stalled and has it copy its partitions again. Instead a growth
+// allocates the bigger table and each insert() and advance() then moves
+// kMigrateStep buckets of the old one into it, finishing long before the new
+// one fills. Meanwhile lookups try the new table and then the old one (where
+// a bucket before the cursor has moved and is ignored), and an entry erased
+// from the old one leaves a tombstone so its probe chains stay whole.
+//
 // Precondition: the table holds exactly the slots 0 .. size() - 1 when
-// insert() is called (the index keeps its columns dense), so growth rehashes
-// in slot order, reading the ids where they are stored one after another.
+// insert() is called (the index keeps its columns dense).
 template <typename Keys>
 class SlotTable {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
   static constexpr double kMaxLoad = 0.875;
   static constexpr double kMinLoad = 0.6;  // right after growth
+  // Old buckets moved per insert() or advance() during a growth: the new
+  // table has room for ~0.46 inserts per old bucket, so 8 per insert ends the
+  // growth when it is ~5% fuller than it started.
+  static constexpr size_t kMigrateStep = 8;
 
-  explicit SlotTable(Keys keys) : keys_(std::move(keys)) { resize(16); }
+  explicit SlotTable(Keys keys) : keys_(std::move(keys)) { table_ = Buckets(16); }
 
   uint32_t find(std::string_view id, uint64_t hash) const {
-    const uint32_t fp = fingerprint(hash);
-    for (size_t b = home(hash);; b = next(b)) {
-      const uint32_t v = buckets_[b];
-      if (v == kEmpty) return kNone;
-      if ((v & ~slotMask_) == fp && keys_.id((v & slotMask_) - 1) == id) {
-        return (v & slotMask_) - 1;
-      }
-    }
+    if (const uint32_t slot = findIn(table_, id, hash, 0); slot != kNone) return slot;
+    return migrating() ? findIn(old_, id, hash, cursor_) : kNone;
   }
   // Precondition: the id of `slot` is not in the table, and slot == size().
   void insert(uint32_t slot, uint64_t hash) {
     KJ_ASSERT(slot == count_, "ids are inserted in slot order", slot, count_);
-    if (count_ + 1 > maxCount_) {
-      resize(std::max(buckets_.size() + 1, static_cast<size_t>(double(count_ + 1) / kMinLoad)));
+    if (count_ + 1 > table_.maxCount) {
+      finishMigration();  // never two growths at once (it does not come to that)
+      startMigration(
+          std::max(table_.size() + 1, static_cast<size_t>(double(count_ + 1) / kMinLoad)));
     }
-    place(slot, hash);
+    place(table_, slot, hash);
     ++count_;
+    advance();
+  }
+  // Moves a few buckets of a growth in progress (called for every report, so
+  // a growth also ends while devices only move).
+  void advance() {
+    if (!migrating()) return;
+    for (size_t end = std::min(old_.size(), cursor_ + kMigrateStep); cursor_ < end; ++cursor_) {
+      const uint32_t v = old_.buckets[cursor_];
+      if (!old_.holdsEntry(v)) continue;
+      const uint32_t slot = (v & old_.slotMask) - 1;
+      place(table_, slot, keys_.hash(slot));
+    }
+    if (cursor_ == old_.size()) old_ = Buckets();
   }
   // Re-points the entry of a device whose slot number changed from `from`.
   void renumber(uint32_t from, uint32_t to, uint64_t hash) {
-    buckets_[bucketOf(from, hash)] = entry(to, hash);
+    if (const size_t b = bucketIn(table_, from, hash, 0); b != kNowhere) {
+      table_.buckets[b] = table_.entry(to, hash);
+      return;
+    }
+    old_.buckets[mustFindInOld(from, hash)] = old_.entry(to, hash);
   }
   void erase(uint32_t slot, uint64_t hash) {
-    size_t hole = bucketOf(slot, hash);
-    // Backward shift: move each later entry of the cluster into the hole when
-    // the hole lies on its probe path, so lookups never need tombstones.
-    for (size_t b = next(hole);; b = next(b)) {
-      const uint32_t v = buckets_[b];
-      if (v == kEmpty) break;
-      const size_t h = home(keys_.hash((v & slotMask_) - 1));
-      if (distance(h, b) >= distance(hole, b)) {
-        buckets_[hole] = v;
-        hole = b;
-      }
-    }
-    buckets_[hole] = kEmpty;
     --count_;
+    if (const size_t b = bucketIn(table_, slot, hash, 0); b != kNowhere) {
+      eraseAt(b);
+      return;
+    }
+    old_.buckets[mustFindInOld(slot, hash)] = old_.tombstone();
   }
   size_t size() const { return count_; }
-  size_t capacityBytes() const { return buckets_.capacity() * sizeof(uint32_t); }
+  bool migrating() const { return !old_.empty(); }
+  size_t capacityBytes() const { return (table_.size() + old_.size()) * sizeof(uint32_t); }
 
  private:
   static constexpr uint32_t kEmpty = 0;
+  static constexpr size_t kNowhere = SIZE_MAX;
 
-  size_t home(uint64_t hash) const {
-    return static_cast<size_t>((hash & UINT32_MAX) * buckets_.size() >> 32);
-  }
-  size_t next(size_t b) const { return b + 1 == buckets_.size() ? 0 : b + 1; }
+  // One bucket array and how its entries are encoded. The array comes from
+  // calloc: a big one is fresh zero pages from the kernel, touched as they
+  // fill, so a growth does not stop to clear 4 bytes per bucket either.
+  struct Buckets {
+    struct Free {
+      void operator()(uint32_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint32_t[], Free> buckets;
+    size_t count = 0;     // buckets
+    size_t maxCount = 0;  // grow beyond this many entries
+    uint32_t slotMask = 0;
+
+    Buckets() = default;
+    explicit Buckets(size_t n)
+        : buckets(static_cast<uint32_t*>(std::calloc(n, sizeof(uint32_t)))),
+          count(n),
+          maxCount(static_cast<size_t>(double(n) * kMaxLoad)) {
+      static_assert(kEmpty == 0, "calloc's zeros are empty buckets");
+      if (!buckets) throw std::bad_alloc();
+      // Slot numbers up to maxCount (+1, as an entry holds slot + 1) must fit.
+      const int slotBits = std::bit_width(maxCount);
+      slotMask = slotBits >= 32 ? UINT32_MAX : (uint32_t{1} << slotBits) - 1;
+    }
+    size_t size() const { return count; }
+    bool empty() const { return count == 0; }
+    size_t home(uint64_t hash) const {
+      return static_cast<size_t>((hash & UINT32_MAX) * count >> 32);
+    }
+    size_t next(size_t b) const { return b + 1 == count ? 0 : b + 1; }
+    uint32_t fingerprint(uint64_t hash) const {
+      return static_cast<uint32_t>(hash >> 32) & ~slotMask;
+    }
+    uint32_t entry(uint32_t slot, uint64_t hash) const { return fingerprint(hash) | (slot + 1); }
+    // An erased entry of a table being migrated: slot bits 0, which no
+    // entry has (it holds slot + 1), and not empty.
+    uint32_t tombstone() const { return ~slotMask; }
+    bool holdsEntry(uint32_t v) const { return (v & slotMask) != 0; }
+  };
+
   // Probe steps from bucket `from` forward to bucket `to`.
   size_t distance(size_t from, size_t to) const {
-    return to >= from ? to - from : to + buckets_.size() - from;
+    return to >= from ? to - from : to + table_.size() - from;
   }
-  uint32_t fingerprint(uint64_t hash) const {
-    return static_cast<uint32_t>(hash >> 32) & ~slotMask_;
-  }
-  uint32_t entry(uint32_t slot, uint64_t hash) const { return fingerprint(hash) | (slot + 1); }
-
-  size_t bucketOf(uint32_t slot, uint64_t hash) const {
-    const uint32_t want = entry(slot, hash);
-    for (size_t b = home(hash);; b = next(b)) {
-      if (buckets_[b] == want) return b;
-      KJ_ASSERT(buckets_[b] != kEmpty, "slot not in the id table", slot);
+  // The slot of `id` in `t`, ignoring buckets before `from` (moved ones).
+  uint32_t findIn(const Buckets& t, std::string_view id, uint64_t hash, size_t from) const {
+    const uint32_t fp = t.fingerprint(hash);
+    for (size_t b = t.home(hash);; b = t.next(b)) {
+      const uint32_t v = t.buckets[b];
+      if (v == kEmpty) return kNone;
+      if (b >= from && t.holdsEntry(v) && (v & ~t.slotMask) == fp &&
+          keys_.id((v & t.slotMask) - 1) == id) {
+        return (v & t.slotMask) - 1;
+      }
     }
   }
-  void place(uint32_t slot, uint64_t hash) {
-    size_t b = home(hash);
-    while (buckets_[b] != kEmpty) b = next(b);
-    buckets_[b] = entry(slot, hash);
+  // The bucket of `slot`'s entry in `t` at or after bucket `from`, or kNowhere.
+  size_t bucketIn(const Buckets& t, uint32_t slot, uint64_t hash, size_t from) const {
+    const uint32_t want = t.entry(slot, hash);
+    for (size_t b = t.home(hash);; b = t.next(b)) {
+      if (t.buckets[b] == kEmpty) return kNowhere;
+      if (t.buckets[b] == want && b >= from) return b;
+    }
   }
-  // Rebuilds the table with `buckets` buckets from the slots it holds.
-  void resize(size_t buckets) {
-    buckets_ = std::vector<uint32_t>(buckets, kEmpty);  // exactly `buckets`, no spare capacity
-    maxCount_ = static_cast<size_t>(double(buckets) * kMaxLoad);
-    // Slot numbers up to maxCount_ (+1, as an entry holds slot + 1) must fit.
-    const int slotBits = std::bit_width(maxCount_);
-    slotMask_ = slotBits >= 32 ? UINT32_MAX : (uint32_t{1} << slotBits) - 1;
-    for (uint32_t s = 0; s < count_; ++s) place(s, keys_.hash(s));
+  size_t mustFindInOld(uint32_t slot, uint64_t hash) const {
+    const size_t b = migrating() ? bucketIn(old_, slot, hash, cursor_) : kNowhere;
+    KJ_ASSERT(b != kNowhere, "slot not in the id table", slot);
+    return b;
+  }
+  static void place(Buckets& t, uint32_t slot, uint64_t hash) {
+    size_t b = t.home(hash);
+    while (t.buckets[b] != kEmpty) b = t.next(b);
+    t.buckets[b] = t.entry(slot, hash);
+  }
+  // Backward shift: move each later entry of the cluster into the hole when
+  // the hole lies on its probe path, so lookups in table_ never need
+  // tombstones.
+  void eraseAt(size_t hole) {
+    for (size_t b = table_.next(hole);; b = table_.next(b)) {
+      const uint32_t v = table_.buckets[b];
+      if (v == kEmpty) break;
+      const size_t h = table_.home(keys_.hash((v & table_.slotMask) - 1));
+      if (distance(h, b) >= distance(hole, b)) {
+        table_.buckets[hole] = v;
+        hole = b;
+      }
+    }
+    table_.buckets[hole] = kEmpty;
+  }
+  void startMigration(size_t buckets) {
+    old_ = std::move(table_);
+    table_ = Buckets(buckets);  // exactly `buckets`, no spare capacity
+    cursor_ = 0;
+  }
+  void finishMigration() {
+    while (migrating()) advance();
   }
 
   Keys keys_;
-  std::vector<uint32_t> buckets_;
+  Buckets table_;
+  Buckets old_;        // being moved into table_ (empty when no growth runs)
+  size_t cursor_ = 0;  // old_'s buckets before it have moved
   size_t count_ = 0;
-  size_t maxCount_ = 0;  // grow beyond this many entries
-  uint32_t slotMask_ = 0;
 };
 
 }  // namespace locus::unit

@@ -165,6 +165,7 @@ class LocationIndex::Impl {
     const int32_t latE7 = geo::toE7(r.lat);
     const int32_t lonE7 = geo::toE7(r.lon);
     const uint64_t hash = hashId(r.id);
+    table_.advance();  // a growth of the id table ends while devices only move, too
     const uint32_t slot = table_.find(r.id, hash);
     if (slot == Table::kNone) {
       insertNew(r, latE7, lonE7, hash);
