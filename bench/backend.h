@@ -71,10 +71,12 @@ using AnsweredMany = std::function<void(std::vector<NearestAnswer>&&)>;
 // What the system holds, summed over its shards.
 struct Totals {
   uint64_t devices = 0;
-  uint64_t reportsSeen = 0;  // applied + stale + rejected; 0 where not counted
-  uint64_t memoryBytes = 0;  // the system's own accounting of what this run added
+  uint64_t reportsSeen = 0;   // applied + stale + rejected; 0 where not counted
+  uint64_t reportsStale = 0;  // of reportsSeen: older than the stored position (resends among them)
+  uint64_t memoryBytes = 0;   // the system's own accounting of what this run added
   uint32_t shardsTotal = 0;
   uint32_t shardsAnswered = 0;
+  bool catchingUp = false;  // a replica is copying partitions or does not serve some yet
 };
 
 class Session {

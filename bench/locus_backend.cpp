@@ -17,7 +17,8 @@ namespace locus::bench {
 namespace {
 
 constexpr auto kCallTimeout = 60 * kj::SECONDS;
-constexpr auto kSettleTimeout = std::chrono::seconds(60);
+constexpr auto kSettleTimeout = std::chrono::seconds(300);  // a catch-up of 10M devices included
+constexpr auto kSettleQuiet = std::chrono::seconds(1);
 
 NearestAnswer nearestAnswer(const Result<client::Answer>& answer) {
   if (!answer) throw std::runtime_error("nearest: " + answer.error().message);
@@ -226,23 +227,52 @@ class LocusBackend final : public Backend {
     for (const UnitStats& s : stats->units) {
       totals.devices += s.devices;
       totals.reportsSeen += s.reportsApplied + s.reportsStale + s.reportsRejected;
+      totals.reportsStale += s.reportsStale;
       totals.memoryBytes += s.memoryBytes;
+      totals.catchingUp = totals.catchingUp || s.copying || !s.notServing.empty();
     }
     // Every device and report is on each replica of its partition.
     totals.devices /= stats->replicas;
     totals.reportsSeen /= stats->replicas;
+    totals.reportsStale /= stats->replicas;
+    if (!staleSeen_) staleSeen_ = totals.reportsStale;  // what the cluster held before this run
     totals.shardsTotal = stats->shards.total;
     totals.shardsAnswered = stats->shards.answered;
     return totals;
   }
 
   // Polls stats until the units have seen `reportsSeen` reports in all (the
-  // gateway acknowledges before the units apply).
+  // gateway acknowledges before the units apply). A report the gateway
+  // resent (a batch timed out on one replica) is seen twice, so the sum can
+  // reach `reportsSeen` while a slow replica still works through its queue:
+  // when stale reports grew since the last wait, it waits until the counters
+  // have stood still for kSettleQuiet as well. And a unit that is catching
+  // up (copying partitions from a peer) holds only part of them until done.
   Totals waitForReports(uint64_t reportsSeen, const std::string& phase) override {
     const auto until = std::min(Clock::now() + kSettleTimeout, deadline_.at());
+    Totals last;
+    auto lastChange = Clock::now();
+    bool catchUpLogged = false;
     for (;;) {
       Totals t = totals();
-      if (t.shardsAnswered == t.shardsTotal && t.reportsSeen >= reportsSeen) return t;
+      if (t.reportsSeen != last.reportsSeen || t.devices != last.devices) lastChange = Clock::now();
+      const bool resent = t.reportsStale > *staleSeen_;
+      if (t.catchingUp && !catchUpLogged) {
+        std::cerr << "locus-bench: " << phase
+                  << ": a unit is catching up (it was taken for stalled); waiting for it\n";
+        catchUpLogged = true;
+      }
+      if (t.shardsAnswered == t.shardsTotal && t.reportsSeen >= reportsSeen && !t.catchingUp &&
+          (!resent ||
+           (Clock::now() - lastChange >= kSettleQuiet && t.reportsSeen == last.reportsSeen))) {
+        if (resent) {
+          std::cerr << "locus-bench: " << phase << ": " << t.reportsStale - *staleSeen_
+                    << " stale reports (resent after a batch timeout?); waited for the units to "
+                       "settle\n";
+        }
+        staleSeen_ = t.reportsStale;
+        return t;
+      }
       if (Clock::now() >= until) {
         throw std::runtime_error(phase + ": the units saw " + std::to_string(t.reportsSeen) +
                                  " of " + std::to_string(reportsSeen) + " reports (" +
@@ -250,6 +280,7 @@ class LocusBackend final : public Backend {
                                  std::to_string(t.shardsTotal) + " units answered) after " +
                                  std::to_string(kSettleTimeout.count()) + " s");
       }
+      last = t;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -270,6 +301,7 @@ class LocusBackend final : public Backend {
   const Deadline& deadline_;
   Credentials credentials_;
   std::vector<int> cpuPids_;
+  std::optional<uint64_t> staleSeen_;  // reportsStale at the first stats and the last wait
 };
 
 }  // namespace

@@ -517,10 +517,9 @@ std::optional<std::string> UnitService::applyCopied(std::span<const Report> repo
   if (storage_ && !valid.empty()) {
     if (auto error = storage_->append(valid)) return error;
   }
-  uint64_t stale = 0;
-  for (const Report& r : valid) stale += index_.apply(r) == ApplyOutcome::kStale ? 1 : 0;
-  counters_.reportsApplied += valid.size() - stale;
-  counters_.reportsStale += stale;
+  // Not counted as reports applied or stale: those count what the gateway
+  // sent, and a copy is counted when done (copiedDevices).
+  for (const Report& r : valid) index_.apply(r);
   counters_.devices.set(static_cast<double>(index_.size()));
   return std::nullopt;
 }
