@@ -7,7 +7,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test test-faults test-asan test-containers bench bench-redis bench-sweep fuzz format clean
+.PHONY: all deps configure build run test test-faults test-asan test-containers bench bench-redis bench-sweep bench-colocated fuzz format clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench-redis: build
 bench-sweep: build
 	bench/sweep.sh --units 1,2,4,8 --devices 100000,1000000,4000000,10000000 --updates 1000000 \
 	  --queries 20000 --pipeline 32
+
+# The same workload against one `locus local` (units as threads, inproc://) and
+# against separate processes over TCP, at pipeline depths 1 to 128.
+bench-colocated: build
+	bench/colocated.sh
 
 # libFuzzer targets (fuzz/) for FUZZ_SECONDS each (or until FUZZ_RUNS
 # executions, when given), with the corpus in fuzz/corpus: clang, ASan and
