@@ -57,8 +57,15 @@ namespace {
 
 using namespace locus::bench;
 
-int fail(const std::string& message) {
+int fail(const std::string& message, const locus::testkit::SpawnedCluster* cluster = nullptr) {
   std::cerr << "locus-bench: FAILED: " << message << "\n";
+  // What the spawned daemons warned of is often the why (a unit taken for
+  // stalled, a replica asked instead); they log to pipes no one else reads.
+  if (cluster != nullptr) {
+    if (const std::string w = cluster->warnings(); !w.empty()) {
+      std::cerr << "locus-bench: the spawned cluster's warnings:\n" << w;
+    }
+  }
   return 1;
 }
 
@@ -131,9 +138,9 @@ int main(int argc, char** argv) {
   const Deadline deadline(o.maxSeconds);
   exitAfter(o.maxSeconds);
 
+  std::unique_ptr<locus::testkit::SpawnedCluster> cluster;
   try {
     if (o.connections > 0) return runFleetMode(o, deadline);
-    std::unique_ptr<locus::testkit::SpawnedCluster> cluster;
     std::string gateway = o.gateway, server = o.server;
     if (o.spawnUnits > 0) {
       cluster = std::make_unique<locus::testkit::SpawnedCluster>(
@@ -164,8 +171,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const kj::Exception& e) {
-    return fail(e.getDescription().cStr());
+    return fail(e.getDescription().cStr(), cluster.get());
   } catch (const std::exception& e) {
-    return fail(e.what());
+    return fail(e.what(), cluster.get());
   }
 }

@@ -14,7 +14,8 @@
 # report, not just the gateway's acknowledgement. LOCUS_BIN (default:
 # build/bin next to this script) points at the binaries. Needs python3 and,
 # for the chart, gnuplot (scripts/install-deps.sh); without gnuplot it prints
-# the table and says so. Exits non-zero if any run fails.
+# the table and says so. A run that fails is a row marked so;
+# the sweep goes on and exits non-zero at the end.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,10 +48,18 @@ trap 'exit 130' INT TERM
 
 IFS=, read -r -a counts <<<"$units"
 IFS=, read -r -a sizes <<<"$devices"
+# A run that fails (its reason is on stderr) is a row marked so; the others
+# still run, and the sweep exits non-zero at the end.
+failed=0
 for d in "${sizes[@]}"; do
   for n in "${counts[@]}"; do
     echo "sweep: $d devices, $n units" >&2
-    "$bin/locus-bench" --spawn-units "$n" --devices "$d" ${extra[@]+"${extra[@]}"} --json >"$work/$d-$n.json"
+    if ! "$bin/locus-bench" --spawn-units "$n" --devices "$d" ${extra[@]+"${extra[@]}"} --json \
+      >"$work/$d-$n.json"; then
+      echo "sweep: the run with $d devices on $n units FAILED" >&2
+      rm -f "$work/$d-$n.json"
+      failed=1
+    fi
   done
 done
 
@@ -62,7 +71,11 @@ import json, sys
 work, sizes, counts = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
 for d in sizes:
     for n in counts:
-        r = json.load(open(f"{work}/{d}-{n}.json"))
+        try:
+            r = json.load(open(f"{work}/{d}-{n}.json"))
+        except FileNotFoundError:  # the run failed
+            print(d, n, *["NaN"] * 7)
+            continue
         q = r["queries"]
         lat = q["latency_us"]
         print(d, n, r["load"]["applied_reports_per_s"], r["updates"]["applied_reports_per_s"],
@@ -73,7 +86,8 @@ for d in sizes:
     print()
 PY
 
-first="$work/${sizes[0]}-${counts[0]}.json"
+first="$(ls "$work"/*.json 2>/dev/null | head -1)"
+[[ -n "$first" ]] || { echo "sweep: every run failed" >&2; exit 1; }
 python3 - "$first" "$work/sweep.dat" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -85,6 +99,9 @@ for line in open(sys.argv[2]):
     if not line.strip():
         continue
     d, n, load, upd, q, p50, p99, cpu, rss = line.split()
+    if load == "NaN":
+        table.append((f"{int(d):,}", n, *["failed"] + [""] * 6))
+        continue
     table.append((f"{int(d):,}", n, f"{float(load):,.0f}", f"{float(upd):,.0f}", f"{float(q):,.0f}",
                   f"{float(p50):.2f}", f"{float(p99):.2f}", f"{float(cpu):,.1f}",
                   f"{float(rss):,.0f}"))
@@ -95,7 +112,7 @@ PY
 
 if ! command -v gnuplot >/dev/null; then
   echo "sweep: gnuplot not found (scripts/install-deps.sh): no chart" >&2
-  exit 0
+  exit $failed
 fi
 mkdir -p "$(dirname "$out")"
 about="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("{:,} updates, nearest-10 at depth {}, {} connections".format(r["updates"]["reports"], r["queries"]["pipeline"], r["concurrency"]))' "$first")"
@@ -125,3 +142,4 @@ plot $plots_queries
 unset multiplot
 GP
 echo "sweep: chart in $out" >&2
+exit $failed

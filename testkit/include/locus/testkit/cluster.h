@@ -211,6 +211,32 @@ struct SpawnedCluster {
     return total;
   }
 
+  // The warning and error lines each role has logged so far, the last
+  // `perRole` of each, every line prefixed with its role ("unit 2: ...");
+  // empty when none logged any. For a run that failed to say what the
+  // cluster saw.
+  std::string warnings(size_t perRole = 20) const {
+    std::string out;
+    const auto add = [&](const std::string& role, const ChildProcess& p) {
+      std::vector<std::string> lines;
+      std::istringstream in(p.stderrText());
+      for (std::string line; std::getline(in, line);) {
+        if (line.find(" warning ") != std::string::npos ||
+            line.find(" error ") != std::string::npos ||
+            line.find(" critical ") != std::string::npos) {
+          lines.push_back(std::move(line));
+        }
+      }
+      const size_t from = lines.size() > perRole ? lines.size() - perRole : 0;
+      if (from > 0) out += role + ": (" + std::to_string(from) + " earlier lines left out)\n";
+      for (size_t i = from; i < lines.size(); ++i) out += role + ": " + lines[i] + "\n";
+    };
+    for (size_t i = 0; i < units.size(); ++i) add("unit " + std::to_string(i), units[i].process);
+    add("gateway", gateway->process);
+    add("server", server->process);
+    return out;
+  }
+
   std::deque<RunningUnit> units;  // not movable: a deque grows in place
   std::vector<std::string> endpoints;
   std::unique_ptr<RunningGateway> gateway;
