@@ -86,12 +86,12 @@ c, s = by_depth(colo), by_depth(spawned)
 for depth in sorted(c):
     add(f"nearest-10 queries/s @{depth}", c[depth]["queries_per_s"], s[depth]["queries_per_s"])
     add(f"latency p50 (us) @{depth}", c[depth]["latency_us"]["p50"], s[depth]["latency_us"]["p50"], "{:,.1f}")
-    add(f"server CPU/query (us) @{depth}", c[depth]["cpu_us_per_query"], s[depth]["cpu_us_per_query"], "{:,.1f}")
+    add(f"cluster CPU/query (us) @{depth}", c[depth]["cpu_us_per_query"], s[depth]["cpu_us_per_query"], "{:,.1f}")
 spawned_rss = spawned["memory"].get("rss_bytes_per_device", 0)
 add("RSS bytes/device", rss_kib * 1024 / colo["devices"], spawned_rss, "{:,.1f}")
 widths = [max(len(r[i]) for r in rows) for i in range(4)]
 for r in rows:
     print(r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:], widths[1:])), sep="  ")
 print("Co-located RSS is the whole process (gateway, server, units); spawned RSS is the units' only.")
-print("Server CPU: co-located, the one process; spawned, the units, server and gateway.")
+print("Cluster CPU: co-located, the one process; spawned, the units, server and gateway.")
 PY
