@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
 #include <chrono>
 #include <random>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "locus/common/wire.h"
 #include "locus/transport/frame.h"
 #include "locus/transport/net.h"
+#include "locus/transport/poll.h"
 
 namespace locus::unit {
 namespace {
@@ -794,14 +794,8 @@ void UnitServer::run(int stopFd, int reloadFd) {
                   {nullptr, reloadFd, ZMQ_POLLIN, 0}});
     copier_->pollItems(items);
     // A copy's page timeout is checked at every tick at least.
-    try {
-      zmq::poll(items.data(), items.size(), std::min(kTickInterval, service_.idleFor()));
-    } catch (const zmq::error_t& e) {
-      // A signal meant for another part of the process (a unit may run as a
-      // thread of `locus local`, or of a fuzzer with its SIGALRM): poll again.
-      if (e.num() != EINTR) throw;
-      continue;
-    }
+    transport::pollThroughSignals(items.data(), items.size(),
+                                  std::min(kTickInterval, service_.idleFor()));
     if (items[1].revents & ZMQ_POLLIN) break;
     if (items[2].revents & ZMQ_POLLIN) {
       drainSignalFd(reloadFd);
@@ -836,7 +830,7 @@ void UnitServer::run(int stopFd, int reloadFd) {
     // ZeroMQ's io thread stops reading the connection and resumes only as
     // the queue drains, so more may be on its way. Done once it stays quiet.
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, kDrainQuiet) == 0) break;
+    if (transport::pollThroughSignals(&item, 1, kDrainQuiet) == 0) break;
   }
   if (drained > 0)
     spdlog::info("{}: answered {} requests received before the stop", service_.name(), drained);

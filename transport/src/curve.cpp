@@ -12,6 +12,7 @@
 #include <zmq_addon.hpp>
 
 #include "locus/common/auth.h"
+#include "locus/transport/poll.h"
 
 namespace locus::transport {
 namespace {
@@ -177,7 +178,7 @@ CurveGate::CurveGate(zmq::context_t& context, std::string clientsFile)
     zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
                                {stop.handle(), 0, ZMQ_POLLIN, 0}};
     for (;;) {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      pollThroughSignals(items, 2, std::chrono::milliseconds(-1));
       if (items[1].revents & ZMQ_POLLIN) break;
       if (items[0].revents & ZMQ_POLLIN) serve();
     }

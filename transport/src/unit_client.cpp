@@ -5,6 +5,7 @@
 #include "locus/common/wire.h"
 #include "locus/transport/curve.h"
 #include "locus/transport/frame.h"
+#include "locus/transport/poll.h"
 
 namespace locus::transport {
 namespace {
@@ -49,7 +50,7 @@ class UnitClient::Call {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       zmq::pollitem_t item{client_.socket_.handle(), 0, ZMQ_POLLIN, 0};
-      if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0) {
+      if (left.count() <= 0 || pollThroughSignals(&item, 1, left) == 0) {
         return Error{ErrorCode::kTimeout,
                      fmt::format("no answer from the unit within {} ms", client_.timeout_.count())};
       }
